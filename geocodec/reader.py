@@ -54,8 +54,10 @@ def _open_binary(source: str):
         import fsspec
 
         fs = fsspec.filesystem("http")
-        # no read-ahead: pyarrow asks for exactly the byte ranges it needs
-        return fs.open(source, "rb", block_size=0, cache_type="none")
+        # no read-ahead: pyarrow asks for exactly the byte ranges it needs. block_size must be
+        # non-zero (fsspec gives an unseekable streaming file for 0); cache_type "none" then
+        # fetches exactly the requested ranges, whatever the block size.
+        return fs.open(source, "rb", block_size=1 << 20, cache_type="none")
     return open(source, "rb")
 
 

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up and run the test suite. Real-data tests read ../shared/data (or $GEOCODEC_DATA) and skip without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh dev,demo
+.venv/bin/python -m pytest -q "$@"
