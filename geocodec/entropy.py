@@ -143,10 +143,13 @@ def encode_block(q: np.ndarray, tables: list[IntegerTable]) -> np.ndarray:
         esc = (idx < 0) | (idx >= table.n_values)
         if esc.any():
             payload = vals[esc] + ESCAPE_OFFSET
-            if (payload < 0).any() or (payload >= (1 << ESCAPE_BITS)).any():
+            out_of_range = (payload < 0) | (payload >= (1 << ESCAPE_BITS))
+            if out_of_range.any():
+                first = int(np.flatnonzero(esc)[np.argmax(out_of_range)])
                 raise GeocodecError(
-                    f"channel {c}: quantized value {int(vals[esc][0])} is outside the codable range "
-                    f"+-2**{ESCAPE_BITS - 1}; the input is far outside what the codec was fitted on")
+                    f"channel {c}: quantized value {int(vals[first])} is outside the codable range "
+                    f"+-2**{ESCAPE_BITS - 1}; the input is far outside what the codec was fitted on",
+                    row=first // q.shape[2])
             coder.encode_reverse(payload.astype(np.int32), _uniform())
             idx = np.where(esc, table.escape_index, idx)
         coder.encode_reverse(idx.astype(np.int32), table.model)

@@ -29,8 +29,8 @@ class GeocodecError(Exception):
 
     def at(self, *, source: str | None = None, row: int | None = None,
            field: str | None = None) -> "GeocodecError":
-        """The same error with missing location details filled in."""
-        return GeocodecError(
+        """The same error (same class) with missing location details filled in."""
+        return type(self)(
             self.message,
             source=self.source if self.source is not None else source,
             row=self.row if self.row is not None else row,

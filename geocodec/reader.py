@@ -152,7 +152,9 @@ class GeocodecFile:
                 se = self._stat(rg, "end_datetime") or st
                 if st is not None:
                     lo = np.datetime64(st[0].replace(tzinfo=None), "ms")
-                    hi = np.datetime64(se[1].replace(tzinfo=None), "ms")
+                    # a row without end_datetime ends at its start (see row_mask): take the later max
+                    hi = max(np.datetime64(se[1].replace(tzinfo=None), "ms"),
+                             np.datetime64(st[1].replace(tzinfo=None), "ms"))
                     if (t1 is not None and lo > t1) or (t0 is not None and hi < t0):
                         continue
             keep.append(rg)

@@ -19,7 +19,7 @@ import shapely
 
 from .atomic import temp_path_for
 from .entropy import cross_entropy_bits, encode_block, words_to_bytes
-from .errors import InputError
+from .errors import GeocodecError, InputError
 from .metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, build_emb, build_geo,
                        encode_decoder, fingerprint, validate_extension)
 
@@ -58,8 +58,12 @@ def file_schema(extra: pa.Schema | None = None) -> pa.Schema:
     return pa.schema(fields)
 
 
-def encode_row_group(q: np.ndarray, spec: CodecSpec) -> dict[str, pa.Array]:
-    """Code columns for rows ``q`` (N, C, S), cut into blocks of ``spec.block_rows``."""
+def encode_row_group(q: np.ndarray, spec: CodecSpec, *, source: str | None = None,
+                     row_offset: int = 0) -> dict[str, pa.Array]:
+    """Code columns for rows ``q`` (N, C, S), cut into blocks of ``spec.block_rows``.
+
+    Errors name ``source`` and the row, counting from ``row_offset``.
+    """
     n = q.shape[0]
     b = spec.block_rows
     index = (np.arange(n) % b).astype(np.int32)
@@ -67,7 +71,11 @@ def encode_row_group(q: np.ndarray, spec: CodecSpec) -> dict[str, pa.Array]:
     rows, codes, bits, crcs = [None] * n, [None] * n, [None] * n, [None] * n
     for start in heads:
         stop = min(start + b, n)
-        data = words_to_bytes(encode_block(q[start:stop], spec.tables))
+        try:
+            data = words_to_bytes(encode_block(q[start:stop], spec.tables))
+        except GeocodecError as exc:
+            raise type(exc)(exc.message, source=exc.source or source, field=exc.field,
+                            row=None if exc.row is None else row_offset + int(start) + exc.row) from None
         rows[start] = stop - start
         codes[start] = data
         bits[start] = 8 * len(data)
@@ -176,7 +184,7 @@ class GeocodecWriter:
                 lo, hi = t[~np.isnat(t)].min(), t[~np.isnat(t)].max()
                 self._tmin = lo if self._tmin is None else min(self._tmin, lo)
                 self._tmax = hi if self._tmax is None else max(self._tmax, hi)
-        codes = encode_row_group(chunk["q"], self.spec)
+        codes = encode_row_group(chunk["q"], self.spec, source=self.path, row_offset=self.rows)
         self.code_bits += int(pa.compute.sum(codes["code_bits"]).as_py() or 0)
         self.cross_entropy += cross_entropy_bits(chunk["q"], self.spec.tables)
         arrays = {

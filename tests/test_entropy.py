@@ -75,8 +75,9 @@ def test_value_outside_the_codable_range_is_an_error(value):
     table = IntegerTable.fit(np.arange(-3, 4))
     q = np.zeros((4, 1, 1), np.int32)
     q[2, 0, 0] = value
-    with pytest.raises(GeocodecError, match="outside the codable range"):
+    with pytest.raises(GeocodecError, match="outside the codable range") as info:
         encode_block(q, [table])
+    assert info.value.row == 2
 
 
 def test_extreme_codable_values_round_trip():
