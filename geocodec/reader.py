@@ -221,14 +221,23 @@ class GeocodecFile:
                      ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """(table of matching rows without code columns, their embeddings), per row group."""
         for offset, table in self.iter_tables(query, columns):
-            emb = self.decode(table, offset)
             mask = self.row_mask(table, query)
-            keep = pa.array(mask)
-            out = table.filter(keep).drop_columns([c for c in CODE_COLUMNS if c in table.column_names])
-            yield out, emb[mask]
+            if not mask.any():
+                continue
+            # entropy-decode only the blocks holding matching rows, run the decoder on those rows only
+            codes = decode_code_columns(table, self.spec, source=self.source, row_offset=offset, needed=mask)
+            emb = self.decoder(self.spec.dequantize(codes[mask])).reshape(int(mask.sum()), -1)
+            out = table.filter(pa.array(mask)).drop_columns([c for c in CODE_COLUMNS if c in table.column_names])
+            yield out, emb
 
 
-def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_offset: int = 0) -> np.ndarray:
+def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_offset: int = 0,
+                        needed: np.ndarray | None = None) -> np.ndarray:
+    """Integer codes (N, C, S) of a row-group table; every block's structure is checked.
+
+    With ``needed`` (bool mask), blocks holding no needed row are skipped and
+    their rows are left as zeros.
+    """
     n = table.num_rows
     index = table.column("code_index").to_numpy(zero_copy_only=False)
     rows = table.column("code_rows").to_pylist()
@@ -258,6 +267,10 @@ def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_of
         if zlib.crc32(data) != crcs[i]:
             raise BitstreamError("checksum mismatch: the code bytes are corrupted", source=source, row=where,
                                  field="code_crc32")
+        if needed is not None and not needed[i:i + m].any():
+            out[i:i + m] = 0
+            i += m
+            continue
         try:
             out[i:i + m] = decode_block(bytes_to_words(data, bits=bits[i]), spec.tables, m, spec.positions)
         except GeocodecError as exc:
