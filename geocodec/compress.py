@@ -32,9 +32,13 @@ def _time_column(table: pa.Table, name: str):
 
 
 def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUALITY, crs=None,
-             model: dict | None = None, block_rows: int = DEFAULT_BLOCK_ROWS,
+             model: dict | None = None, grid: dict | None = None, block_rows: int = DEFAULT_BLOCK_ROWS,
              row_group_rows: int = DEFAULT_ROW_GROUP_ROWS, progress: bool = True) -> dict:
-    """Fit the codec on ``column`` of a GeoParquet file and write the extension file."""
+    """Fit the codec on ``column`` of a GeoParquet file and write the extension file.
+
+    ``model`` describes what made the vectors (name, version, sha256, bands, ...);
+    ``grid`` the tiling grid when the rows are tiles of a regular grid (TileGrid.to_json()).
+    """
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     if os.path.abspath(input_path) == os.path.abspath(output_path):
         raise InputError("output would overwrite the input", source=output_path)
@@ -50,8 +54,7 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
                      if c in table.column_names), np.arange(table.num_rows).astype(str))
     skip = {src.geometry_column, column, "bbox", *TIME_COLUMNS, *ID_COLUMNS, "valid_fraction"}
     extra_fields = [f for f in table.schema if f.name not in skip and f.name not in CORE_NAMES]
-    model = model or {"name": "external", "version": "", "sha256": None,
-                      "href": os.path.basename(input_path)}
+    model = dict(model or {"name": "external", "version": "", "sha256": None})
     model.setdefault("version", "")
     model.setdefault("sha256", None)
     ext = build_extension(
@@ -60,7 +63,7 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
         decoder_sha256=sha256_hex(decoder), decoder_size=len(decoder), decoder_input=DECODER_INPUT,
         decoder_output=DECODER_OUTPUT, dimension=codec.dimension, embedding_type="chip",
         semantics=f"float vectors from column '{column}' of {os.path.basename(input_path)}",
-        model=model, grid={"type": "irregular", "crs": None})
+        model=model, grid=grid or {"type": "irregular", "crs": None})
     start, end = _time_column(table, "datetime"), _time_column(table, "end_datetime")
     valid = table.column("valid_fraction").to_numpy(zero_copy_only=False) \
         if "valid_fraction" in table.column_names else None

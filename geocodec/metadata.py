@@ -54,6 +54,11 @@ def fingerprint(ext: dict) -> str:
     core = {k: ext.get(k) for k in FINGERPRINT_FIELDS}
     core["codec"] = {k: v for k, v in (core["codec"] or {}).items() if k != "fingerprint"}
     core["decoder"] = {k: v for k, v in (core["decoder"] or {}).items() if k in ("format", "sha256", "input", "output")}
+    # descriptive text does not change how codes decode
+    if isinstance(core["embedding"], dict):
+        core["embedding"] = {k: v for k, v in core["embedding"].items() if k != "semantics"}
+    if isinstance(core["model"], dict):
+        core["model"] = {k: v for k, v in core["model"].items() if k != "href"}
     text = json.dumps(core, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -54,7 +54,8 @@ def build_linear_decoder(components: np.ndarray, mean: np.ndarray, *, name: str,
 class OnnxDecoder:
     """An onnxruntime session over verified decoder bytes."""
 
-    def __init__(self, data: bytes, *, source: str = "decoder"):
+    def __init__(self, data: bytes, *, source: str = "decoder", input_name: str | None = None,
+                 output_name: str | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -66,18 +67,24 @@ class OnnxDecoder:
         except Exception as exc:  # onnxruntime raises its own error types
             raise MetadataError(f"the decoder is not a loadable ONNX model: {exc}", source=source,
                                 field="decoder") from exc
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.input_name = input_name or inputs[0]
+        self.output_name = output_name or outputs[0]
+        if self.input_name not in inputs or self.output_name not in outputs:
+            raise MetadataError(f"the ONNX model has inputs {inputs} and outputs {outputs}; expected input "
+                                f"'{self.input_name}' and output '{self.output_name}'", source=source, field="decoder")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, latent: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: latent.astype(np.float32, copy=False)})[0]
 
 
-def load_decoder(data: bytes, expected_sha256: str, *, source: str) -> OnnxDecoder:
+def load_decoder(data: bytes, expected_sha256: str, *, source: str, input_name: str | None = None,
+                 output_name: str | None = None) -> OnnxDecoder:
     actual = sha256_hex(data)
     if actual != expected_sha256:
         raise MetadataError(
             f"decoder sha256 mismatch: the file expects {expected_sha256}, the decoder bytes hash to {actual}",
             source=source, field="decoder.sha256")
-    return OnnxDecoder(data, source=source)
+    return OnnxDecoder(data, source=source, input_name=input_name, output_name=output_name)

@@ -121,7 +121,9 @@ class GeocodecFile:
 
     @cached_property
     def decoder(self) -> OnnxDecoder:
-        return load_decoder(self.decoder_bytes, self.ext["decoder"]["sha256"], source=self.source)
+        d = self.ext["decoder"]
+        return load_decoder(self.decoder_bytes, d["sha256"], source=self.source, input_name=d.get("input"),
+                            output_name=d.get("output"))
 
     # -- row-group selection -------------------------------------------------------------
     def _stat(self, rg: int, path: str):
@@ -252,12 +254,19 @@ def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_of
             raise BitstreamError("expected the first row of a code block (code_index 0 with code bytes)",
                                  source=source, row=where, field="code_index")
         m = int(rows[i])
+        if m > spec.block_rows:
+            raise BitstreamError(f"code block claims {m} rows, more than block_rows {spec.block_rows}",
+                                 source=source, row=where, field="code_rows")
         if m < 1 or i + m > n:
             raise BitstreamError(f"code block claims {m} rows but the row group has {n - i} left",
                                  source=source, row=where, field="code_rows")
         if not np.array_equal(index[i:i + m], np.arange(m)):
             raise BitstreamError("code_index does not count 0..n-1 through the block", source=source,
                                  row=where, field="code_index")
+        tail = [j for j in range(i + 1, i + m) if codes[j] is not None or rows[j] is not None]
+        if tail:
+            raise BitstreamError("a row inside a code block carries block fields (code/code_rows must be null)",
+                                 source=source, row=row_offset + tail[0], field="code")
         data = codes[i]
         if bits[i] is None or crcs[i] is None:
             raise BitstreamError("code block without code_bits or code_crc32", source=source, row=where)
@@ -289,8 +298,15 @@ def _fetch_asset(href: str, *, source: str) -> bytes:
 
             with fsspec.open(href, "rb") as f:
                 return f.read()
+        if is_url(source):  # relative to the file's own URL
+            from urllib.parse import urljoin
+
+            import fsspec
+
+            with fsspec.open(urljoin(source, href), "rb") as f:
+                return f.read()
         path = href
-        if not os.path.isabs(path) and not is_url(source):
+        if not os.path.isabs(path):
             path = os.path.join(os.path.dirname(os.path.abspath(source)), href)
         with open(path, "rb") as f:
             return f.read()

@@ -22,6 +22,11 @@ class TileGrid:
     def tile_id(self, row: int, col: int) -> str:
         return f"r{row:05d}c{col:05d}"
 
+    @classmethod
+    def for_raster(cls, crs, transform, tile_px: int) -> "TileGrid":
+        """Tiles aligned to a north-up raster's top-left corner (``transform``: affine.Affine)."""
+        return cls(crs, (float(transform.c), float(transform.f)), float(transform.a), tile_px)
+
     def footprints(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         x0 = self.origin[0] + np.asarray(cols) * self.tile_size
         y1 = self.origin[1] - np.asarray(rows) * self.tile_size
@@ -36,8 +41,14 @@ class TileGrid:
                 "tile_size_m": [self.tile_size, self.tile_size], "id": grid_id}
 
 
-def tile_windows(height: int, width: int, tile_px: int):
-    """(row, col, y0, x0) of every whole tile in an image; partial edge tiles are left out."""
-    for r in range(height // tile_px):
-        for c in range(width // tile_px):
-            yield r, c, r * tile_px, c * tile_px
+def cut_tiles(data: np.ndarray, tile_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole tiles of a (bands, H, W) image: (rows, cols, tiles (N, bands, T, T)), row-major.
+
+    Partial tiles at the right and bottom edges are left out.
+    """
+    b, h, w = data.shape
+    nr, nc = h // tile_px, w // tile_px
+    tiles = data[:, : nr * tile_px, : nc * tile_px].reshape(b, nr, tile_px, nc, tile_px)
+    tiles = tiles.transpose(1, 3, 0, 2, 4).reshape(nr * nc, b, tile_px, tile_px)
+    rows, cols = np.divmod(np.arange(nr * nc), nc)
+    return rows, cols, tiles

@@ -13,6 +13,7 @@ import pyarrow as pa
 import shapely
 
 from .errors import GeocodecError
+from .metadata import fingerprint
 from .reader import GeocodecFile
 from .writer import CORE_FIELDS
 
@@ -47,6 +48,9 @@ def _geo_findings(f: GeocodecFile) -> list[Finding]:
     crs = col.get("crs")
     if crs is None:
         out.append(Finding("error", f"{src}: field 'geo.columns.{primary}.crs': no CRS"))
+    elif not isinstance(crs, dict):
+        out.append(Finding("error", f"{src}: field 'geo.columns.{primary}.crs': GeoParquet needs a PROJJSON "
+                                    f"object, not {type(crs).__name__} {crs!r}"))
     else:
         try:
             from pyproj import CRS
@@ -98,6 +102,10 @@ def validate_file(source: str, *, deep: bool = True) -> list[Finding]:
     findings = _geo_findings(f) + _schema_findings(f)
     if any(x.level == "error" for x in findings):
         return findings
+    stored = f.ext["codec"].get("fingerprint")
+    if stored is not None and stored != fingerprint(f.ext):
+        findings.append(Finding("error", f"{f.source}: field 'geocodec.codec.fingerprint': stored {stored} but the "
+                                         f"metadata hashes to {fingerprint(f.ext)} (edited metadata?)"))
     try:
         _ = f.decoder  # hash check and ONNX load
     except GeocodecError as exc:

@@ -99,8 +99,7 @@ class GeocodecWriter:
     def __init__(self, path: str | os.PathLike, ext: dict, decoder: bytes, crs: dict, *,
                  extra_schema: pa.Schema | None = None, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS):
         self.path = os.fspath(path)
-        if not crs:
-            raise InputError("a CRS is required for the geometry column", source=self.path, field="crs")
+        crs = projjson(crs, source=self.path)
         self.ext = validate_extension(dict(ext), source=self.path)
         self.spec = CodecSpec(self.ext)
         if row_group_rows % self.spec.block_rows:
@@ -244,6 +243,18 @@ class GeocodecWriter:
         else:
             self.abort()
         return False
+
+
+def projjson(crs, *, source: str | None = None) -> dict:
+    """The CRS as a PROJJSON object (GeoParquet requires one); strings like 'EPSG:32618' are converted."""
+    if not crs:
+        raise InputError("a CRS is required for the geometry column", source=source, field="crs")
+    from pyproj import CRS
+
+    try:
+        return CRS.from_user_input(crs).to_json_dict()
+    except Exception as exc:
+        raise InputError(f"not a CRS pyproj understands: {exc}", source=source, field="crs") from exc
 
 
 def footer_metadata(ext: dict, crs: dict, bbox, geometry_types: list[str], temporal_extent, rate: dict,

@@ -237,6 +237,8 @@ def spec_fingerprint(ext: dict) -> str:
                                     "embedding", "model")}
     core["codec"] = {k: v for k, v in core["codec"].items() if k != "fingerprint"}
     core["decoder"] = {k: v for k, v in core["decoder"].items() if k in ("format", "sha256", "input", "output")}
+    core["embedding"] = {k: v for k, v in core["embedding"].items() if k != "semantics"}
+    core["model"] = {k: v for k, v in core["model"].items() if k != "href"}
     text = json.dumps(core, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
