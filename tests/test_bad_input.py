@@ -608,3 +608,58 @@ def test_copy_of_valid_file_is_valid(tmp_path, valid_file):
     """Control for the rewrites above: a byte copy decodes and validates."""
     path = shutil.copy(valid_file[0], tmp_path / "copy.parquet")
     assert validate_file(path) == []
+
+
+# -- stricter checks added with the spec review -------------------------------------------------------
+def test_writer_turns_a_crs_string_into_projjson(tmp_path):
+    path = tmp_path / "x.parquet"
+    write_codes(path, random_codes(10, 8, escapes=False), crs="EPSG:32618",
+                geometry=shapely.points(np.arange(10) * 100.0 + 400000, np.full(10, 4.1e6)))
+    geo = json.loads(footer(path)[b"geo"])
+    crs = geo["columns"]["geometry"]["crs"]
+    assert isinstance(crs, dict) and crs["id"] == {"authority": "EPSG", "code": 32618}
+
+
+def test_writer_rejects_an_unknown_crs(tmp_path):
+    ext, decoder = make_codec(channels=2)
+    with pytest.raises(InputError, match="not a CRS") as info:
+        GeocodecWriter(tmp_path / "x.parquet", ext, decoder, "EPSG:999999999")
+    assert info.value.field == "crs"
+
+
+def test_validate_rejects_a_crs_string(tmp_path, valid_file):
+    path = broken(tmp_path, valid_file, meta=edit_geo(lambda g: g["columns"]["geometry"].update(crs="EPSG:4326")))
+    errors = [str(f) for f in validate_file(path) if f.level == "error"]
+    assert any("PROJJSON" in e and "geo.columns.geometry.crs" in e for e in errors)
+
+
+def test_validate_reports_an_edited_fingerprint(tmp_path, valid_file):
+    def edit(ext):
+        ext["quantization"]["step"][0] *= 2  # decoding changes, stored fingerprint no longer matches
+    path = broken(tmp_path, valid_file, meta=edit_ext(edit))
+    errors = [str(f) for f in validate_file(path) if f.level == "error"]
+    assert any("geocodec.codec.fingerprint" in e and path in e for e in errors)
+
+
+def test_fingerprint_ignores_descriptive_text(valid_file):
+    from geocodec.metadata import fingerprint
+
+    ext = json.loads(footer(valid_file[0])[b"geocodec"])
+    a = fingerprint(ext)
+    ext["embedding"]["semantics"] = "something else"
+    ext["model"]["href"] = "https://example.org/model.json"
+    assert fingerprint(ext) == a
+    ext["model"]["name"] = "another model"
+    assert fingerprint(ext) != a
+
+
+def test_decoder_input_name_must_exist(tmp_path, valid_file):
+    path = broken(tmp_path, valid_file, meta=edit_ext(lambda e: e["decoder"].update(input="nope")))
+    msg = read_error(path, MetadataError)
+    assert "nope" in msg and "latent" in msg
+
+
+def test_row_inside_a_block_with_code_bytes(tmp_path, valid_file):
+    path = broken(tmp_path, valid_file, table=set_column_value("code", 21, b"\x00\x00\x00\x00"))
+    msg = read_error(path, BitstreamError)
+    assert path in msg and "row 21" in msg and "must be null" in msg
