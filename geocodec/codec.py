@@ -7,8 +7,8 @@ allocation for a Gaussian source under MSE (reverse water-filling): components
 whose spread is below the step quantize to zero and cost almost no bits.
 
 ``quality`` is an integer 1..10: the step halves with each level, about one
-more bit per significant component. Quality 5 keeps the relative error of the
-vectors near 1-2 % on real Sentinel-2 derived embeddings (docs/benchmarks.md).
+more bit per significant component (measured rate and error per level on real
+Sentinel-2 time series: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -86,20 +86,52 @@ class IntegerTable:
 
     @classmethod
     def fit(cls, values: np.ndarray, escape_probability: float = 2.0 ** -14,
-            smoothing: float = 0.5) -> "IntegerTable":
-        """Fit a table to observed integer values (encoder side only)."""
-        values = np.asarray(values).ravel()
+            smoothing: float = 0.5, table_bits_per_entry: float = 40.0) -> "IntegerTable":
+        """Fit a table to observed integer values (encoder side only).
+
+        The table's range is chosen to minimise the estimated size of the data
+        coded with it plus the table itself (``table_bits_per_entry``: about a
+        JSON number): rare tails go through the escape symbol instead of widening
+        the table, which keeps footers small at high quality.
+        """
+        values = np.asarray(values).ravel().astype(np.int64)
         if values.size == 0:
-            lo, hi = 0, 0
-        else:
-            lo, hi = int(values.min()), int(values.max())
+            return cls._from_counts(0, np.zeros(1), escape_probability, smoothing)
+        lo, hi = int(values.min()), int(values.max())
         if hi - lo + 2 > MAX_TABLE_SIZE:
-            raise GeocodecError(
-                f"quantized values span {hi - lo + 1} levels; lower the quality or check the input scale")
-        counts = np.bincount(values - lo, minlength=hi - lo + 1).astype(np.float64) + smoothing
+            # even the widest candidate must fit: cut the tails symmetrically around the median
+            mid = int(np.median(values))
+            half = (MAX_TABLE_SIZE - 2) // 2
+            lo, hi = max(lo, mid - half), min(hi, mid + half)
+        counts = np.bincount(np.clip(values, lo, hi) - lo, minlength=hi - lo + 1).astype(np.float64)
+        counts[0] -= np.count_nonzero(values < lo)
+        counts[-1] -= np.count_nonzero(values > hi)
+        n = float(values.size)
+        best = None
+        for tail in (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 0.6, 1.0):
+            if tail:
+                c_lo = int(np.quantile(values, tail / 2, method="lower"))
+                c_hi = int(np.quantile(values, 1 - tail / 2, method="higher"))
+            else:
+                c_lo, c_hi = lo, hi
+            c_lo, c_hi = max(c_lo, lo), min(c_hi, hi)
+            inside = counts[c_lo - lo:c_hi - lo + 1]
+            outside = n - inside.sum()
+            p_esc = max(escape_probability, (outside + 0.5) / (n + 1.0)) if outside else escape_probability
+            p = (inside + smoothing) / (inside.sum() + smoothing * len(inside)) * (1 - p_esc)
+            data_bits = float(-(inside * np.log2(p)).sum()) + outside * (ESCAPE_BITS - np.log2(p_esc))
+            cost = data_bits + table_bits_per_entry * (len(inside) + 1)
+            if best is None or cost < best[0]:
+                best = (cost, c_lo, inside, p_esc)
+        _, c_lo, inside, p_esc = best
+        return cls._from_counts(c_lo, inside, p_esc, smoothing)
+
+    @classmethod
+    def _from_counts(cls, lo: int, counts: np.ndarray, escape_probability: float, smoothing: float):
+        counts = np.asarray(counts, dtype=np.float64) + smoothing
         probs = counts / counts.sum() * (1.0 - escape_probability)
         probs = np.append(probs, escape_probability)
-        return cls(lo=lo, freq=tuple(int(v) for v in quantize_pmf(probs)))
+        return cls(lo=int(lo), freq=tuple(int(v) for v in quantize_pmf(probs)))
 
 
 def quantize_pmf(probs: np.ndarray) -> np.ndarray:

@@ -170,16 +170,27 @@ def test_invalid_tables_are_rejected(freq, msg):
 
 
 def test_table_json_round_trip():
-    t = IntegerTable.fit(np.array([-2, -1, 0, 0, 0, 1, 5]))
-    assert t.lo == -2 and t.n_values == 8
+    t = IntegerTable.fit(np.array([-2, -1, 0, 0, 0, 1, 5]), table_bits_per_entry=0.0)
+    assert t.lo == -2 and t.n_values == 8  # a free table covers every observed value
     assert IntegerTable.from_json(t.to_json()) == t
     with pytest.raises(GeocodecError, match="malformed entropy table"):
         IntegerTable.from_json({"freq": [1, 2]})
 
 
-def test_fit_refuses_too_wide_a_range():
-    with pytest.raises(GeocodecError, match="levels"):
-        IntegerTable.fit(np.array([0, MAX_TABLE_SIZE]))
+def test_fit_keeps_tables_within_the_size_limit():
+    t = IntegerTable.fit(np.arange(0, 3 * MAX_TABLE_SIZE, 7), table_bits_per_entry=0.0)
+    assert len(t.freq) <= MAX_TABLE_SIZE
+
+
+def test_fit_sends_rare_tails_through_the_escape():
+    """Few samples spread thinly: a narrow table plus escapes beats a table entry per level."""
+    rng = np.random.default_rng(0)
+    values = np.round(rng.laplace(0, 2000, 3000)).astype(np.int64)
+    t = IntegerTable.fit(values)
+    assert t.n_values < 2000
+    q = values.reshape(-1, 1, 1)
+    words = encode_block(q, [t])
+    assert np.array_equal(decode_block(words, [t], len(values), 1), q)
 
 
 def test_rate_is_close_to_cross_entropy():
