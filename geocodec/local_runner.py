@@ -140,6 +140,7 @@ class Run:
     udf_file: str | None = None
     chunk: int = DEFAULT_CHUNK
     date: str | None = None
+    band_names: list[str] | None = None   # names of a multi-band file's bands, in order, when it does not say
     crs: str | None = None                # set by load_collection
     epsg: int | None = None
     outputs: list[str] = field(default_factory=list)
@@ -166,6 +167,12 @@ class Run:
         if multi:
             with rasterio.open(multi) as src:
                 desc = list(src.descriptions)
+                count = src.count
+            if self.band_names:
+                if len(self.band_names) != count:
+                    raise InputError(f"--bands names {len(self.band_names)} bands, the file has {count}",
+                                     source=multi, field="bands")
+                desc = list(self.band_names)
             files = {}
             for b in wanted:
                 if b in desc:
@@ -203,7 +210,9 @@ class Run:
                 raise InputError(f"the local scene's date {date} is outside temporal_extent {temporal_extent}",
                                  field="temporal_extent")
         if date is None:
-            date = start if start is not None else np.datetime64("NaT", "ns")
+            from .producer import UNKNOWN_TIME
+
+            date = start if start is not None else UNKNOWN_TIME  # unknown: packed as a null datetime
         reader = RasterBands({b: (_open_path(p) if p else None) for b, p in files.items()}, (r0, c0, h, w), ref_path)
         if multi:
             reader = _MultiBand(reader, files)
@@ -651,7 +660,8 @@ def _refs(value):
 
 
 def run_graph(graph, data, out_dir, *, scheduler: str | None = None, workers: int = 2, udf_file: str | None = None,
-              date: str | None = None, chunk: int = DEFAULT_CHUNK, memory_limit: str = "2GiB") -> dict:
+              date: str | None = None, chunk: int = DEFAULT_CHUNK, memory_limit: str = "2GiB",
+              band_names: list[str] | None = None) -> dict:
     """Execute a process graph (dict or JSON path) on local data; returns the written paths.
 
     ``data``: a path (used for every collection id) or ``{collection id: path}``;
@@ -666,7 +676,8 @@ def run_graph(graph, data, out_dir, *, scheduler: str | None = None, workers: in
         graph = graph["process"]
     data = {"*": data} if isinstance(data, (str, os.PathLike)) else dict(data)
     data = {k: os.fspath(v) for k, v in data.items()}
-    run = Run(data=data, out_dir=os.fspath(out_dir), udf_file=udf_file, chunk=chunk, date=date)
+    run = Run(data=data, out_dir=os.fspath(out_dir), udf_file=udf_file, chunk=chunk, date=date,
+              band_names=band_names)
     run.children = _children(graph["process_graph"])
     cluster = client = None
     try:

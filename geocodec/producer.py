@@ -336,7 +336,7 @@ def latent_grid_from_cube(cube, model, *, crs, pixel_size: float | None = None) 
     bad = ~np.isfinite(codes).all(axis=1)
     vf = np.where(bad, 0.0, vf).astype(np.float32)  # cells the backend left as nodata
     q = np.nan_to_num(codes, nan=0.0).round().astype(np.int32)
-    times = list(cube.coords[tdim].values) if tdim else [None]
+    times = [None if _unknown_time(t) else t for t in cube.coords[tdim].values] if tdim else [None]
     return LatentGrid(q, vf, times, origin, cell / s, crs)
 
 
@@ -444,6 +444,16 @@ def read_result(paths, *, crs=None):
         return cubes[0], crs
     cube = xr.concat(cubes, dim="t").assign_coords(t=[t if t is not None else np.datetime64("NaT", "ms") for t in times])
     return cube, crs
+
+
+#: the time label of a local scene whose acquisition time is unknown (openEO cubes need a comparable label;
+#: NaT never equals itself); packed rows get a null datetime
+UNKNOWN_TIME = np.datetime64("1970-01-01T00:00:00", "ns")
+
+
+def _unknown_time(t) -> bool:
+    t = np.datetime64(t, "ns")
+    return bool(np.isnat(t) or t == UNKNOWN_TIME)
 
 
 def _date_from_name(path: str):
