@@ -24,15 +24,10 @@ def _pca_colours(x: np.ndarray) -> np.ndarray:
     return np.clip((p - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    mse = float(np.mean((a[ok] - b[ok]) ** 2))
-    return float(10 * np.log10(peak ** 2 / mse)) if mse > 0 else float("inf")
-
-
 def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, scheduler: str | None = None,
         workers: int = 2) -> dict:
     from .encode import encode
+    from .image_metrics import psnr
     from .learned import LearnedModel
     from .preview import preview_mosaic
     from .reader import GeocodecDataset

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..image_metrics import ssim
 from . import data as D
 from .model import LOG_EPS, Codec, info_nce
 
@@ -412,26 +413,6 @@ def load_weights(path: str | os.PathLike) -> Codec:
 
 
 # -- scores ----------------------------------------------------------------------------------------
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float, win: int = 7) -> float:
-    """Mean SSIM of two 2-D images (uniform win x win window, K1 = 0.01, K2 = 0.03, like skimage)."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-
-    def box(x):
-        c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0))), 0), 1)
-        return (c[win:, win:] - c[:-win, win:] - c[win:, :-win] + c[:-win, :-win]) / (win * win)
-
-    n = win * win
-    cov = n / (n - 1)
-    ux, uy = box(a), box(b)
-    vx = cov * (box(a * a) - ux * ux)
-    vy = cov * (box(b * b) - uy * uy)
-    vxy = cov * (box(a * b) - ux * uy)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return float(s.mean())
-
-
 def _heldout_sets(scenes) -> dict[str, list]:
     sets: dict[str, list] = {}
     for s in scenes:
