@@ -141,6 +141,7 @@ class Run:
     chunk: int = DEFAULT_CHUNK
     date: str | None = None
     band_names: list[str] | None = None   # names of a multi-band file's bands, in order, when it does not say
+    progress: bool = True                 # a progress bar over the chunks while saving
     crs: str | None = None                # set by load_collection
     epsg: int | None = None
     outputs: list[str] = field(default_factory=list)
@@ -241,11 +242,20 @@ class Run:
 
     # -- computing blocks ----------------------------------------------------------------------------
     def blocks(self, darr):
-        """Yield (index, numpy block) of a dask array, at most ``max_in_flight`` blocks at a time."""
-        import dask
+        """Yield (index, numpy block) of a dask array, at most ``max_in_flight`` blocks at a time,
+        with a progress bar over the chunks."""
+        from tqdm.auto import tqdm
 
         delayed = darr.to_delayed()
         items = list(np.ndindex(delayed.shape))
+        with tqdm(total=len(items), unit="chunk", desc="encode", disable=not self.progress) as bar:
+            for idx, block in self._blocks(delayed, items):
+                yield idx, block
+                bar.update(1)
+
+    def _blocks(self, delayed, items):
+        import dask
+
         if self.client is None:
             for idx in items:
                 yield idx, np.asarray(dask.compute(delayed[idx], scheduler="sync")[0])
@@ -661,7 +671,7 @@ def _refs(value):
 
 def run_graph(graph, data, out_dir, *, scheduler: str | None = None, workers: int = 2, udf_file: str | None = None,
               date: str | None = None, chunk: int = DEFAULT_CHUNK, memory_limit: str = "2GiB",
-              band_names: list[str] | None = None) -> dict:
+              band_names: list[str] | None = None, progress: bool = True) -> dict:
     """Execute a process graph (dict or JSON path) on local data; returns the written paths.
 
     ``data``: a path (used for every collection id) or ``{collection id: path}``;
@@ -677,7 +687,7 @@ def run_graph(graph, data, out_dir, *, scheduler: str | None = None, workers: in
     data = {"*": data} if isinstance(data, (str, os.PathLike)) else dict(data)
     data = {k: os.fspath(v) for k, v in data.items()}
     run = Run(data=data, out_dir=os.fspath(out_dir), udf_file=udf_file, chunk=chunk, date=date,
-              band_names=band_names)
+              band_names=band_names, progress=progress)
     run.children = _children(graph["process_graph"])
     cluster = client = None
     try:
