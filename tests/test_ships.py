@@ -1,0 +1,143 @@
+"""The ship head and `geocodec ships` on a real crop of a held-out port (genoa)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geocodec.cli import main
+from geocodec.errors import MetadataError
+from geocodec.heads import HEADS_DIR, Head, add_head_metadata
+from geocodec.learned import LearnedModel
+from geocodec.ships import detect_ships, local_peaks
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sen2ships"
+needs_data = pytest.mark.skipif(not (DATA / "genoa").is_dir(),
+                                reason="needs ../shared/data/sen2ships (real Sentinel-2 harbour scenes)")
+needs_head = pytest.mark.skipif(not (HEADS_DIR / "ships.onnx").is_file(),
+                                reason="ships.onnx not built (python -m geocodec.training.ships)")
+# a 256 x 256 px window of genoa (held out from the codec and the head) holding 11 annotated ships
+ROW, COL, SIZE = 288, 1568, 256
+BANDS = ("B02", "B03", "B04", "B08", "B11")
+
+
+@needs_head
+def test_head_metadata():
+    h = Head.load("ships")
+    assert h.task == "ships"
+    assert h.meta["input"]["kind"] == "latent_grid" and h.meta["input"]["shape"] == [24, 16, 16]
+    assert h.meta["output"]["kind"] == "heatmap"
+    assert h.meta["codec"]["model_sha256"] == LearnedModel.load().identity()["sha256"]
+    assert set(h.meta["training"]["split"]["held_out"]) == {"genoa", "hedland"}
+    assert "genoa" not in h.meta["training"]["split"]["train"]
+    assert 0 < h.meta["output"]["threshold"] < 1
+    assert set(h.meta["scores"]["held_out"]) == {"genoa", "hedland"}
+    out = h.run(np.zeros((2, 24, 16, 16), np.float32))
+    assert out.shape == (2, 16, 16) and np.all((out >= 0) & (out <= 1))
+
+
+def test_local_peaks():
+    p = np.zeros((1, 16, 16), np.float32)
+    p[0, 3, 3], p[0, 3, 4], p[0, 10, 10] = 0.9, 0.8, 0.4
+    d = local_peaks(p, 0.5)
+    assert d.sum() == 1 and d[0, 3, 3]
+
+
+@pytest.fixture(scope="module")
+def crop(tmp_path_factory):
+    import rasterio
+    from rasterio.windows import Window
+
+    tmp = tmp_path_factory.mktemp("ships")
+    arrs = []
+    for b in BANDS:
+        f = next((DATA / "genoa").glob(f"*_{b}.tif"))
+        with rasterio.open(f) as src:
+            win = Window(COL, ROW, SIZE, SIZE)
+            arrs.append(src.read(1, window=win))
+            t = src.window_transform(win)
+    # the sen2ships rasters name EPSG:3857 through odd GeoTIFF keys and have 10.00176 m pixels, which the
+    # producer refuses (it wants the model's 10 m): write the same pixels on an exact 10 m grid at the
+    # crop's corner (the shift is under 0.5 m across the crop)
+    from affine import Affine
+
+    profile = dict(driver="GTiff", width=SIZE, height=SIZE, count=5, dtype="uint16", crs="EPSG:3857",
+                   transform=Affine(10.0, 0.0, round(t.c), 0.0, -10.0, round(t.f)))
+    tif = tmp / "genoa_crop.tif"
+    with rasterio.open(tif, "w", **profile) as dst:
+        dst.write(np.stack(arrs))
+        dst.descriptions = BANDS
+    out = tmp / "genoa_crop.parquet"
+    assert main(["encode", str(tif), "-o", str(out), "--quality", "3", "--scheduler", "sync",
+                 "--date", "2023-07-10"]) == 0
+    coco = json.loads((DATA / "coco_annotations.json").read_text())
+    img = next(i for i in coco["images"] if i["file_name"] == "genoa_rgb.tiff")
+    boxes = np.array([a["bbox"] for a in coco["annotations"] if a["image_id"] == img["id"]])
+    c = boxes[:, :2] + boxes[:, 2:] / 2 - [COL, ROW]
+    c = c[(c >= 0).all(axis=1) & (c < SIZE).all(axis=1)]
+    t = profile["transform"]
+    ships = np.stack([t.c + c[:, 0] * t.a, t.f + c[:, 1] * t.e], 1)  # map coordinates of the ship centres
+    return {"file": out, "tmp": tmp, "ships": ships, "bounds": (t.c, t.f + SIZE * t.e, t.c + SIZE * t.a, t.f)}
+
+
+@needs_data
+@needs_head
+def test_cli_ships_on_real_crop(crop):
+    import pyogrio
+    from shapely import from_wkb, get_x, get_y
+
+    gpkg = crop["tmp"] / "ships.gpkg"
+    png = crop["tmp"] / "ships.png"
+    assert main(["ships", str(crop["file"]), "-o", str(gpkg), "--png", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    info = pyogrio.read_info(gpkg)
+    assert info["geometry_type"] == "Point" and "3857" in info["crs"]
+    table = pyogrio.read_arrow(gpkg)[1]
+    assert {"tile_id", "score", "datetime"} <= set(table.column_names)
+    g = from_wkb(np.asarray(table.column(info.get("geometry_name") or "geom").to_pylist(), dtype=object))
+    x, y = get_x(g), get_y(g)
+    x0, y0, x1, y1 = crop["bounds"]
+    assert len(g) >= 1
+    assert np.all((x > x0) & (x < x1) & (y > y0) & (y < y1))
+    # a ship counts as found when a detection's cell is its cell or a neighbour (centre within 1.5 cells = 120 m)
+    ships = crop["ships"]
+    assert len(ships) == 11
+    d = np.abs(ships[:, None, :] - np.stack([x, y], 1)[None]).max(axis=2)
+    recall = float((d.min(axis=1) <= 120).mean())
+    precision = float((d.min(axis=0) <= 120).mean())
+    # measured once on this crop at quality 3 with the head's threshold: 2 detections, recall 1/11, precision
+    # 1/2 (the shipped head is weak on held-out ports, see docs/ships.md). A broken head, decoder or
+    # geolocation finds none: with 2 random points in 256 x 256 px the chance of one within 120 m of a ship
+    # is about 15 %.
+    assert recall >= 1 / 11, recall
+    assert precision >= 0.5, precision
+
+
+@needs_data
+@needs_head
+def test_detect_ships_api_and_counts(crop):
+    r = detect_ships(crop["file"])
+    assert r.counts.num_rows == 4  # 2 x 2 tiles of 128 px
+    assert int(np.sum(r.counts.column("count").to_numpy())) == r.points.num_rows
+    # a bbox keeps only the tiles it touches
+    x0, y0, x1, y1 = crop["bounds"]
+    half = detect_ships(crop["file"], bbox=(x0, (y0 + y1) / 2 + 1, (x0 + x1) / 2 - 1, y1))
+    assert half.counts.num_rows == 1
+    # a threshold of 1 detects nothing but still reports the tiles
+    assert detect_ships(crop["file"], threshold=1.0).points.num_rows == 0
+
+
+@needs_data
+@needs_head
+def test_refuses_file_of_another_model(crop, tmp_path):
+    h = Head.load("ships")
+    codec = dict(h.meta["codec"], model_sha256="0" * 64)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(add_head_metadata(h.data, {"codec": codec}))
+    with pytest.raises(MetadataError, match="sha256"):
+        detect_ships(crop["file"], str(other))
+    assert main(["ships", str(crop["file"]), "--head", str(other), "-o", str(tmp_path / "x.parquet")]) == 2
+    assert not (tmp_path / "x.parquet").exists()
