@@ -316,13 +316,14 @@ def latent_grid_from_cube(cube, model, *, crs, pixel_size: float | None = None) 
     if dy > 0:  # bottom-up rows: flip to north-up
         cube = cube.isel({ydim: slice(None, None, -1)})
         ys = ys[::-1]
-    if math.isclose(abs(dx), res, rel_tol=1e-6):
+    # 2 % slack: rasters in e.g. EPSG:3857 carry pixels like 10.0018 m; the actual spacing is kept
+    if math.isclose(abs(dx), res, rel_tol=0.02):
         # input layout: check a bounded corner, then keep every stride-th pixel (lazily for netCDF/GTiff)
         corner = np.asarray(cube.isel({ydim: slice(0, 64 * s), xdim: slice(0, 64 * s)}).values, dtype=np.float32)
         _check_blocks(corner if tdim else corner[None], s)
         cube = cube.isel({ydim: slice(0, None, s), xdim: slice(0, None, s)})
         cell = abs(dx) * s
-    elif math.isclose(abs(dx), res * s, rel_tol=1e-6):
+    elif math.isclose(abs(dx), res * s, rel_tol=0.02):
         cell = abs(dx)
     else:
         raise InputError(f"pixel spacing {abs(dx)} matches neither the model resolution {res} nor the latent "
