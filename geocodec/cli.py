@@ -281,6 +281,255 @@ def cmd_search(a) -> int:
     return 0
 
 
+def cmd_ships(a) -> int:
+    import os
+
+    from .ships import detect_ships, write_map, write_points
+
+    _threads_env(a)
+    if os.path.splitext(a.output)[1].lower() not in (".parquet", ".geoparquet", ".gpkg"):
+        print(f"geocodec ships: error: {a.output}: the output must end in .parquet or .gpkg", file=sys.stderr)
+        return 2
+    r = detect_ships(a.input, a.head, threshold=a.threshold, bbox=a.bbox, time=a.time)
+    write_points(r, a.output)
+    counts = r.counts.column("count").to_numpy()
+    print(f"wrote {a.output}: {r.points.num_rows} ship points over {len(counts)} tiles "
+          f"({int((counts > 0).sum())} with ships), threshold {r.threshold:.2f}, head {os.path.basename(r.head)}")
+    if a.counts:
+        import pyarrow.parquet as pq
+
+        pq.write_table(r.counts, a.counts)
+        print(f"wrote {a.counts}: ship count per tile")
+    if a.png:
+        write_map(r, a.input, a.png, bbox=a.bbox, time=a.time)
+        print(f"wrote {a.png}")
+    return 0
+
+
+# -- heads: classify, monitor, train-head, train-heads ---------------------------------------------
+def _out_kind(path: str, cmd: str) -> str | None:
+    import os
+
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".parquet", ".geoparquet", ".gpkg"):
+        return suffix
+    print(f"geocodec {cmd}: error: {path}: the output must end in .parquet or .gpkg", file=sys.stderr)
+    return None
+
+
+def _write_layer(columns: dict, geoms, crs, path: str) -> None:
+    import pyarrow as pa
+    import shapely
+
+    from .gpkg import write_table
+    from .metadata import build_geo
+
+    geoms = list(geoms)
+    wkb = shapely.to_wkb(geoms)
+    table = pa.table({**columns, "geometry": pa.array(list(wkb), pa.binary())})
+    b = shapely.total_bounds(geoms)
+    types = sorted({g.geom_type for g in geoms})
+    write_table(table, path, geo=build_geo(crs=crs, bbox=[float(v) for v in b], geometry_types=types))
+
+
+def cmd_classify(a) -> int:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .errors import InputError
+    from .heads import Head
+    from .reader import GeocodecDataset
+
+    if _out_kind(a.output, "classify") is None:
+        return 2
+    head = Head.load(a.head)
+    kind = head.meta["input"].get("kind")
+    names = head.class_names or list(head.meta.get("output", {}).get("names", []))
+    if not names:
+        raise InputError(f"head {head.path} names no classes: classify needs a classification head", field="head")
+    ds = GeocodecDataset(a.input)
+    try:
+        for f in ds.files:
+            head.check_file(f.ext, f.source)
+        crs = ds.files[0].crs
+        if kind == "embedding":
+            dim = head.meta["input"].get("dimension") or (head.meta["input"].get("shape") or [None])[-1]
+            if dim and int(dim) != ds.spec.dimension:
+                raise InputError(f"head {head.path} wants embeddings of {dim} floats, the file has "
+                                 f"{ds.spec.dimension}", source=ds.source, field="embedding.dimension")
+            ids, times, geoms, probs = [], [], [], []
+            import shapely
+
+            bar = tqdm(total=ds.num_rows, unit="tile", desc="classify", disable=a.quiet)
+            for table, emb in ds.iter_decoded(None, ["tile_id", "geometry", "datetime"], threads=a.threads):
+                probs.append(head.run(emb))
+                ids += table.column("tile_id").to_pylist()
+                times += table.column("datetime").to_pylist()
+                geoms += list(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
+                bar.update(table.num_rows)
+            bar.close()
+            p = np.concatenate(probs)
+            extra = {"datetime": times}
+        elif kind == "latent_cell_series":
+            from .series import align_to_dates, tile_series
+
+            ts = tile_series(a.input, progress=not a.quiet)
+            want = head.meta["input"].get("shape") or [None, None]
+            hdates = head.meta["input"].get("dates")
+            xs = []
+            for d, lat in zip(ts.dates, ts.latents):
+                if hdates:
+                    lat, _ = align_to_dates(d, lat, np.array(hdates, dtype="datetime64[D]"))
+                elif want[0] is not None and len(lat) != int(want[0]):
+                    raise InputError(f"head wants {want[0]} dates, a tile has {len(lat)}", source=ds.source)
+                xs.append(lat)
+            x = np.stack(xs).astype(np.float32)
+            p = np.concatenate([head.run(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+            if p.ndim == 3:  # a per-date head: classify each tile by its mean probability
+                p = p.mean(axis=1)
+            ids, geoms = ts.tile_ids, ts.geometries
+            extra = {"n_dates": [len(d) for d in ts.dates],
+                     "first_date": [str(d[0])[:10] for d in ts.dates], "last_date": [str(d[-1])[:10] for d in ts.dates]}
+        else:
+            raise InputError(f"classify runs heads whose input is 'embedding' or 'latent_cell_series'; "
+                             f"{head.path} wants {kind!r}", field="geocodec:input")
+    finally:
+        ds.close()
+    cls = p.argmax(axis=1)
+    colors = head.class_colors
+    cols = {"tile_id": ids, **extra, "class": [names[c] for c in cls], "class_index": cls.astype(np.int32),
+            "probability": p.max(axis=1).astype(np.float32),
+            "color": [colors[c] if c < len(colors) else "#888888" for c in cls]}
+    for k, n in enumerate(names):
+        cols[f"p_{n}"] = p[:, k].astype(np.float32)
+    _write_layer(cols, geoms, crs, a.output)
+    counts = np.bincount(cls, minlength=len(names))
+    print(f"wrote {a.output}: {len(cls)} tiles classified by {head.task} head "
+          f"({', '.join(f'{n} {c}' for n, c in zip(names, counts) if c)})")
+    return 0
+
+
+def cmd_monitor(a) -> int:
+    import numpy as np
+
+    from .heads import Head
+    from .monitor import plot_series, run_monitor
+    from .series import cell_series
+
+    if _out_kind(a.output, "monitor") is None:
+        return 2
+    head = Head.load(a.head)
+    cs = cell_series(a.files, point=a.point, tile_id=a.tile_id, crs=a.crs)
+    head.check_file(cs.ext, cs.sources[0])
+    r = run_monitor(head, cs.latents, cs.dates)
+    n = len(cs.dates)
+    ev = {e["index"]: e for e in r.events}
+    cols = {"tile_id": [cs.tile_id] * n, "date": [str(d)[:10] for d in cs.dates],
+            "cell": [None if cs.cell is None else f"{cs.cell[0]},{cs.cell[1]}"] * n,
+            "class": r.class_names, "probability": r.probabilities.max(axis=1).astype(np.float32),
+            "event": [i in ev for i in range(n)],
+            "event_from": [ev[i]["from"] if i in ev else None for i in range(n)],
+            "event_to": [ev[i]["to"] if i in ev else None for i in range(n)]}
+    for k, name in enumerate(r.names):
+        cols[f"p_{name}"] = r.probabilities[:, k].astype(np.float32)
+    _write_layer(cols, [cs.geometry] * n, cs.crs, a.output)
+    where = f"cell {cs.cell}" if cs.cell else "tile mean"
+    print(f"tile {cs.tile_id} ({where}), {n} dates, qualities {cs.qualities}:")
+    for d, c, p in zip(cols["date"], r.class_names, cols["probability"]):
+        print(f"  {d}  {c:<24} {p:.2f}")
+    print("events: " + ("; ".join(f"{e['date']}: {e['from']} -> {e['to']}" for e in r.events) or "none"))
+    if a.plot:
+        plot_series(r, cs.latents, a.plot, title=f"{cs.tile_id} ({where})")
+        print(f"wrote {a.plot}")
+    print(f"wrote {a.output}: {n} dates with class, probability and events")
+    return 0
+
+
+def cmd_train_head(a) -> int:
+    import numpy as np
+    import shapely
+
+    from .errors import GeocodecError, InputError
+    from .fewshot import train_head
+    from .reader import GeocodecDataset
+
+    try:
+        import geopandas as gpd
+    except ImportError as exc:
+        raise GeocodecError("reading labels needs geopandas and pyogrio (pip install geopandas pyogrio)") from exc
+    import os
+
+    lp = a.labels
+    if not os.path.exists(lp):
+        raise InputError("no such labels file", source=lp)
+    labels = gpd.read_parquet(lp) if lp.lower().endswith((".parquet", ".geoparquet")) else gpd.read_file(lp)
+    if a.column not in labels.columns:
+        raise InputError(f"no column {a.column!r}; the labels have {[c for c in labels.columns if c != labels.geometry.name]}",
+                         source=lp, field=a.column)
+    labels = labels[labels.geometry.notna() & labels[a.column].notna()]
+    ds = GeocodecDataset(a.input)
+    try:
+        crs = ds.files[0].crs
+        if labels.crs is None:
+            raise InputError("the labels have no CRS", source=lp)
+        if crs is not None:
+            labels = labels.to_crs(crs)
+        tabs, embs = [], []
+        for table, emb in ds.iter_decoded(None, ["tile_id", "geometry"], threads=a.threads):
+            tabs.append(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
+            embs.append(emb)
+        ext = ds.files[0].ext
+    finally:
+        ds.close()
+    geoms = np.concatenate(tabs)
+    emb = np.concatenate(embs)
+    tree = shapely.STRtree(geoms)
+    xs, ys, outside = [], [], 0
+    for g, c in zip(labels.geometry.values, labels[a.column].astype(str).values):
+        hit = tree.query(g, predicate="intersects")
+        if g.geom_type == "Point" and len(hit):
+            # one tile per point: the first tile footprint holding it (rows of other dates of that tile too)
+            first = geoms[hit[0]]
+            hit = hit[shapely.equals(geoms[hit], first)]
+        if not len(hit):
+            outside += 1
+            continue
+        xs.append(emb[hit])
+        ys += [c] * len(hit)
+    if not xs:
+        raise InputError(f"none of the {len(labels)} labels falls on a tile of the file (labels reprojected to "
+                         "the file's CRS)", source=lp)
+    if outside:
+        print(f"warning: {outside} of {len(labels)} labels fall outside the file's tiles and are ignored",
+              file=sys.stderr)
+    classes = sorted(set(ys))
+    if len(classes) < 2:
+        raise InputError(f"the labels on the file's tiles hold a single class ({classes[0]!r}): a head needs two "
+                         "or more", source=lp, field=a.column)
+    codec = {"name": ext["codec"]["name"], "qualities": [ext["codec"].get("quality")],
+             "model_sha256": (ext.get("model") or {}).get("sha256"), "decoder_sha256": ext["decoder"]["sha256"]}
+    data = train_head(np.concatenate(xs), np.array(ys), classes, codec=codec, l2=a.l2, steps=a.steps,
+                      training={"data": os.path.basename(a.input), "labels": os.path.basename(lp),
+                                "column": a.column, "command": "geocodec train-head " + " ".join(sys.argv[2:])})
+    from .atomic import atomic_output
+
+    with atomic_output(a.output) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    counts = {c: ys.count(c) for c in classes}
+    print(f"wrote {a.output}: {len(classes)} classes from {len(ys)} tile rows ({counts})")
+    return 0
+
+
+def cmd_train_heads(a) -> int:
+    from .training.heads import main as heads_main
+
+    argv = ["--out", a.out, "--docs", a.docs, "--plot", a.plot]
+    if a.epochs:
+        argv += ["--epochs", str(a.epochs)]
+    return heads_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
     from . import __version__
@@ -457,6 +706,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="decoding and indexing threads (default: every core)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("ships", help="detect ships on a learned-codec file with the ship head: points (.parquet or .gpkg)")
+    s.add_argument("input", help="learned-codec file or directory of files")
+    s.add_argument("--head", default="ships", help="head name under geocodec/models/heads or an ONNX path (default ships)")
+    s.add_argument("--threshold", type=float, help="cell probability threshold (default: the head's, tuned on a "
+                   "validation port)")
+    s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
+    s.add_argument("--time", type=_time, help="START/END, ISO dates ('..' for open)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg: one point per ship")
+    s.add_argument("--counts", help="also write the ship count per tile to this Parquet file")
+    s.add_argument("--png", help="also draw the detections over the file's preview into this PNG")
+    s.add_argument("--threads", type=int, help="decoding workers (default $GEOCODEC_THREADS, else every core)")
+    s.set_defaults(func=cmd_ships)
+
+    s = sub.add_parser("classify", help="classify every tile with a head (landcover, or a few-shot head)")
+    s.add_argument("input", help="geocodec file or directory of files")
+    s.add_argument("--head", default="landcover", help="shipped head name or .onnx path (default landcover)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
+    s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("monitor", help="class per date and change events for one place, over one or more files")
+    s.add_argument("files", nargs="+", help="geocodec files of the learned codec (dates of one tiling)")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--point", type=_point, metavar="X,Y", help="the latent cell containing this point")
+    what.add_argument("--tile-id", help="a tile id (the mean of its valid cells)")
+    s.add_argument("--crs", help="CRS of --point, e.g. EPSG:4326 for lon/lat (default: the file's CRS)")
+    s.add_argument("--head", default="monitor", help="shipped head name or .onnx path (default monitor)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
+    s.add_argument("--plot", help="also write a PNG of the codes and class probabilities through time")
+    s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("train-head", help="train a few-shot classification head (numpy, no torch) from labels")
+    s.add_argument("input", help="geocodec file or directory of files")
+    s.add_argument("--labels", required=True, help="points or polygons: GeoPackage, GeoParquet or GeoJSON")
+    s.add_argument("--column", required=True, help="label column")
+    s.add_argument("-o", "--output", required=True, help="head .onnx to write")
+    s.add_argument("--l2", type=float, default=1e-3)
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
+    s.set_defaults(func=cmd_train_head)
+
+    s = sub.add_parser("train-heads", help="train the shipped landcover/monitor heads on Rondonia (needs torch)")
+    s.add_argument("--out", default="geocodec/models/heads")
+    s.add_argument("--docs", default="docs/heads.md")
+    s.add_argument("--plot", default="docs/img/rate_utility_landcover.png")
+    s.add_argument("--epochs", type=int)
+    s.set_defaults(func=cmd_train_heads)
     return p
 
 
