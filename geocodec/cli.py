@@ -609,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("train", help="train the learned Sentinel-2 codec on real data (needs torch: producer extra)")
+    s = sub.add_parser("train", help="train the learned Sentinel-2 codec on real data (needs torch: train extra)")
     s.add_argument("--out", default="out/train/s2-5band-v1", help="model folder to write (default out/train/s2-5band-v1)")
     s.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
     s.add_argument("--minutes", type=float, help="stop after this much wall time (whichever of steps/minutes comes first)")
