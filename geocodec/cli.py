@@ -530,6 +530,15 @@ def cmd_train_heads(a) -> int:
     return heads_main(argv)
 
 
+def cmd_qgis_plugin(a) -> int:
+    from .qgis_package import build_plugin_zip
+
+    r = build_plugin_zip(a.output)
+    print(f"wrote {r['path']}: QGIS plugin geocodec_qgis {r['version']}, {r['files']} files, {r['bytes']:,} bytes "
+          "(geocodec vendored; install with Plugins > Manage and Install Plugins > Install from ZIP)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
     from . import __version__
@@ -755,6 +764,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default="docs/img/rate_utility_landcover.png")
     s.add_argument("--epochs", type=int)
     s.set_defaults(func=cmd_train_heads)
+
+    s = sub.add_parser("qgis-plugin", help="build the installable QGIS plugin zip (geocodec vendored inside)")
+    s.add_argument("-o", "--output", required=True, help="output folder for geocodec_qgis-VERSION.zip")
+    s.set_defaults(func=cmd_qgis_plugin)
     return p
 
 

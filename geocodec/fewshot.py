@@ -166,3 +166,57 @@ def train_head(embeddings: np.ndarray, labels, class_names: list[str] | None = N
         "scores": {"training_accuracy": float((pred == y).mean())},
     }
     return add_head_metadata(onnx_bytes, meta)
+
+
+def train_head_on_file(source, label_geometries, label_values, *, l2: float = 1e-3, steps: int = 300,
+                       threads: int | None = None, training: dict | None = None) -> tuple[bytes, dict]:
+    """Train a few-shot head from labelled geometries (shapely, in the file's CRS) over a geocodec file.
+
+    A point labels the first tile footprint holding it (and that footprint's rows of other
+    dates); a polygon labels every tile it intersects. Returns (ONNX bytes, report) with
+    ``classes``, ``counts`` and ``outside`` (labels on no tile). Used by the QGIS plugin;
+    ``geocodec train-head`` applies the same rule to a labels file.
+    """
+    import shapely
+
+    from .reader import GeocodecDataset
+
+    ds = GeocodecDataset(source)
+    try:
+        tabs, embs = [], []
+        for table, emb in ds.iter_decoded(None, ["tile_id", "geometry"], threads=threads):
+            tabs.append(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
+            embs.append(emb)
+        ext = ds.files[0].ext
+    finally:
+        ds.close()
+    if not tabs:
+        raise InputError("the file holds no tiles", source=str(source))
+    geoms = np.concatenate(tabs)
+    emb = np.concatenate(embs)
+    tree = shapely.STRtree(geoms)
+    xs, ys, outside = [], [], 0
+    for g, c in zip(label_geometries, label_values):
+        if g is None or c is None:
+            continue
+        hit = tree.query(g, predicate="intersects")
+        if g.geom_type == "Point" and len(hit):
+            first = geoms[hit[0]]
+            hit = hit[shapely.equals(geoms[hit], first)]
+        if not len(hit):
+            outside += 1
+            continue
+        xs.append(emb[hit])
+        ys += [str(c)] * len(hit)
+    if not xs:
+        raise InputError(f"none of the {len(label_values)} labels falls on a tile of the file", source=str(source))
+    classes = sorted(set(ys))
+    if len(classes) < 2:
+        raise InputError(f"the labels on the file's tiles hold a single class ({classes[0]!r}): a head needs two "
+                         "or more", field="labels")
+    codec = {"name": ext["codec"]["name"], "qualities": [ext["codec"].get("quality")],
+             "model_sha256": (ext.get("model") or {}).get("sha256"), "decoder_sha256": ext["decoder"]["sha256"]}
+    data = train_head(np.concatenate(xs), np.array(ys), classes, codec=codec, l2=l2, steps=steps,
+                      training=training)
+    return data, {"classes": classes, "counts": {c: ys.count(c) for c in classes}, "outside": outside,
+                  "rows": len(ys)}

@@ -1,0 +1,482 @@
+"""Processing algorithms: each one calls the geocodec library and turns its Arrow output into a layer.
+
+No decoding, head or search logic lives here: GeocodecFile/GeocodecDataset read and decode,
+geocodec.heads / ships / monitor / fewshot / search / preview do the work; the CLI's
+``classify`` and ``monitor`` commands are called in-process where the library has no
+function of their own (their output is a GeoParquet read back with pyarrow).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm,
+                       QgsProcessingException, QgsProcessingParameterDefinition, QgsProcessingParameterExtent,
+                       QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterField, QgsProcessingParameterFile,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
+                       QgsProcessingParameterPoint, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterString, QgsProcessingUtils)
+
+from .layers import SOURCE_PROPERTY, categorized, features_from_table, fields_for, geometry_type, graduated, qgis_crs
+
+
+def _geocodec_error():
+    from geocodec.errors import GeocodecError
+
+    return GeocodecError
+
+
+class GeocodecAlgorithm(QgsProcessingAlgorithm):
+    NAME = ""
+    LABEL = ""
+    HELP = ""
+
+    def __init__(self):
+        super().__init__()
+        self._style = None      # (kind, args) applied to the output layer in postProcessAlgorithm
+        self._dest = None
+        self._meta = None
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def name(self):
+        return self.NAME
+
+    def displayName(self):  # noqa: N802
+        return self.LABEL
+
+    def group(self):
+        return "geocodec"
+
+    def groupId(self):  # noqa: N802
+        return "geocodec"
+
+    def shortHelpString(self):  # noqa: N802
+        return self.HELP
+
+    # -- shared parameters -------------------------------------------------------------------
+    def add_input(self, desc="geocodec file (.parquet)"):
+        self.addParameter(QgsProcessingParameterFile("INPUT", desc, behavior=QgsProcessingParameterFile.File,
+                                                     fileFilter="GeoParquet (*.parquet *.geoparquet)"))
+
+    def add_query(self):
+        self.addParameter(QgsProcessingParameterExtent("EXTENT", "Only tiles in this extent", optional=True))
+        self.addParameter(QgsProcessingParameterString("START", "From date (ISO, e.g. 2020-01-01)", optional=True))
+        self.addParameter(QgsProcessingParameterString("END", "To date (ISO)", optional=True))
+
+    def query(self, parameters, context, file_crs):
+        """(bbox in the file's CRS or None, (start, end) or None)."""
+        bbox = None
+        if parameters.get("EXTENT"):
+            r = self.parameterAsExtent(parameters, "EXTENT", context, qgis_crs(file_crs))
+            if not r.isNull() and not r.isEmpty():
+                bbox = (r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum())
+        start = self.parameterAsString(parameters, "START", context) or None
+        end = self.parameterAsString(parameters, "END", context) or None
+        return bbox, (start, end) if (start or end) else None
+
+    # -- output --------------------------------------------------------------------------------
+    def write_sink(self, parameters, context, feedback, table, crs, name="OUTPUT"):
+        fields = fields_for(table)
+        sink, dest = self.parameterAsSink(parameters, name, context, fields, geometry_type(table), qgis_crs(crs))
+        if sink is None:
+            raise QgsProcessingException(f"could not create the output {name}")
+        feats = features_from_table(table, fields)
+        n = max(len(feats), 1)
+        for i, feat in enumerate(feats):
+            if feedback.isCanceled():
+                break
+            sink.addFeature(feat, QgsFeatureSink.FastInsert)
+            if i % 1000 == 0:
+                feedback.setProgress(90 + 10 * i / n)
+        self._dest = dest
+        return dest
+
+    def run_cli(self, argv: list[str], feedback):
+        """Run a geocodec CLI command in-process; its library errors become QgsProcessingException."""
+        from geocodec.cli import build_parser
+
+        args = build_parser().parse_args(argv)
+        feedback.pushInfo("geocodec " + " ".join(argv))
+        rc = args.func(args)
+        if rc:
+            raise QgsProcessingException(f"geocodec {argv[0]} failed (exit {rc})")
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        try:
+            return self.process(parameters, context, feedback)
+        except QgsProcessingException:
+            raise
+        except _geocodec_error() as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a message in the Processing log, not a bare traceback
+            raise QgsProcessingException(f"{type(exc).__name__}: {exc}") from exc
+
+    def postProcessAlgorithm(self, context, feedback):  # noqa: N802
+        if self._dest:
+            layer = QgsProcessingUtils.mapLayerFromString(self._dest, context)
+            if layer is not None:
+                self.style(layer)
+        return {}
+
+    def style(self, layer):
+        if self._style is None:
+            return
+        kind, args = self._style
+        if kind == "categorized":
+            categorized(layer, *args)
+        elif kind == "graduated":
+            graduated(layer, *args)
+        if self._meta:
+            md = layer.metadata()
+            md.setTitle(self._meta.get("title", ""))
+            md.setAbstract(self._meta.get("abstract", ""))
+            layer.setMetadata(md)
+            layer.setCustomProperty(SOURCE_PROPERTY, self._meta.get("source", ""))
+
+
+def _tmp(suffix: str) -> str:
+    fd, path = tempfile.mkstemp(suffix=suffix, prefix="geocodec_qgis_")
+    os.close(fd)
+    os.unlink(path)
+    return path
+
+
+def _read_parquet(path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+class LoadFile(GeocodecAlgorithm):
+    NAME, LABEL = "load", "Load geocodec file as tile layer"
+    HELP = ("Tiles of a geocodec file as polygons in the file's CRS, with tile_id, datetime, end_datetime and "
+            "valid_fraction. With an extent or dates only the row groups that can match are read (no decoding). "
+            "The layer's metadata (abstract) holds the model, quality, dates and bytes on disk vs raw float32.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_input()
+        self.add_query()
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Tiles", QgsProcessing.TypeVectorPolygon))
+
+    def process(self, parameters, context, feedback):
+        import pyarrow as pa
+
+        from geocodec.info import format_summary, summarize
+        from geocodec.reader import GeocodecFile, Query
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        with GeocodecFile(source) as f:
+            bbox, time = self.query(parameters, context, f.crs)
+            q = Query.make(bbox, time)
+            summary = summarize(f)
+            want = [c for c in ("tile_id", "datetime", "end_datetime", "valid_fraction", "geometry")
+                    if c in f.parquet.schema_arrow.names]
+            groups = f.row_groups(q)
+            parts = []
+            read = want + [c for c in ("bbox", "datetime", "end_datetime") if c not in want]
+            for i, (offset, table) in enumerate(f.iter_tables(q, read)):
+                if feedback.isCanceled():
+                    return {}
+                mask = f.row_mask(table, q)
+                parts.append(table.select(want).filter(pa.array(mask)))
+                feedback.setProgress(90 * (i + 1) / max(len(groups), 1))
+            table = pa.concat_tables(parts) if parts else f.parquet.schema_arrow.empty_table().select(want)
+            crs = f.crs
+        feedback.pushInfo(f"{table.num_rows} tiles from {len(groups)} of {summary['row_groups']} row group(s)")
+        dest = self.write_sink(parameters, context, feedback, table, crs)
+        text = format_summary(summary)
+        self._style = ("none", ())
+        self._meta = {"title": os.path.basename(source), "abstract": text, "source": source}
+        return {"OUTPUT": dest, "TILES": table.num_rows, "SUMMARY": text}
+
+
+class Classify(GeocodecAlgorithm):
+    NAME, LABEL = "classify", "Classify tiles with a head"
+    HELP = ("Decodes every tile and runs a classification head (shipped: landcover; or a few-shot head .onnx). "
+            "The layer is styled by class with the head's class names and colours (the legend).")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_input()
+        self.addParameter(QgsProcessingParameterString("HEAD", "Head (shipped name or .onnx path)",
+                                                       defaultValue="landcover"))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", QgsProcessing.TypeVectorPolygon))
+
+    def process(self, parameters, context, feedback):
+        from geocodec.heads import Head
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        head = Head.load(self.parameterAsString(parameters, "HEAD", context))
+        feedback.setProgress(5)
+        out = _tmp(".parquet")
+        self.run_cli(["classify", source, "--head", head.path, "-o", out, "-q"], feedback)
+        if feedback.isCanceled():
+            return {}
+        table = _read_parquet(out)
+        feedback.setProgress(85)
+        names = head.class_names or list(head.meta.get("output", {}).get("names", []))
+        dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
+        self._style = ("categorized", ("class", names, head.class_colors or ["#888888"] * len(names)))
+        counts = {n: c for n, c in zip(*_count(table.column("class").to_pylist())) if c}
+        return {"OUTPUT": dest, "CLASSES": names, "COUNTS": counts}
+
+
+def _count(values):
+    from collections import Counter
+
+    c = Counter(values)
+    return list(c.keys()), list(c.values())
+
+
+def _file_crs(source):
+    from geocodec.reader import GeocodecDataset
+
+    ds = GeocodecDataset(source)
+    try:
+        return ds.files[0].crs
+    finally:
+        ds.close()
+
+
+class Ships(GeocodecAlgorithm):
+    NAME, LABEL = "ships", "Detect ships"
+    HELP = "Ship points (latent cells over the head's threshold) from the ship head on the codes of a learned-codec file."
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_input()
+        self.add_query()
+        self.addParameter(QgsProcessingParameterString("HEAD", "Head", defaultValue="ships"))
+        self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold (empty: the head's)", optional=True,
+                                                       type=QgsProcessingParameterNumber.Double,
+                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Ships", QgsProcessing.TypeVectorPoint))
+
+    def process(self, parameters, context, feedback):
+        from geocodec.ships import detect_ships
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        crs = _file_crs(source)
+        bbox, time = self.query(parameters, context, crs)
+        thr = parameters.get("THRESHOLD")
+        thr = None if thr in (None, "") else self.parameterAsDouble(parameters, "THRESHOLD", context)
+        feedback.setProgress(5)
+        r = detect_ships(source, self.parameterAsString(parameters, "HEAD", context), threshold=thr, bbox=bbox,
+                         time=time)
+        if feedback.isCanceled():
+            return {}
+        feedback.pushInfo(f"{r.points.num_rows} ship points, threshold {r.threshold:.2f}")
+        dest = self.write_sink(parameters, context, feedback, r.points, r.geo["columns"]["geometry"].get("crs"))
+        self._style = ("graduated", ("score",))
+        return {"OUTPUT": dest, "COUNT": r.points.num_rows, "THRESHOLD": r.threshold}
+
+
+class Monitor(GeocodecAlgorithm):
+    NAME, LABEL = "monitor", "Monitor a place (class per date, change events)"
+    HELP = ("Class per date and change events (e.g. forest -> cleared) for the latent cell under a point, over a "
+            "file or a folder of files of one tiling; optionally a PNG chart of codes and class probabilities.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile("INPUT", "geocodec file or folder of files",
+                                                     behavior=QgsProcessingParameterFile.File))
+        self.addParameter(QgsProcessingParameterPoint("POINT", "Place", optional=True))
+        self.addParameter(QgsProcessingParameterString("TILE_ID", "…or tile id", optional=True))
+        self.addParameter(QgsProcessingParameterString("HEAD", "Head", defaultValue="monitor"))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Dates", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFileDestination("PLOT", "Time-series chart", "PNG (*.png)",
+                                                                optional=True))
+
+    def process(self, parameters, context, feedback):
+        from geocodec.heads import Head
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        argv = ["monitor", source, "--head", self.parameterAsString(parameters, "HEAD", context)]
+        tile = self.parameterAsString(parameters, "TILE_ID", context)
+        if tile:
+            argv += ["--tile-id", tile]
+        elif parameters.get("POINT"):
+            crs = self.parameterAsPointCrs(parameters, "POINT", context)
+            pt = self.parameterAsPoint(parameters, "POINT", context, crs)
+            argv += [f"--point={pt.x()},{pt.y()}"]
+            if crs.isValid():
+                argv += ["--crs", crs.authid() or crs.toWkt()]
+        else:
+            raise QgsProcessingException("give a place (point) or a tile id")
+        plot = self.parameterAsFileOutput(parameters, "PLOT", context)
+        if plot:
+            argv += ["--plot", plot]
+        out = _tmp(".parquet")
+        self.run_cli(argv + ["-o", out], feedback)
+        table = _read_parquet(out)
+        events = [f"{d}: {a} -> {b}" for d, e, a, b in zip(table.column("date").to_pylist(),
+                                                          table.column("event").to_pylist(),
+                                                          table.column("event_from").to_pylist(),
+                                                          table.column("event_to").to_pylist()) if e]
+        for e in events:
+            feedback.pushInfo("event " + e)
+        dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
+        head = Head.load(self.parameterAsString(parameters, "HEAD", context))
+        self._style = ("categorized", ("class", head.class_names, head.class_colors))
+        return {"OUTPUT": dest, "PLOT": plot or None, "EVENTS": events}
+
+
+class Preview(GeocodecAlgorithm):
+    NAME, LABEL = "preview", "Decode preview image (RGB GeoTIFF)"
+    HELP = "The model's preview decoder turns the codes back into a Sentinel-2-like RGB image (B04, B03, B02)."
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_input()
+        self.add_query()
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Preview"))
+
+    def process(self, parameters, context, feedback):
+        import numpy as np
+        from qgis.core import Qgis, QgsRasterBlock, QgsRasterFileWriter, QgsRectangle
+        from qgis.PyQt.QtCore import QByteArray
+
+        from geocodec.preview import preview_mosaic
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        crs = _file_crs(source)
+        bbox, time = self.query(parameters, context, crs)
+        feedback.setProgress(5)
+        m = preview_mosaic(source, bbox=bbox, time=time)
+        if feedback.isCanceled():
+            return {}
+        rgb = (m.rgb() * 255).round().astype(np.uint8)           # (H, W, 3)
+        valid = np.isfinite(m.data).all(axis=0)
+        h, w = rgb.shape[:2]
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        x0, y1 = m.origin
+        extent = QgsRectangle(x0, y1 - h * m.pixel_size, x0 + w * m.pixel_size, y1)
+        writer = QgsRasterFileWriter(out)
+        writer.setOutputFormat("GTiff")
+        provider = writer.createMultiBandRaster(Qgis.Byte, w, h, extent, qgis_crs(crs), 4)
+        if provider is None or not provider.isValid():
+            raise QgsProcessingException(f"could not write {out}")
+        bands = [rgb[..., 0], rgb[..., 1], rgb[..., 2], np.where(valid, 255, 0).astype(np.uint8)]
+        for b, arr in enumerate(bands, start=1):
+            block = QgsRasterBlock(Qgis.Byte, w, h)
+            block.setData(QByteArray(np.ascontiguousarray(arr).tobytes()))
+            provider.writeBlock(block, b, 0, 0)
+        provider.setEditable(False)
+        del provider
+        feedback.setProgress(100)
+        return {"OUTPUT": out, "WIDTH": w, "HEIGHT": h}
+
+
+class Search(GeocodecAlgorithm):
+    NAME, LABEL = "search", "Similar tiles (similarity search)"
+    HELP = ("The k tiles whose decoded embeddings are most similar (cosine) to a tile (by id) or to the mean of "
+            "the tiles a polygon layer covers; the layer is styled by score.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_input()
+        self.addParameter(QgsProcessingParameterString("TILE_ID", "Query tile id", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource("POLYGON", "…or query polygon(s)",
+                                                              [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterNumber("K", "Number of results", defaultValue=10, minValue=1))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Similar tiles",
+                                                            QgsProcessing.TypeVectorPolygon))
+
+    def process(self, parameters, context, feedback):
+        from geocodec.search import Searcher
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        k = self.parameterAsInt(parameters, "K", context)
+        tile = self.parameterAsString(parameters, "TILE_ID", context)
+        s = Searcher(source, progress=False)
+        try:
+            feedback.setProgress(40)
+            if tile:
+                tiles = s.tiles_by_id(tile)
+            elif parameters.get("POLYGON"):
+                import shapely
+
+                src = self.parameterAsSource(parameters, "POLYGON", context)
+                geoms = [f.geometry() for f in src.getFeatures() if not f.geometry().isNull()]
+                if not geoms:
+                    raise QgsProcessingException("the query layer has no geometry")
+                from qgis.core import QgsGeometry
+
+                union = QgsGeometry.unaryUnion(geoms)
+                crs = src.sourceCrs()
+                tiles = s.tiles_in_polygon(shapely.from_wkt(union.asWkt()),
+                                           crs=(crs.authid() or crs.toWkt()) if crs.isValid() else None)
+            else:
+                raise QgsProcessingException("give a tile id or a query polygon layer")
+            result = s.search(tiles, k)
+            crs = s.ds.files[0].crs
+        finally:
+            s.close()
+        feedback.pushInfo(f"query: {tiles.how} ({len(tiles.rows)} tile(s))")
+        dest = self.write_sink(parameters, context, feedback, result, crs)
+        self._style = ("graduated", ("score",))
+        return {"OUTPUT": dest, "SCORES": result.column("score").to_pylist()}
+
+
+class TrainHead(GeocodecAlgorithm):
+    NAME, LABEL = "train_head", "Train a few-shot head and classify"
+    HELP = ("Trains a linear head (numpy, in seconds) on the decoded embeddings of the tiles under labelled points "
+            "or polygons, writes it as ONNX with its class names and colours, then classifies every tile with it.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.add_input()
+        self.addParameter(QgsProcessingParameterFeatureSource("LABELS", "Labels (points or polygons)",
+                                                              [QgsProcessing.TypeVectorAnyGeometry]))
+        self.addParameter(QgsProcessingParameterField("FIELD", "Class field", parentLayerParameterName="LABELS"))
+        p = QgsProcessingParameterNumber("STEPS", "Training steps", defaultValue=300, minValue=10)
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
+        self.addParameter(QgsProcessingParameterFileDestination("HEAD", "Head", "ONNX (*.onnx)"))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", QgsProcessing.TypeVectorPolygon))
+
+    def process(self, parameters, context, feedback):
+        import shapely
+        from qgis.core import QgsCoordinateTransform
+
+        from geocodec.fewshot import train_head_on_file
+        from geocodec.heads import Head
+
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        labels = self.parameterAsSource(parameters, "LABELS", context)
+        field = self.parameterAsString(parameters, "FIELD", context)
+        head_path = self.parameterAsFileOutput(parameters, "HEAD", context)
+        crs = qgis_crs(_file_crs(source))
+        tr = QgsCoordinateTransform(labels.sourceCrs(), crs, context.transformContext())
+        geoms, values = [], []
+        for f in labels.getFeatures():
+            g = f.geometry()
+            if g.isNull() or f[field] is None:
+                continue
+            g.transform(tr)
+            geoms.append(shapely.from_wkt(g.asWkt()))
+            values.append(str(f[field]))
+        feedback.setProgress(10)
+        data, rep = train_head_on_file(source, geoms, values, steps=self.parameterAsInt(parameters, "STEPS", context),
+                                       training={"data": os.path.basename(source), "column": field,
+                                                 "command": "QGIS geocodec:train_head"})
+        if rep["outside"]:
+            feedback.reportError(f"{rep['outside']} label(s) fall on no tile and are ignored")
+        with open(head_path, "wb") as fh:
+            fh.write(data)
+        feedback.pushInfo(f"head {head_path}: classes {rep['counts']}")
+        feedback.setProgress(50)
+        if feedback.isCanceled():
+            return {}
+        out = _tmp(".parquet")
+        self.run_cli(["classify", source, "--head", head_path, "-o", out, "-q"], feedback)
+        table = _read_parquet(out)
+        head = Head.load(head_path)
+        dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
+        self._style = ("categorized", ("class", head.class_names, head.class_colors))
+        return {"OUTPUT": dest, "HEAD": head_path, "CLASSES": rep["classes"]}
+
+
+ALGORITHMS = [LoadFile, Classify, Ships, Monitor, Preview, Search, TrainHead]

@@ -1,0 +1,261 @@
+"""The QGIS plugin in a real, headless QGIS: provider, every algorithm through processing.run, map tool.
+
+Skips where QGIS's Python bindings are absent. scripts/test_qgis.sh runs it with
+GEOCODEC_QGIS_PATHS=/usr/lib/python3/dist-packages:/usr/share/qgis/python/plugins (appended to
+sys.path, so the venv's numpy/pyarrow still win over Debian's).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+for _p in os.environ.get("GEOCODEC_QGIS_PATHS", "").split(os.pathsep):
+    if _p and _p not in sys.path:
+        sys.path.append(_p)
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+qgis_core = pytest.importorskip("qgis.core")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "qgis_plugin"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+DATA = REPO.parent / "shared" / "data"
+HAVE_SHIPS = (DATA / "sen2ships" / "genoa").is_dir()
+HAVE_RONDONIA = (DATA / "rondonia" / "rondonia_s2l2a_monthly.npz").is_file()
+
+
+@pytest.fixture(scope="module")
+def qgs():
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    import processing  # noqa: F401
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    from geocodec_qgis.plugin import GeocodecPlugin
+
+    plugin = GeocodecPlugin(None)
+    plugin.initProcessing()
+    assert plugin.missing == [], plugin.missing
+    yield app
+    plugin.unload()
+
+
+@pytest.fixture(scope="module")
+def genoa(tmp_path_factory):
+    if not HAVE_SHIPS:
+        pytest.skip("needs ../shared/data/sen2ships")
+    import test_ships
+
+    return test_ships.crop.__wrapped__(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def rondonia(tmp_path_factory):
+    if not HAVE_RONDONIA:
+        pytest.skip("needs ../shared/data/rondonia")
+    from geocodec.datasets import load_rondonia
+    from geocodec.learned import LearnedModel
+    from geocodec.series import pick_bands
+    from test_heads import make_rondonia_file
+
+    d = load_rondonia()
+    d["x5"] = pick_bands(d["X"])
+    y = d["y"]
+    idx = np.array([np.flatnonzero(y == c)[i] for c in ("Forest", "Water", "Clear_Cut_Bare_Soil", "Wetland")
+                    for i in range(2)])
+    path = tmp_path_factory.mktemp("qgis_ron") / "rondonia.parquet"
+    make_rondonia_file(path, LearnedModel.load(), d, idx)
+    return path
+
+
+def run(alg, **params):
+    import processing
+
+    params.setdefault("OUTPUT", "TEMPORARY_OUTPUT")
+    return processing.run(f"geocodec:{alg}", params)
+
+
+def layer_of(result):
+    from qgis.core import QgsProcessingContext, QgsProject
+
+    out = result["OUTPUT"]
+    if isinstance(out, str):
+        out = QgsProject.instance().mapLayer(out) or qgis_core.QgsVectorLayer(out, "x", "ogr")
+    return out
+
+
+def test_provider_registered(qgs):
+    from qgis.core import QgsApplication
+
+    names = {a.name() for a in QgsApplication.processingRegistry().providerById("geocodec").algorithms()}
+    assert names == {"load", "classify", "ships", "monitor", "preview", "search", "train_head"}
+
+
+def test_metadata_txt():
+    import configparser
+
+    m = configparser.ConfigParser()
+    m.read(REPO / "qgis_plugin" / "geocodec_qgis" / "metadata.txt")
+    g = m["general"]
+    for k in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository",
+              "tracker"):
+        assert g.get(k), k
+    assert g["qgisMinimumVersion"] == "3.22" and g["hasProcessingProvider"] == "yes"
+
+
+def test_load_layer_with_query(qgs, genoa):
+    from geocodec.reader import GeocodecFile
+
+    r = run("load", INPUT=str(genoa["file"]))
+    lyr = layer_of(r)
+    with GeocodecFile(genoa["file"]) as f:
+        n = f.num_rows
+    assert lyr.featureCount() == n == r["TILES"] > 0
+    assert {"tile_id", "datetime", "valid_fraction"} <= set(lyr.fields().names())
+    assert lyr.crs().authid() == "EPSG:3857"
+    assert "s2-5band-v1" in lyr.metadata().abstract() and "bytes on disk" in lyr.metadata().abstract()
+    assert lyr.customProperty("geocodec/source") == str(genoa["file"])
+    f0 = next(lyr.getFeatures())
+    assert f0.geometry().type() == qgis_core.QgsWkbTypes.PolygonGeometry and 0 <= f0["valid_fraction"] <= 1
+    x0, y0, x1, y1 = genoa["bounds"]
+    half = run("load", INPUT=str(genoa["file"]), EXTENT=f"{x0},{(x0 + x1) / 2 - 1},{y0},{y1} [EPSG:3857]")
+    assert 0 < half["TILES"] < n
+    assert run("load", INPUT=str(genoa["file"]), START="2030-01-01")["TILES"] == 0
+
+
+def test_ships_points(qgs, genoa):
+    from geocodec.ships import detect_ships
+
+    r = run("ships", INPUT=str(genoa["file"]))
+    lyr = layer_of(r)
+    want = detect_ships(genoa["file"]).points.num_rows
+    assert lyr.featureCount() == r["COUNT"] == want
+    assert lyr.geometryType() == qgis_core.QgsWkbTypes.PointGeometry
+    assert r["THRESHOLD"] > 0
+
+
+def test_preview_geotiff(qgs, genoa, tmp_path):
+    out = str(tmp_path / "preview.tif")
+    r = run("preview", INPUT=str(genoa["file"]), OUTPUT=out)
+    rl = qgis_core.QgsRasterLayer(out, "p")
+    assert rl.isValid() and rl.bandCount() == 4 and rl.crs().authid() == "EPSG:3857"
+    assert rl.width() == r["WIDTH"] >= 200
+    x0, y0, x1, y1 = genoa["bounds"]
+    e = rl.extent()
+    assert abs(e.xMinimum() - x0) < 200 and abs(e.yMaximum() - y1) < 200
+    stats = rl.dataProvider().bandStatistics(1)
+    assert stats.maximumValue > 100
+
+
+def test_search_by_tile_and_polygon(qgs, genoa, tmp_path):
+    first = next(layer_of(run("load", INPUT=str(genoa["file"]))).getFeatures())
+    r = run("search", INPUT=str(genoa["file"]), TILE_ID=first["tile_id"], K=2)
+    lyr = layer_of(r)
+    scores = [f["score"] for f in lyr.getFeatures()]
+    assert len(scores) == 2 and first["tile_id"] not in [f["tile_id"] for f in lyr.getFeatures()] and scores == sorted(scores, reverse=True) and scores == pytest.approx(r["SCORES"])
+    assert isinstance(lyr.renderer(), qgis_core.QgsGraduatedSymbolRenderer)
+    poly = qgis_core.QgsVectorLayer("Polygon?crs=EPSG:3857", "q", "memory")
+    feat = qgis_core.QgsFeature()
+    feat.setGeometry(first.geometry().buffer(-1, 1))
+    poly.dataProvider().addFeatures([feat])
+    r2 = run("search", INPUT=str(genoa["file"]), POLYGON=poly, K=2)
+    assert layer_of(r2).featureCount() == 2
+
+
+def test_classify_landcover_legend(qgs, rondonia):
+    from geocodec.heads import Head
+
+    r = run("classify", INPUT=str(rondonia), HEAD="landcover")
+    lyr = layer_of(r)
+    h = Head.load("landcover")
+    assert lyr.featureCount() == 8
+    classes = [f["class"] for f in lyr.getFeatures()]
+    assert set(classes) <= set(h.class_names) and r["CLASSES"] == h.class_names
+    ren = lyr.renderer()
+    assert isinstance(ren, qgis_core.QgsCategorizedSymbolRenderer) and ren.classAttribute() == "class"
+    cats = ren.categories()
+    assert [c.label() for c in cats] == h.class_names
+    assert [c.symbol().color().name() for c in cats] == [c.lower() for c in h.class_colors]
+    # the test's Rondonia points include forest and water: the head finds both
+    assert {"Forest", "Water"} <= set(classes)
+
+
+def test_monitor_events_and_chart(qgs, rondonia, tmp_path):
+    png = str(tmp_path / "series.png")
+    pt = "500080,8999920 [EPSG:32720]"
+    r = run("monitor", INPUT=str(rondonia), POINT=pt, PLOT=png)
+    lyr = layer_of(r)
+    assert lyr.featureCount() == 11 and "event" in lyr.fields().names()
+    assert os.path.getsize(png) > 1000 and isinstance(r["EVENTS"], list)
+
+
+def test_train_head_then_classify(qgs, rondonia, tmp_path):
+    from geocodec.heads import Head
+
+    pts = qgis_core.QgsVectorLayer("Point?crs=EPSG:32720&field=cls:string", "labels", "memory")
+    feats = []
+    for i, c in enumerate(["veg", "veg", "water", "water"]):
+        f = qgis_core.QgsFeature(pts.fields())
+        f.setGeometry(qgis_core.QgsGeometry.fromPointXY(qgis_core.QgsPointXY(500080.0 + 160 * i, 8999920.0)))
+        f["cls"] = c
+        feats.append(f)
+    pts.dataProvider().addFeatures(feats)
+    head = str(tmp_path / "fewshot.onnx")
+    r = run("train_head", INPUT=str(rondonia), LABELS=pts, FIELD="cls", HEAD=head, STEPS=100)
+    h = Head.load(head)
+    assert h.class_names == ["veg", "water"] == r["CLASSES"]
+    lyr = layer_of(r)
+    assert lyr.featureCount() == 8 * 11  # one row per tile and date
+    assert {f["class"] for f in lyr.getFeatures()} <= {"veg", "water"}
+    assert [c.label() for c in lyr.renderer().categories()] == ["veg", "water"]
+
+
+def test_map_tool_click(qgs, genoa):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsProject
+    from qgis.gui import QgsMapCanvas, QgsMapMouseEvent
+    from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+    from geocodec_qgis.maptool import SimilarityMapTool
+
+    canvas = QgsMapCanvas()
+    canvas.resize(400, 400)
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    x0, y0, x1, y1 = genoa["bounds"]
+    canvas.setExtent(qgis_core.QgsRectangle(x0, y0, x1, y1))
+    canvas.refresh()
+    messages = []
+    tool = SimilarityMapTool(canvas, str(genoa["file"]), k=2, on_message=lambda t, lv="info": messages.append(t))
+    canvas.setMapTool(tool)
+    click = QgsPointXY(x0 + 100, y1 - 100)  # inside the top-left tile
+    pix = canvas.getCoordinateTransform().transform(click)
+    ev = QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, QPoint(int(pix.x()), int(pix.y())), Qt.LeftButton)
+    tool.canvasReleaseEvent(ev)
+    lyr = tool.last_layer
+    assert lyr is not None, messages
+    feats = list(lyr.getFeatures())
+    assert len(feats) == 3 and feats[0]["rank"] == 1  # the clicked tile (score 1) then 2 similar ones
+    assert feats[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert feats[0].geometry().buffer(20, 1).intersects(qgis_core.QgsGeometry.fromPointXY(click))
+    assert QgsProject.instance().mapLayer(lyr.id()) is not None
+    tool.deactivate()
+
+
+def test_plugin_zip(tmp_path):
+    import zipfile
+
+    from geocodec.cli import main
+
+    assert main(["qgis-plugin", "-o", str(tmp_path)]) == 0
+    z = zipfile.ZipFile(next(tmp_path.glob("geocodec_qgis-*.zip")))
+    names = set(z.namelist())
+    assert {"geocodec_qgis/metadata.txt", "geocodec_qgis/__init__.py", "geocodec_qgis/icon.png",
+            "geocodec_qgis/vendor/geocodec/reader.py", "geocodec_qgis/vendor/geocodec/models/heads/landcover.onnx",
+            "geocodec_qgis/vendor/geocodec/models/s2-5band-v1/model.json"} <= names
+    assert not any("__pycache__" in n for n in names)
