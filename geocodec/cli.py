@@ -446,19 +446,17 @@ def cmd_monitor(a) -> int:
 
 
 def cmd_train_head(a) -> int:
-    import numpy as np
-    import shapely
+    import os
 
+    from .atomic import atomic_output
     from .errors import GeocodecError, InputError
-    from .fewshot import train_head
-    from .reader import GeocodecDataset
+    from .fewshot import train_head_on_file
+    from .reader import GeocodecFile
 
     try:
         import geopandas as gpd
     except ImportError as exc:
         raise GeocodecError("reading labels needs geopandas and pyogrio (pip install geopandas pyogrio)") from exc
-    import os
-
     lp = a.labels
     if not os.path.exists(lp):
         raise InputError("no such labels file", source=lp)
@@ -467,57 +465,32 @@ def cmd_train_head(a) -> int:
         raise InputError(f"no column {a.column!r}; the labels have {[c for c in labels.columns if c != labels.geometry.name]}",
                          source=lp, field=a.column)
     labels = labels[labels.geometry.notna() & labels[a.column].notna()]
-    ds = GeocodecDataset(a.input)
-    try:
-        crs = ds.files[0].crs
-        if labels.crs is None:
-            raise InputError("the labels have no CRS", source=lp)
-        if crs is not None:
-            labels = labels.to_crs(crs)
-        tabs, embs = [], []
-        for table, emb in ds.iter_decoded(None, ["tile_id", "geometry"], threads=a.threads):
-            tabs.append(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
-            embs.append(emb)
-        ext = ds.files[0].ext
-    finally:
-        ds.close()
-    geoms = np.concatenate(tabs)
-    emb = np.concatenate(embs)
-    tree = shapely.STRtree(geoms)
-    xs, ys, outside = [], [], 0
-    for g, c in zip(labels.geometry.values, labels[a.column].astype(str).values):
-        hit = tree.query(g, predicate="intersects")
-        if g.geom_type == "Point" and len(hit):
-            # one tile per point: the first tile footprint holding it (rows of other dates of that tile too)
-            first = geoms[hit[0]]
-            hit = hit[shapely.equals(geoms[hit], first)]
-        if not len(hit):
-            outside += 1
-            continue
-        xs.append(emb[hit])
-        ys += [c] * len(hit)
-    if not xs:
-        raise InputError(f"none of the {len(labels)} labels falls on a tile of the file (labels reprojected to "
-                         "the file's CRS)", source=lp)
-    if outside:
-        print(f"warning: {outside} of {len(labels)} labels fall outside the file's tiles and are ignored",
-              file=sys.stderr)
-    classes = sorted(set(ys))
-    if len(classes) < 2:
-        raise InputError(f"the labels on the file's tiles hold a single class ({classes[0]!r}): a head needs two "
-                         "or more", source=lp, field=a.column)
-    codec = {"name": ext["codec"]["name"], "qualities": [ext["codec"].get("quality")],
-             "model_sha256": (ext.get("model") or {}).get("sha256"), "decoder_sha256": ext["decoder"]["sha256"]}
-    data = train_head(np.concatenate(xs), np.array(ys), classes, codec=codec, l2=a.l2, steps=a.steps,
-                      training={"data": os.path.basename(a.input), "labels": os.path.basename(lp),
-                                "column": a.column, "command": "geocodec train-head " + " ".join(sys.argv[2:])})
-    from .atomic import atomic_output
+    if labels.crs is None:
+        raise InputError("the labels have no CRS", source=lp)
+    first = a.input if not os.path.isdir(a.input) else None
+    if first is not None:
+        with GeocodecFile(first) as f:
+            labels = labels.to_crs(f.crs)
+    else:
+        from .reader import GeocodecDataset
 
+        ds = GeocodecDataset(a.input)
+        labels = labels.to_crs(ds.files[0].crs)
+        ds.close()
+    try:
+        data, rep = train_head_on_file(
+            a.input, labels.geometry.values, labels[a.column].astype(str).values, l2=a.l2, steps=a.steps,
+            threads=a.threads, training={"data": os.path.basename(a.input), "labels": os.path.basename(lp),
+                                         "column": a.column, "command": "geocodec train-head " + " ".join(sys.argv[2:])})
+    except InputError as exc:
+        raise exc.at(source=lp, field=a.column if exc.field == "labels" else None)
+    if rep["outside"]:
+        print(f"warning: {rep['outside']} of {len(labels)} labels fall outside the file's tiles and are ignored",
+              file=sys.stderr)
     with atomic_output(a.output) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-    counts = {c: ys.count(c) for c in classes}
-    print(f"wrote {a.output}: {len(classes)} classes from {len(ys)} tile rows ({counts})")
+    print(f"wrote {a.output}: {len(rep['classes'])} classes from {rep['rows']} tile rows ({rep['counts']})")
     return 0
 
 
