@@ -333,79 +333,14 @@ def _write_layer(columns: dict, geoms, crs, path: str) -> None:
 
 
 def cmd_classify(a) -> int:
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from .errors import InputError
-    from .heads import Head
-    from .reader import GeocodecDataset
+    from .classify import classify_file
 
     if _out_kind(a.output, "classify") is None:
         return 2
-    head = Head.load(a.head)
-    kind = head.meta["input"].get("kind")
-    names = head.class_names or list(head.meta.get("output", {}).get("names", []))
-    if not names:
-        raise InputError(f"head {head.path} names no classes: classify needs a classification head", field="head")
-    ds = GeocodecDataset(a.input)
-    try:
-        for f in ds.files:
-            head.check_file(f.ext, f.source)
-        crs = ds.files[0].crs
-        if kind == "embedding":
-            dim = head.meta["input"].get("dimension") or (head.meta["input"].get("shape") or [None])[-1]
-            if dim and int(dim) != ds.spec.dimension:
-                raise InputError(f"head {head.path} wants embeddings of {dim} floats, the file has "
-                                 f"{ds.spec.dimension}", source=ds.source, field="embedding.dimension")
-            ids, times, geoms, probs = [], [], [], []
-            import shapely
-
-            bar = tqdm(total=ds.num_rows, unit="tile", desc="classify", disable=a.quiet)
-            for table, emb in ds.iter_decoded(None, ["tile_id", "geometry", "datetime"], threads=a.threads):
-                probs.append(head.run(emb))
-                ids += table.column("tile_id").to_pylist()
-                times += table.column("datetime").to_pylist()
-                geoms += list(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
-                bar.update(table.num_rows)
-            bar.close()
-            p = np.concatenate(probs)
-            extra = {"datetime": times}
-        elif kind == "latent_cell_series":
-            from .series import align_to_dates, tile_series
-
-            ts = tile_series(a.input, progress=not a.quiet)
-            want = head.meta["input"].get("shape") or [None, None]
-            hdates = head.meta["input"].get("dates")
-            xs = []
-            for d, lat in zip(ts.dates, ts.latents):
-                if hdates:
-                    lat, _ = align_to_dates(d, lat, np.array(hdates, dtype="datetime64[D]"))
-                elif want[0] is not None and len(lat) != int(want[0]):
-                    raise InputError(f"head wants {want[0]} dates, a tile has {len(lat)}", source=ds.source)
-                xs.append(lat)
-            x = np.stack(xs).astype(np.float32)
-            p = np.concatenate([head.run(x[i:i + 4096]) for i in range(0, len(x), 4096)])
-            if p.ndim == 3:  # a per-date head: classify each tile by its mean probability
-                p = p.mean(axis=1)
-            ids, geoms = ts.tile_ids, ts.geometries
-            extra = {"n_dates": [len(d) for d in ts.dates],
-                     "first_date": [str(d[0])[:10] for d in ts.dates], "last_date": [str(d[-1])[:10] for d in ts.dates]}
-        else:
-            raise InputError(f"classify runs heads whose input is 'embedding' or 'latent_cell_series'; "
-                             f"{head.path} wants {kind!r}", field="geocodec:input")
-    finally:
-        ds.close()
-    cls = p.argmax(axis=1)
-    colors = head.class_colors
-    cols = {"tile_id": ids, **extra, "class": [names[c] for c in cls], "class_index": cls.astype(np.int32),
-            "probability": p.max(axis=1).astype(np.float32),
-            "color": [colors[c] if c < len(colors) else "#888888" for c in cls]}
-    for k, n in enumerate(names):
-        cols[f"p_{n}"] = p[:, k].astype(np.float32)
-    _write_layer(cols, geoms, crs, a.output)
-    counts = np.bincount(cls, minlength=len(names))
-    print(f"wrote {a.output}: {len(cls)} tiles classified by {head.task} head "
-          f"({', '.join(f'{n} {c}' for n, c in zip(names, counts) if c)})")
+    r = classify_file(a.input, a.head, threads=a.threads, progress=not a.quiet)
+    _write_layer(r.columns, r.geometries, r.crs, a.output)
+    print(f"wrote {a.output}: {len(r.geometries)} tiles classified by {r.head.task} head "
+          f"({', '.join(f'{n} {c}' for n, c in zip(r.names, r.counts) if c)})")
     return 0
 
 

@@ -215,11 +215,11 @@ class Classify(GeocodecAlgorithm):
         source = self.parameterAsFile(parameters, "INPUT", context)
         head = Head.load(self.parameterAsString(parameters, "HEAD", context))
         feedback.setProgress(5)
-        out = _tmp(".parquet")
-        self.run_cli(["classify", source, "--head", head.path, "-o", out, "-q"], feedback)
+        from geocodec.classify import classify_file
+
+        table = classify_file(source, head.path, progress=False).table()
         if feedback.isCanceled():
             return {}
-        table = _read_parquet(out)
         feedback.setProgress(85)
         names = head.class_names or list(head.meta.get("output", {}).get("names", []))
         dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
@@ -470,9 +470,9 @@ class TrainHead(GeocodecAlgorithm):
         feedback.setProgress(50)
         if feedback.isCanceled():
             return {}
-        out = _tmp(".parquet")
-        self.run_cli(["classify", source, "--head", head_path, "-o", out, "-q"], feedback)
-        table = _read_parquet(out)
+        from geocodec.classify import classify_file
+
+        table = classify_file(source, head_path, progress=False).table()
         head = Head.load(head_path)
         dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
         self._style = ("categorized", ("class", head.class_names, head.class_colors))

@@ -1,0 +1,103 @@
+"""``geocodec classify``: every tile of a file through a classification head (library function).
+
+Shared by the CLI and the QGIS plugin: returns the columns of the output layer,
+the tile footprints and the CRS; writing is the caller's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Classified:
+    columns: dict            # tile_id, (datetime | n_dates, first_date, last_date), class, class_index,
+                             # probability, color, p_<class> ...
+    geometries: list         # shapely footprints, one per row
+    crs: object
+    names: list[str]
+    head: object
+
+    def table(self):
+        """The layer as an Arrow table with a WKB ``geometry`` column."""
+        import pyarrow as pa
+        import shapely
+
+        wkb = shapely.to_wkb(list(self.geometries))
+        return pa.table({**self.columns, "geometry": pa.array(list(wkb), pa.binary())})
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.columns["class_index"], minlength=len(self.names))
+
+
+def classify_file(source, head_name="landcover", *, threads: int | None = None, progress: bool = True) -> Classified:
+    from tqdm.auto import tqdm
+
+    from .errors import InputError
+    from .heads import Head
+    from .reader import GeocodecDataset
+
+    head = Head.load(head_name)
+    kind = head.meta["input"].get("kind")
+    names = head.class_names or list(head.meta.get("output", {}).get("names", []))
+    if not names:
+        raise InputError(f"head {head.path} names no classes: classify needs a classification head", field="head")
+    ds = GeocodecDataset(source)
+    try:
+        for f in ds.files:
+            head.check_file(f.ext, f.source)
+        crs = ds.files[0].crs
+        if kind == "embedding":
+            dim = head.meta["input"].get("dimension") or (head.meta["input"].get("shape") or [None])[-1]
+            if dim and int(dim) != ds.spec.dimension:
+                raise InputError(f"head {head.path} wants embeddings of {dim} floats, the file has "
+                                 f"{ds.spec.dimension}", source=ds.source, field="embedding.dimension")
+            ids, times, geoms, probs = [], [], [], []
+            import shapely
+
+            bar = tqdm(total=ds.num_rows, unit="tile", desc="classify", disable=not progress)
+            for table, emb in ds.iter_decoded(None, ["tile_id", "geometry", "datetime"], threads=threads):
+                probs.append(head.run(emb))
+                ids += table.column("tile_id").to_pylist()
+                times += table.column("datetime").to_pylist()
+                geoms += list(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
+                bar.update(table.num_rows)
+            bar.close()
+            p = np.concatenate(probs)
+            extra = {"datetime": times}
+        elif kind == "latent_cell_series":
+            from .series import align_to_dates, tile_series
+
+            ts = tile_series(source, progress=progress)
+            want = head.meta["input"].get("shape") or [None, None]
+            hdates = head.meta["input"].get("dates")
+            xs = []
+            for d, lat in zip(ts.dates, ts.latents):
+                if hdates:
+                    lat, _ = align_to_dates(d, lat, np.array(hdates, dtype="datetime64[D]"))
+                elif want[0] is not None and len(lat) != int(want[0]):
+                    raise InputError(f"head wants {want[0]} dates, a tile has {len(lat)}", source=ds.source)
+                xs.append(lat)
+            x = np.stack(xs).astype(np.float32)
+            p = np.concatenate([head.run(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+            if p.ndim == 3:  # a per-date head: classify each tile by its mean probability
+                p = p.mean(axis=1)
+            ids, geoms = ts.tile_ids, ts.geometries
+            extra = {"n_dates": [len(d) for d in ts.dates],
+                     "first_date": [str(d[0])[:10] for d in ts.dates], "last_date": [str(d[-1])[:10] for d in ts.dates]}
+        else:
+            raise InputError(f"classify runs heads whose input is 'embedding' or 'latent_cell_series'; "
+                             f"{head.path} wants {kind!r}", field="geocodec:input")
+    finally:
+        ds.close()
+    cls = p.argmax(axis=1)
+    colors = head.class_colors
+    cols = {"tile_id": ids, **extra, "class": [names[c] for c in cls], "class_index": cls.astype(np.int32),
+            "probability": p.max(axis=1).astype(np.float32),
+            "color": [colors[c] if c < len(colors) else "#888888" for c in cls]}
+    for k, n in enumerate(names):
+        cols[f"p_{n}"] = p[:, k].astype(np.float32)
+    return Classified(cols, geoms, crs, names, head)
