@@ -345,29 +345,14 @@ def cmd_classify(a) -> int:
 
 
 def cmd_monitor(a) -> int:
-    import numpy as np
-
-    from .heads import Head
-    from .monitor import plot_series, run_monitor
-    from .series import cell_series
+    from .monitor import monitor_place, plot_series
 
     if _out_kind(a.output, "monitor") is None:
         return 2
-    head = Head.load(a.head)
-    cs = cell_series(a.files, point=a.point, tile_id=a.tile_id, crs=a.crs)
-    head.check_file(cs.ext, cs.sources[0])
-    r = run_monitor(head, cs.latents, cs.dates)
-    n = len(cs.dates)
-    ev = {e["index"]: e for e in r.events}
-    cols = {"tile_id": [cs.tile_id] * n, "date": [str(d)[:10] for d in cs.dates],
-            "cell": [None if cs.cell is None else f"{cs.cell[0]},{cs.cell[1]}"] * n,
-            "class": r.class_names, "probability": r.probabilities.max(axis=1).astype(np.float32),
-            "event": [i in ev for i in range(n)],
-            "event_from": [ev[i]["from"] if i in ev else None for i in range(n)],
-            "event_to": [ev[i]["to"] if i in ev else None for i in range(n)]}
-    for k, name in enumerate(r.names):
-        cols[f"p_{name}"] = r.probabilities[:, k].astype(np.float32)
-    _write_layer(cols, [cs.geometry] * n, cs.crs, a.output)
+    m = monitor_place(a.files, a.head, point=a.point, tile_id=a.tile_id, crs=a.crs)
+    cols, cs, r = m.columns, m.series, m.result
+    n = len(cols["date"])
+    _write_layer(cols, [m.geometry] * n, m.crs, a.output)
     where = f"cell {cs.cell}" if cs.cell else "tile mean"
     print(f"tile {cs.tile_id} ({where}), {n} dates, qualities {cs.qualities}:")
     for d, c, p in zip(cols["date"], r.class_names, cols["probability"]):

@@ -106,3 +106,44 @@ def plot_series(result: MonitorResult, latents: np.ndarray, path: str, *, title:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+@dataclass
+class PlaceMonitor:
+    """The monitor layer of one place: per-date columns, its geometry and CRS, the head's result."""
+
+    columns: dict           # tile_id, date, cell, class, probability, event, event_from, event_to, p_<class>...
+    geometry: object
+    crs: object
+    result: MonitorResult
+    series: object          # geocodec.series cell series (tile_id, cell, dates, latents, qualities, ...)
+
+    def table(self):
+        import pyarrow as pa
+        import shapely
+
+        n = len(self.columns["date"])
+        wkb = shapely.to_wkb([self.geometry] * n)
+        return pa.table({**self.columns, "geometry": pa.array(list(wkb), pa.binary())})
+
+
+def monitor_place(files, head_name="monitor", *, point=None, tile_id=None, crs=None) -> PlaceMonitor:
+    """Per-date classes and change events of one place (a point or a tile id) across geocodec files."""
+    from .heads import Head
+    from .series import cell_series
+
+    head = Head.load(head_name)
+    cs = cell_series(files, point=point, tile_id=tile_id, crs=crs)
+    head.check_file(cs.ext, cs.sources[0])
+    r = run_monitor(head, cs.latents, cs.dates)
+    n = len(cs.dates)
+    ev = {e["index"]: e for e in r.events}
+    cols = {"tile_id": [cs.tile_id] * n, "date": [str(d)[:10] for d in cs.dates],
+            "cell": [None if cs.cell is None else f"{cs.cell[0]},{cs.cell[1]}"] * n,
+            "class": r.class_names, "probability": r.probabilities.max(axis=1).astype(np.float32),
+            "event": [i in ev for i in range(n)],
+            "event_from": [ev[i]["from"] if i in ev else None for i in range(n)],
+            "event_to": [ev[i]["to"] if i in ev else None for i in range(n)]}
+    for k, name in enumerate(r.names):
+        cols[f"p_{name}"] = r.probabilities[:, k].astype(np.float32)
+    return PlaceMonitor(cols, cs.geometry, cs.crs, r, cs)

@@ -1,17 +1,15 @@
 """Processing algorithms: each one calls the geocodec library and turns its Arrow output into a layer.
 
 No decoding, head or search logic lives here: GeocodecFile/GeocodecDataset read and decode,
-geocodec.heads / ships / monitor / fewshot / search / preview do the work; the CLI's
-``classify`` and ``monitor`` commands are called in-process where the library has no
-function of their own (their output is a GeoParquet read back with pyarrow).
+geocodec.classify / heads / ships / monitor / fewshot / search / preview do the work, the
+same functions the CLI calls.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm,
+from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm,
                        QgsProcessingException, QgsProcessingParameterDefinition, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile,
@@ -95,16 +93,6 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
         self._dest = dest
         return dest
 
-    def run_cli(self, argv: list[str], feedback):
-        """Run a geocodec CLI command in-process; its library errors become QgsProcessingException."""
-        from geocodec.cli import build_parser
-
-        args = build_parser().parse_args(argv)
-        feedback.pushInfo("geocodec " + " ".join(argv))
-        rc = args.func(args)
-        if rc:
-            raise QgsProcessingException(f"geocodec {argv[0]} failed (exit {rc})")
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         try:
             return self.process(parameters, context, feedback)
@@ -136,23 +124,6 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
             md.setAbstract(self._meta.get("abstract", ""))
             layer.setMetadata(md)
             layer.setCustomProperty(SOURCE_PROPERTY, self._meta.get("source", ""))
-
-
-def _tmp(suffix: str) -> str:
-    fd, path = tempfile.mkstemp(suffix=suffix, prefix="geocodec_qgis_")
-    os.close(fd)
-    os.unlink(path)
-    return path
-
-
-def _read_parquet(path):
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path)
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
 
 
 class LoadFile(GeocodecAlgorithm):
@@ -295,25 +266,27 @@ class Monitor(GeocodecAlgorithm):
     def process(self, parameters, context, feedback):
         from geocodec.heads import Head
 
+        from geocodec.monitor import monitor_place, plot_series
+
         source = self.parameterAsFile(parameters, "INPUT", context)
-        argv = ["monitor", source, "--head", self.parameterAsString(parameters, "HEAD", context)]
+        head_name = self.parameterAsString(parameters, "HEAD", context)
         tile = self.parameterAsString(parameters, "TILE_ID", context)
-        if tile:
-            argv += ["--tile-id", tile]
-        elif parameters.get("POINT"):
+        point = crs_text = None
+        if not tile and parameters.get("POINT"):
             crs = self.parameterAsPointCrs(parameters, "POINT", context)
             pt = self.parameterAsPoint(parameters, "POINT", context, crs)
-            argv += [f"--point={pt.x()},{pt.y()}"]
-            if crs.isValid():
-                argv += ["--crs", crs.authid() or crs.toWkt()]
-        else:
+            point = [pt.x(), pt.y()]
+            crs_text = (crs.authid() or crs.toWkt()) if crs.isValid() else None
+        elif not tile:
             raise QgsProcessingException("give a place (point) or a tile id")
+        feedback.setProgress(5)
+        m = monitor_place(source, head_name, point=point, tile_id=tile or None, crs=crs_text)
         plot = self.parameterAsFileOutput(parameters, "PLOT", context)
         if plot:
-            argv += ["--plot", plot]
-        out = _tmp(".parquet")
-        self.run_cli(argv + ["-o", out], feedback)
-        table = _read_parquet(out)
+            where = f"cell {m.series.cell}" if m.series.cell else "tile mean"
+            plot_series(m.result, m.series.latents, plot, title=f"{m.series.tile_id} ({where})")
+        table = m.table()
+        feedback.setProgress(85)
         events = [f"{d}: {a} -> {b}" for d, e, a, b in zip(table.column("date").to_pylist(),
                                                           table.column("event").to_pylist(),
                                                           table.column("event_from").to_pylist(),
