@@ -56,5 +56,10 @@ def build_plugin_zip(out_dir: str | os.PathLike) -> dict:
                 continue
             z.write(f, f"{PLUGIN}/vendor/geocodec/{f.relative_to(pkg).as_posix()}")
             n += 1
+        # the spec package carries the JSON Schema every file's metadata is validated against
+        spec = pkg.parent / "geoparquet_spec"
+        for f in _files(spec, SKIP_DIRS | {"examples"}):
+            z.write(f, f"{PLUGIN}/vendor/geoparquet_spec/{f.relative_to(spec).as_posix()}")
+            n += 1
     os.replace(tmp, path)
     return {"path": str(path), "files": n, "bytes": path.stat().st_size, "version": version}

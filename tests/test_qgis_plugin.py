@@ -247,15 +247,3 @@ def test_map_tool_click(qgs, genoa):
     tool.deactivate()
 
 
-def test_plugin_zip(tmp_path):
-    import zipfile
-
-    from geocodec.cli import main
-
-    assert main(["qgis-plugin", "-o", str(tmp_path)]) == 0
-    z = zipfile.ZipFile(next(tmp_path.glob("geocodec_qgis-*.zip")))
-    names = set(z.namelist())
-    assert {"geocodec_qgis/metadata.txt", "geocodec_qgis/__init__.py", "geocodec_qgis/icon.png",
-            "geocodec_qgis/vendor/geocodec/reader.py", "geocodec_qgis/vendor/geocodec/models/heads/landcover.onnx",
-            "geocodec_qgis/vendor/geocodec/models/s2-5band-v1/model.json"} <= names
-    assert not any("__pycache__" in n for n in names)

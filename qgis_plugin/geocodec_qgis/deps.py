@@ -15,6 +15,9 @@ REQUIRED = {
     "constriction": "constriction",
     "shapely": "shapely>=2",
     "pyproj": "pyproj",
+    "jsonschema": "jsonschema>=4.19",
+    "tqdm": "tqdm",
+    "usearch": "usearch>=2.26,<3",
 }
 
 
