@@ -2,7 +2,7 @@
 # Install Debian 12's QGIS 3.22 Python bindings, providers and Xvfb (headless QGIS for the plugin tests and the
 # screenshot). Idempotent and quiet; needs root (or sudo) on Debian/Ubuntu. Then: scripts/test_qgis.sh
 set -euo pipefail
-pkgs=(python3-qgis qgis-providers xvfb xauth)
+pkgs=(python3-qgis qgis-providers qgis xvfb xauth)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -247,3 +247,35 @@ def test_map_tool_click(qgs, genoa):
     tool.deactivate()
 
 
+
+
+QGIS_PROCESS = "/usr/bin/qgis_process.bin"  # Debian's /usr/bin/qgis_process wrapper adds an option 3.22 rejects
+# what the plugin's dependency check installs for QGIS 3.22's GEOS 3.11 (shapely 2.0.x), prepared by test_qgis.sh
+QGIS_DEPS = [str(REPO / ".qgis-deps")] if (REPO / ".qgis-deps").is_dir() else []
+
+
+@pytest.mark.skipif(not os.path.exists(QGIS_PROCESS) or not QGIS_DEPS,
+                    reason="qgis_process (Debian package qgis) or .qgis-deps (scripts/test_qgis.sh) missing")
+def test_algorithms_run_in_qgis_process(tmp_path, genoa):
+    """The provider loads in the standalone qgis_process, as a user's enabled plugin, and runs."""
+    import subprocess
+
+    cfg = tmp_path / "cfg"
+    plugins = cfg / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "geocodec_qgis").symlink_to(REPO / "qgis_plugin" / "geocodec_qgis")
+    (cfg / "profiles" / "default" / "QGIS").mkdir(parents=True)
+    (cfg / "profiles" / "default" / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\ngeocodec_qgis=true\n")
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    # a clean environment: QGIS embeds Debian's Python, which must not pick up this venv's interpreter settings
+    # (QGIS finds its Python through PATH: keep the venv's and pyenv's python3 out of it)
+    env = {k: os.environ[k] for k in ("HOME", "LANG", "XDG_RUNTIME_DIR") if k in os.environ}
+    env.update(PATH="/usr/bin:/bin", QGIS_CUSTOM_CONFIG_PATH=str(cfg), QT_QPA_PLATFORM="offscreen",
+               PYTHONPATH=os.pathsep.join([*QGIS_DEPS, str(REPO), *site]))
+    listed = subprocess.run([QGIS_PROCESS, "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert "geocodec:classify" in listed.stdout and "geocodec:ships" in listed.stdout, listed.stderr[-3000:]
+    out = tmp_path / "ships.gpkg"
+    r = subprocess.run([QGIS_PROCESS, "run", "geocodec:ships", "--", f"INPUT={genoa['file']}", f"OUTPUT={out}"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert out.exists() and out.stat().st_size > 0

@@ -1,6 +1,7 @@
 """Which Python packages the plugin needs, which are missing, and a pip install into the plugin folder."""
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,21 +22,54 @@ REQUIRED = {
 }
 
 
+def qgis_geos_version() -> tuple[int, int]:
+    """GEOS (major, minor) that QGIS itself links; (99, 0) when unknown (outside QGIS)."""
+    try:
+        from qgis.core import Qgis
+
+        return int(Qgis.geosVersionMajor()), int(Qgis.geosVersionMinor())
+    except Exception:  # noqa: BLE001
+        return (99, 0)
+
+
+def shapely_requirement() -> str:
+    """shapely wheels bundle GEOS, but inside QGIS their GEOS calls resolve to the GEOS QGIS already
+    loaded: a wheel built for a newer GEOS then fails (e.g. 'WKB output dimension must be 2 or 3'
+    with QGIS 3.22 on Debian 12, GEOS 3.11). shapely 2.0.x is built for GEOS 3.11."""
+    return "shapely>=2.0,<2.1" if qgis_geos_version() < (3, 12) else "shapely>=2"
+
+
+def _installed_version(name: str) -> tuple[int, ...] | None:
+    """(major, minor) of an importable distribution, found without importing it: importing pyarrow or
+    onnxruntime at QGIS start costs time and, in qgis_process 3.22, a crash at exit."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        return None
+    try:
+        v = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return (0,)
+    return tuple(int(p) for p in v.split(".")[:2] if p.isdigit())
+
+
 def missing_packages() -> list[str]:
-    """pip requirements of the packages that cannot be imported (geocodec itself last)."""
+    """pip requirements of the packages that are not installed, or too old or too new for this QGIS
+    (geocodec itself last)."""
     out = []
     for name, req in REQUIRED.items():
-        try:
-            mod = importlib.import_module(name)
-            if name == "numpy" and tuple(int(v) for v in mod.__version__.split(".")[:2]) < (1, 26):
-                out.append(req)
-        except Exception:  # noqa: BLE001 - a broken install counts as missing
+        if name == "shapely":
+            req = shapely_requirement()
+        v = _installed_version(name)
+        if v is None:
             out.append(req)
-    try:
-        importlib.import_module("geocodec")
-    except Exception:  # noqa: BLE001
-        if not out:
-            out.append("geocodec")
+        elif name == "numpy" and v < (1, 26):
+            out.append(req)
+        elif name == "shapely" and (v < (2, 0) or ("<2.1" in req and v >= (2, 1))):
+            out.append(req)
+    if importlib.util.find_spec("geocodec") is None and not out:
+        out.append("geocodec")
     return out
 
 
