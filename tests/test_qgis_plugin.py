@@ -244,6 +244,20 @@ def test_map_tool_click(qgs, genoa):
     assert feats[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert feats[0].geometry().buffer(20, 1).intersects(qgis_core.QgsGeometry.fromPointXY(click))
     assert QgsProject.instance().mapLayer(lyr.id()) is not None
+
+    # draw a polygon (shift + left clicks, right click closes it) inside the top-left tile (the crop has 2 x 2)
+    def release(x, y, button, mods=Qt.NoModifier):
+        p = canvas.getCoordinateTransform().transform(QgsPointXY(x, y))
+        tool.canvasReleaseEvent(QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, QPoint(int(p.x()), int(p.y())),
+                                                 button, button, mods))
+
+    for x, y in ((x0 + 200, y1 - 200), (x0 + 1000, y1 - 200), (x0 + 1000, y1 - 1000), (x0 + 200, y1 - 1000)):
+        release(x, y, Qt.LeftButton, Qt.ShiftModifier)
+    assert len(tool.vertices) == 4
+    release(x0 + 200, y1 - 200, Qt.RightButton)
+    assert tool.vertices == [] and tool.last_layer is not lyr, messages
+    poly = list(tool.last_layer.getFeatures())
+    assert len(poly) == 2 and poly[0]["rank"] == 1 and "polygon" in messages[-1]
     tool.deactivate()
 
 

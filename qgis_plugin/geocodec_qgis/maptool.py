@@ -1,9 +1,15 @@
-"""Map tool: click a tile, get the k most similar tiles as a layer styled by score (geocodec.search)."""
+"""Map tool for similarity search (geocodec.search), results as a layer styled by score.
+
+* click (left button, no polygon started): the k tiles most like the tile under the point;
+* shift + left clicks add the vertices of a query polygon, a right click closes it: the k tiles
+  most like the mean embedding of the tiles the polygon covers.
+"""
 
 from __future__ import annotations
 
-from qgis.core import QgsCoordinateTransform, QgsProject
-from qgis.gui import QgsMapTool
+from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsPointXY, QgsProject, QgsWkbTypes
+from qgis.gui import QgsMapTool, QgsRubberBand
+from qgis.PyQt.QtCore import Qt
 
 from .layers import SOURCE_PROPERTY, graduated, memory_layer, qgis_crs
 
@@ -16,6 +22,8 @@ class SimilarityMapTool(QgsMapTool):
         self.on_message = on_message or (lambda text, level="info": None)
         self._searchers = {}
         self.last_layer = None
+        self.vertices: list[QgsPointXY] = []
+        self.band = None
 
     def source_for_click(self) -> str | None:
         if self.source:
@@ -29,9 +37,28 @@ class SimilarityMapTool(QgsMapTool):
         pt = event.mapPoint()
         crs = self.canvas().mapSettings().destinationCrs()
         try:
-            self.search_at(pt.x(), pt.y(), crs)
+            if event.button() == Qt.RightButton:
+                if len(self.vertices) >= 3:
+                    self.search_polygon([(p.x(), p.y()) for p in self.vertices], crs)
+                self._clear_polygon()
+            elif self.vertices or event.modifiers() & Qt.ShiftModifier:
+                self._add_vertex(pt)
+            else:
+                self.search_at(pt.x(), pt.y(), crs)
         except Exception as exc:  # noqa: BLE001 - shown in the message bar, never a bare traceback
+            self._clear_polygon()
             self.on_message(f"geocodec similarity search: {exc}", "critical")
+
+    def _add_vertex(self, pt):
+        self.vertices.append(QgsPointXY(pt))
+        if self.band is None:
+            self.band = QgsRubberBand(self.canvas(), QgsWkbTypes.PolygonGeometry)
+        self.band.setToGeometry(QgsGeometry.fromPolygonXY([self.vertices]), None)
+
+    def _clear_polygon(self):
+        self.vertices = []
+        if self.band is not None:
+            self.band.reset(QgsWkbTypes.PolygonGeometry)
 
     def searcher(self, source):
         from geocodec.search import Searcher
@@ -62,7 +89,34 @@ class SimilarityMapTool(QgsMapTool):
         self.on_message(f"{table.num_rows} tiles most similar to the one {tiles.how}", "info")
         return layer
 
+    def search_polygon(self, vertices, crs=None):
+        """The k tiles most like the tiles a polygon (vertices in ``crs``) covers, as a layer."""
+        import shapely
+
+        source = self.source_for_click()
+        if not source:
+            self.on_message("select a layer loaded by geocodec (or set the file) before drawing", "warning")
+            return None
+        s = self.searcher(source)
+        file_crs = s.ds.files[0].crs
+        if crs is not None and crs.isValid():
+            tr = QgsCoordinateTransform(crs, qgis_crs(file_crs), QgsProject.instance())
+            vertices = [(p.x(), p.y()) for p in (tr.transform(x, y) for x, y in vertices)]
+        tiles = s.tiles_in_polygon(shapely.Polygon(vertices))
+        table = s.search(tiles, self.k)
+        if table.num_rows == 0:
+            self.on_message("the polygon covers every tile of the file: nothing else to compare with", "warning")
+            return None
+        layer = memory_layer(table, file_crs, f"similar to a polygon ({len(tiles.rows)} tiles)")
+        graduated(layer, "score")
+        layer.setCustomProperty(SOURCE_PROPERTY, source)
+        QgsProject.instance().addMapLayer(layer)
+        self.last_layer = layer
+        self.on_message(f"{table.num_rows} tiles most similar to the {len(tiles.rows)} tiles under the polygon", "info")
+        return layer
+
     def deactivate(self):
+        self._clear_polygon()
         for s in self._searchers.values():
             s.close()
         self._searchers.clear()
