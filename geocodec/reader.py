@@ -287,8 +287,27 @@ class GeocodecFile:
                 job.cancel()
 
     def _finish_decoded(self, table: pa.Table, mask: np.ndarray, codes: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-        emb = self.decoder(self.spec.dequantize(codes[mask])).reshape(int(mask.sum()), -1)
-        out = table.filter(pa.array(mask)).drop_columns([c for c in CODE_COLUMNS if c in table.column_names])
+        every = bool(mask.all())
+        if not every:
+            codes = codes[mask]
+            table = table.filter(pa.array(mask))
+        n = codes.shape[0]
+        # the decoder runs on slices: its temporaries (latents, onnxruntime buffers) stay a few MB
+        emb = None
+        for lo in range(0, n, DECODER_BATCH_ROWS):
+            part = self.decoder(self.spec.dequantize(codes[lo:lo + DECODER_BATCH_ROWS]))
+            part = part.reshape(part.shape[0], -1)
+            if emb is None:
+                if n <= DECODER_BATCH_ROWS:
+                    emb = part
+                    break
+                emb = np.empty((n, part.shape[1]), dtype=part.dtype)
+            emb[lo:lo + part.shape[0]] = part
+        if emb is None:
+            emb = self.decoder(self.spec.dequantize(codes)).reshape(0, -1)
+        if emb.shape[0] != n:
+            raise MetadataError(f"decoder returned {emb.shape[0]} rows for {n}", source=self.source, field="decoder")
+        out = table.drop_columns([c for c in CODE_COLUMNS if c in table.column_names])
         return out, emb
 
 
@@ -310,6 +329,7 @@ def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_of
 THREADS_ENV = "GEOCODEC_THREADS"
 PARALLEL_MIN_BLOCKS = 32     # fewer blocks than this (8192 rows at 256 per block): decode in-process
 CHUNK_ROWS = 8192            # rows per task sent to a worker (32 blocks of 256)
+DECODER_BATCH_ROWS = 8192    # rows per ONNX decoder call in iter_decoded
 
 
 def decode_threads(threads: int | None = None) -> int:
