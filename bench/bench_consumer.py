@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -44,13 +43,12 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import onnxruntime  # noqa: E402
 import pyproj  # noqa: E402, F401  (before usearch: see geocodec/search.py)
 import shapely  # noqa: E402
 import usearch  # noqa: E402
 
-import geocodec  # noqa: E402
 from geocodec.compress import compress  # noqa: E402
 from geocodec.datasets import RONDONIA_FILE, rondonia_embedding_table  # noqa: E402
 from geocodec.embeddings_io import embeddings_table, vectors_from_column  # noqa: E402
@@ -66,23 +64,10 @@ DECODE_ROUNDS = 3
 
 # -- helpers ----------------------------------------------------------------------------------
 def machine_description() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB RAM"
-    except (ValueError, OSError, AttributeError):
-        mem = ""
-    return (f"{decode_threads(0)} vCPU ({model}){mem}, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}, "
-            f"constriction 0.5.0, onnxruntime {onnxruntime.__version__}, usearch {usearch.__version__}, "
-            f"geocodec {geocodec.__version__}")
+    """bench_codec's machine line, plus the usearch version."""
+    from bench_codec import machine_description as base
+
+    return f"{base()}, usearch {usearch.__version__}"
 
 
 def loadavg() -> float:
