@@ -337,9 +337,11 @@ def cmd_classify(a) -> int:
 
     if _out_kind(a.output, "classify") is None:
         return 2
+    from .gpkg import write_table
+
     r = classify_file(a.input, a.head, threads=a.threads, progress=not a.quiet)
-    _write_layer(r.columns, r.geometries, r.crs, a.output)
-    print(f"wrote {a.output}: {len(r.geometries)} tiles classified by {r.head.task} head "
+    write_table(r.table(), a.output, geo=r.geo())
+    print(f"wrote {a.output}: {r.rows} tiles classified by {r.head.task} head "
           f"({', '.join(f'{n} {c}' for n, c in zip(r.names, r.counts) if c)})")
     return 0
 
