@@ -227,36 +227,30 @@ def _point(text: str):
 
 
 def cmd_decode(a) -> int:
-    import os
-
     _threads_env(a)
-    suffix = os.path.splitext(a.output)[1].lower()
+    suffix = _out_kind(a.output, "decode")
+    if suffix is None:
+        return 2
     if suffix == ".gpkg":
         from .gpkg import decode_to_gpkg
 
         r = decode_to_gpkg(a.input, a.output, bbox=a.bbox, time=a.time, layer=a.layer, progress=not a.quiet)
         print(f"wrote {a.output}: {r['rows']} tiles, embedding as {r['dimension']} float columns emb_000.. "
               "(GeoPackage layer)")
-    elif suffix in (".parquet", ".geoparquet"):
+    else:
         from .compress import decompress
 
         r = decompress(a.input, a.output, bbox=a.bbox, time=a.time, column=a.column, progress=not a.quiet)
         print(f"wrote {a.output}: {r['rows']} vectors of {r['dimension']} float32 (GeoParquet)")
-    else:
-        print(f"geocodec decode: error: {a.output}: the output must end in .parquet or .gpkg", file=sys.stderr)
-        return 2
     return 0
 
 
 def cmd_search(a) -> int:
-    import os
-
     from .gpkg import write_table
     from .search import Searcher, read_polygon_with_crs
 
     _threads_env(a)
-    if os.path.splitext(a.output)[1].lower() not in (".parquet", ".geoparquet", ".gpkg"):
-        print(f"geocodec search: error: {a.output}: the output must end in .parquet or .gpkg", file=sys.stderr)
+    if _out_kind(a.output, "search") is None:
         return 2
     s = Searcher(a.input, method=a.method, index_path=a.index, save_index=not a.no_save_index,
                  rebuild=a.rebuild_index, progress=not a.quiet)
@@ -287,8 +281,7 @@ def cmd_ships(a) -> int:
     from .ships import detect_ships, write_map, write_points
 
     _threads_env(a)
-    if os.path.splitext(a.output)[1].lower() not in (".parquet", ".geoparquet", ".gpkg"):
-        print(f"geocodec ships: error: {a.output}: the output must end in .parquet or .gpkg", file=sys.stderr)
+    if _out_kind(a.output, "ships") is None:
         return 2
     r = detect_ships(a.input, a.head, threshold=a.threshold, bbox=a.bbox, time=a.time)
     write_points(r, a.output)

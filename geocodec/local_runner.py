@@ -78,35 +78,44 @@ class RasterBands:
         self.ndim = 4
 
     def __getitem__(self, key):
-        import rasterio
-        from rasterio.enums import Resampling
-        from rasterio.windows import Window
-
+        """Read the window ``key`` (t, bands, y, x slices or indices) of every band asked for."""
         os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)  # before this worker's first read
         key = tuple(key) + (slice(None),) * (4 - len(key))
         t, b, ys, xs = (k if isinstance(k, slice) else slice(k, k + 1) for k in key)
-        r0, c0, h, w = self.window
-        y0, y1, _ = ys.indices(h)
-        x0, x1, _ = xs.indices(w)
+        y0, y1, _ = ys.indices(self.window[2])
+        x0, x1, _ = xs.indices(self.window[3])
         bands = self.labels[b]
         out = np.full((1, len(bands), max(y1 - y0, 0), max(x1 - x0, 0)), np.nan, np.float32)
         if out.size == 0:
             return out[t]
         for i, label in enumerate(bands):
-            path = self.files[label]
-            if path is None:
+            if self.files[label] is None:
                 continue  # e.g. no SCL: unknown, stays NaN
-            with rasterio.open(path) as src:
-                fy, fx = src.res[1] / self.ref_res[1], src.res[0] / self.ref_res[0]
-                win = Window((c0 + x0) / fx, (r0 + y0) / fy, (x1 - x0) / fx, (y1 - y0) / fy)
-                nearest = label == "SCL" or (fx == 1 and fy == 1)
-                arr = src.read(1, window=win, out_shape=(y1 - y0, x1 - x0), boundless=True,
-                               resampling=Resampling.nearest if nearest else Resampling.bilinear,
-                               fill_value=src.nodata if src.nodata is not None else 0).astype(np.float32)
-                if src.nodata is not None and not math.isnan(src.nodata):
-                    arr[arr == src.nodata] = np.nan
+            arr = self._read_band(label, y0, y1, x0, x1)
             out[0, i] = arr
         return out[t]
+
+    def _read_band(self, label: str, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """One band's window on the reference grid, resampled from the band's own resolution."""
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.windows import Window
+
+        r0, c0 = self.window[:2]
+        with rasterio.open(self.files[label]) as src:
+            fy, fx = src.res[1] / self.ref_res[1], src.res[0] / self.ref_res[0]
+            win = Window((c0 + x0) / fx, (r0 + y0) / fy, (x1 - x0) / fx, (y1 - y0) / fy)
+            nearest = label == "SCL" or (fx == 1 and fy == 1)
+            arr = src.read(1, window=win, out_shape=(y1 - y0, x1 - x0), boundless=True,
+                           resampling=Resampling.nearest if nearest else Resampling.bilinear,
+                           fill_value=src.nodata if src.nodata is not None else 0).astype(np.float32)
+            return _nodata_to_nan(arr, src.nodata)
+
+
+def _nodata_to_nan(arr: np.ndarray, nodata) -> np.ndarray:
+    if nodata is not None and not math.isnan(nodata):
+        arr[arr == nodata] = np.nan
+    return arr
 
 
 def _find_bands(path: str, bands: list[str]) -> tuple[dict[str, str | None], str | None]:
@@ -287,30 +296,15 @@ class _MultiBand(RasterBands):
         self.__dict__.update(base.__dict__)
         self.files = dict(files)
 
-    def __getitem__(self, key):
+    def _read_band(self, label: str, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         import rasterio
-
-        os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
-        key = tuple(key) + (slice(None),) * (4 - len(key))
-        t, b, ys, xs = (k if isinstance(k, slice) else slice(k, k + 1) for k in key)
-        r0, c0, h, w = self.window
-        y0, y1, _ = ys.indices(h)
-        x0, x1, _ = xs.indices(w)
-        bands = self.labels[b]
-        out = np.full((1, len(bands), y1 - y0, x1 - x0), np.nan, np.float32)
         from rasterio.windows import Window
 
-        for i, label in enumerate(bands):
-            spec = self.files[label]
-            if spec is None:
-                continue
-            path, idx = spec.rsplit("|", 1)
-            with rasterio.open(path) as src:
-                arr = src.read(int(idx), window=Window(c0 + x0, r0 + y0, x1 - x0, y1 - y0)).astype(np.float32)
-                if src.nodata is not None and not math.isnan(src.nodata):
-                    arr[arr == src.nodata] = np.nan
-            out[0, i] = arr
-        return out[t]
+        r0, c0 = self.window[:2]
+        path, idx = self.files[label].rsplit("|", 1)
+        with rasterio.open(path) as src:
+            arr = src.read(int(idx), window=Window(c0 + x0, r0 + y0, x1 - x0, y1 - y0)).astype(np.float32)
+            return _nodata_to_nan(arr, src.nodata)
 
 
 def _extent(ext) -> dict:

@@ -514,16 +514,19 @@ class Searcher:
     def rows_table(self, rows: np.ndarray) -> pa.Table:
         """tile_id, datetime(s), geometry and bbox of the given global rows, in the order given."""
         rows = np.asarray(rows, dtype=np.int64)
+        def named(t, f):
+            geom = f.geo["primary_column"]
+            return t.rename_columns(["geometry" if c == geom else c for c in t.column_names])
+
         parts, got = [], []
         for f, rg, first, rws in self._locate(rows):
             t = f.parquet.read_row_group(rg, columns=self._meta_columns(f)).replace_schema_metadata(None)
-            geom = f.geo["primary_column"]
-            if geom != "geometry":
-                t = t.rename_columns(["geometry" if c == geom else c for c in t.column_names])
-            parts.append(t.take(pa.array(rws - first)))
+            parts.append(named(t, f).take(pa.array(rws - first)))
             got.append(rws)
-        if not parts:
-            return pa.table({"row": pa.array([], pa.int64())})
+        if not parts:  # no rows: the same columns, empty, so writers still get a geometry column
+            f = self.ds.files[0]
+            t = f.parquet.schema_arrow.empty_table().select(self._meta_columns(f)).replace_schema_metadata(None)
+            return named(t, f).append_column("row", pa.array([], pa.int64()))
         table = pa.concat_tables(parts, promote_options="default")
         got = np.concatenate(got)
         pos = {int(r): i for i, r in enumerate(got)}

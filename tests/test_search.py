@@ -184,6 +184,18 @@ def test_polygon_query_is_the_mean_of_intersecting_tiles(utm_file, tmp_path):
         s.tiles_in_polygon(shapely.box(0, 0, 1, 1))
 
 
+def test_polygon_over_every_tile_gives_an_empty_layer(utm_file, tmp_path, capsys):
+    """Nothing left to compare with: an empty result layer with its columns, not a traceback."""
+    path = _copy(utm_file, tmp_path)
+    out = tmp_path / "none.gpkg"
+    poly = shapely.box(490_000, 4_390_000, 530_000, 4_430_000).wkt
+    assert main(["search", path, "--polygon", poly, "-o", str(out), "--no-save-index"]) == 0
+    import geopandas as gpd
+
+    layer = gpd.read_file(out)
+    assert len(layer) == 0 and {"rank", "score", "tile_id"} <= set(layer.columns)
+
+
 # -- saved indexes --------------------------------------------------------------------------
 def test_saved_index_is_reused_and_stale_one_refused(utm_file, tmp_path):
     path = _copy(utm_file, tmp_path)

@@ -73,20 +73,28 @@ class SimilarityMapTool(QgsMapTool):
         if not source:
             self.on_message("select a layer loaded by geocodec (or set the file) before clicking", "warning")
             return None
+        s, file_crs, [(x, y)] = self._to_file_crs(source, crs, [(x, y)])
+        tiles = s.tiles_at_point(x, y)
+        table = s.search(tiles, self.k + len(tiles.rows), include_query=True)  # the clicked tile(s) + k
+        return self._add_result(table, source, file_crs, f"similar to {table.column('tile_id')[0].as_py()}",
+                                f"{table.num_rows} tiles most similar to the one {tiles.how}")
+
+    def _to_file_crs(self, source, crs, points):
+        """The searcher of ``source`` and ``points`` [(x, y)] in ``crs`` moved into the file's CRS."""
         s = self.searcher(source)
         file_crs = s.ds.files[0].crs
         if crs is not None and crs.isValid():
             tr = QgsCoordinateTransform(crs, qgis_crs(file_crs), QgsProject.instance())
-            p = tr.transform(x, y)
-            x, y = p.x(), p.y()
-        tiles = s.tiles_at_point(x, y)
-        table = s.search(tiles, self.k + len(tiles.rows), include_query=True)  # the clicked tile(s) + k
-        layer = memory_layer(table, file_crs, f"similar to {table.column('tile_id')[0].as_py()}")
+            points = [(p.x(), p.y()) for p in (tr.transform(x, y) for x, y in points)]
+        return s, file_crs, points
+
+    def _add_result(self, table, source, file_crs, name: str, message: str):
+        layer = memory_layer(table, file_crs, name)
         graduated(layer, "score")
         layer.setCustomProperty(SOURCE_PROPERTY, source)
         QgsProject.instance().addMapLayer(layer)
         self.last_layer = layer
-        self.on_message(f"{table.num_rows} tiles most similar to the one {tiles.how}", "info")
+        self.on_message(message, "info")
         return layer
 
     def search_polygon(self, vertices, crs=None):
@@ -97,23 +105,14 @@ class SimilarityMapTool(QgsMapTool):
         if not source:
             self.on_message("select a layer loaded by geocodec (or set the file) before drawing", "warning")
             return None
-        s = self.searcher(source)
-        file_crs = s.ds.files[0].crs
-        if crs is not None and crs.isValid():
-            tr = QgsCoordinateTransform(crs, qgis_crs(file_crs), QgsProject.instance())
-            vertices = [(p.x(), p.y()) for p in (tr.transform(x, y) for x, y in vertices)]
+        s, file_crs, vertices = self._to_file_crs(source, crs, vertices)
         tiles = s.tiles_in_polygon(shapely.Polygon(vertices))
         table = s.search(tiles, self.k)
         if table.num_rows == 0:
             self.on_message("the polygon covers every tile of the file: nothing else to compare with", "warning")
             return None
-        layer = memory_layer(table, file_crs, f"similar to a polygon ({len(tiles.rows)} tiles)")
-        graduated(layer, "score")
-        layer.setCustomProperty(SOURCE_PROPERTY, source)
-        QgsProject.instance().addMapLayer(layer)
-        self.last_layer = layer
-        self.on_message(f"{table.num_rows} tiles most similar to the {len(tiles.rows)} tiles under the polygon", "info")
-        return layer
+        return self._add_result(table, source, file_crs, f"similar to a polygon ({len(tiles.rows)} tiles)",
+                                f"{table.num_rows} tiles most similar to the {len(tiles.rows)} tiles under the polygon")
 
     def deactivate(self):
         self._clear_polygon()
