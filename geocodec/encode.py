@@ -25,8 +25,14 @@ def stage_inputs(inputs: list[str], bands: list[str] | None, folder: str) -> str
     """
     if len(inputs) == 1:
         return inputs[0]
-    if not bands or len(bands) != len(inputs):
-        raise InputError(f"{len(inputs)} input files need --bands naming each one's band in order "
+    if not bands:
+        bands = [band_in_name(p) for p in inputs]
+        if None in bands or len(set(bands)) != len(bands):
+            raise InputError(f"{len(inputs)} input files need --bands naming each one's band in order "
+                             f"(e.g. --bands {','.join(DEFAULT_BANDS)}): the band could not be read from every "
+                             "file name", field="bands")
+    if len(bands) != len(inputs):
+        raise InputError(f"{len(inputs)} input files but {len(bands)} --bands; name each file's band in order "
                          f"(e.g. --bands {','.join(DEFAULT_BANDS)})", field="bands")
     for path, band in zip(inputs, bands):
         if not os.path.isfile(path):
@@ -34,6 +40,15 @@ def stage_inputs(inputs: list[str], bands: list[str] | None, folder: str) -> str
         ext = ".jp2" if path.lower().endswith(".jp2") else ".tif"
         os.symlink(os.path.abspath(path), os.path.join(folder, f"input_{band}{ext}"))
     return folder
+
+
+def band_in_name(path: str) -> str | None:
+    """The Sentinel-2 band a file's name ends with (``..._B02.tif``, ``T32TLR_..._B8A_10m.jp2``), or None."""
+    import re
+
+    m = re.search(r"(?:^|[_.-])(B(?:0[1-9]|1[0-2]|8A))(?:_\d+m)?$", os.path.splitext(os.path.basename(path))[0],
+                  re.IGNORECASE)
+    return m.group(1).upper() if m else None
 
 
 def data_bounds(path: str, bands: list[str] | None) -> tuple[list[float], str]:

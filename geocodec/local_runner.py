@@ -51,6 +51,9 @@ import numpy as np
 from .errors import InputError
 
 log = logging.getLogger(__name__)
+# the producer graph uses no ML or experimental process; openeo-processes-dask warns on every import (each
+# worker) that their optional dependencies are missing, which tells a user nothing
+logging.getLogger("openeo_processes_dask.process_implementations").setLevel(logging.ERROR)
 
 DEFAULT_CHUNK = 128
 GDAL_CACHE_MB = "64"  # GDAL's block cache otherwise grows to 5% of RAM with the scene (dirty output blocks, JP2 tiles)

@@ -77,3 +77,26 @@ def test_encode_single_band_files_need_bands(tmp_path, model_path, crop):
     rc = main(["encode", *paths, "--bands", "B02,B03,B04,B08,B11", "-o", str(out), "--model", str(model_path),
                "--scheduler", "sync", "--date", "2023-06-15"])
     assert rc == 0 and os.path.getsize(out) > 0
+
+
+def test_band_read_from_file_names(tmp_path):
+    from geocodec.encode import band_in_name, stage_inputs
+
+    assert band_in_name("genoa_2023-08-17_B02.tif") == "B02"
+    assert band_in_name("T32TLR_20230101T103421_B8A_20m.jp2") == "B8A"
+    assert band_in_name("scene.b11.tif") == "B11"
+    assert band_in_name("band0.tif") is None and band_in_name("xB02.tif") is None
+    names = ["s_B02.tif", "s_B03.tif", "s_B04.tif"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    stage_inputs([str(tmp_path / n) for n in names], None, str(staged))
+    assert sorted(os.listdir(staged)) == ["input_B02.tif", "input_B03.tif", "input_B04.tif"]
+    # one name without a band, or the same band twice: --bands is asked for
+    (tmp_path / "other.tif").write_bytes(b"")
+    for bad in (["s_B02.tif", "other.tif"], ["s_B02.tif", "s_B02.tif"]):
+        with pytest.raises(InputError, match="--bands"):
+            stage_inputs([str(tmp_path / n) for n in bad], None, str(tmp_path / "x"))
+    with pytest.raises(InputError, match="2 input files but 1 --bands"):
+        stage_inputs([str(tmp_path / n) for n in names[:2]], ["B02"], str(tmp_path / "x"))
