@@ -86,13 +86,9 @@ def raw_descriptor(tiles: np.ndarray) -> np.ndarray:
     return f.transpose(1, 2, 0).reshape(tiles.shape[0], -1).astype(np.float32)
 
 
-def dn_uint16(tiles: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(tiles * 1e4), 0, 65535).astype(np.uint16)
-
-
 def encode_sets(model, decoder, sets: dict, *, keep_raw: set, zstd_level: int) -> dict:
     """Latents, reference embeddings, raw descriptors (and raw zstd bits) of every tile."""
-    from geocodec.baselines import zstd_bits
+    from geocodec.baselines import raw_tile_bits
 
     per_scene = {name: [scene_tiles(s) for s in scenes] for name, scenes in sets.items()}
     total = sum(len(t) for tl in per_scene.values() for t in tl)
@@ -107,8 +103,7 @@ def encode_sets(model, decoder, sets: dict, *, keep_raw: set, zstd_level: int) -
                 desc.append(raw_descriptor(tiles))
                 scene_of += [sets[name][si].name] * len(tiles)
                 if name in keep_raw:
-                    dn = dn_uint16(tiles)
-                    raw_bits += [zstd_bits(t, level=zstd_level) for t in dn]
+                    raw_bits += list(raw_tile_bits(tiles, level=zstd_level))
             y = np.concatenate(ys).astype(np.float32)
             out[name] = {"y": y, "emb": embed(decoder, y), "desc": np.concatenate(desc),
                          "raw_bits": np.asarray(raw_bits, np.float64), "scene": np.asarray(scene_of)}

@@ -186,3 +186,13 @@ def sweep(train: np.ndarray, test: np.ndarray, *, pca_ks=(), pq_ms=(), pq_nbits:
     out += [PCAInt8.fit(train, k).apply(test) for k in pca_ks if k <= d]
     out += [ProductQuantizer.fit(train, m, pq_nbits, seed).apply(test) for m in pq_ms if d % m == 0]
     return out
+
+
+def raw_dn(tiles: np.ndarray, scale: float = 1e4) -> np.ndarray:
+    """Reflectance tiles back to the uint16 digital numbers Sentinel-2 products store (DN = reflectance * 1e4)."""
+    return np.clip(np.round(np.asarray(tiles, np.float32) * scale), 0, 65535).astype(np.uint16)
+
+
+def raw_tile_bits(tiles: np.ndarray, level: int = ZSTD_LEVEL) -> np.ndarray:
+    """Bits per tile of the raw-pixel baseline: each tile's uint16 DN bands, zstd-compressed on its own."""
+    return np.array([zstd_bits(t, level=level) for t in raw_dn(tiles)])
