@@ -47,8 +47,9 @@ def draw(ax, codec: list[tuple[str, float, float]], baselines: dict[str, tuple[f
     ax.grid(True, which="both", alpha=0.3)
 
 
-def save(fig, path: Path) -> None:
+def save(fig, path: Path, rect=(0, 0, 1, 1)) -> None:
+    """Lay out (leaving ``rect``'s margins free, e.g. for a figure legend) and write a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=120)
