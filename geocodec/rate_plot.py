@@ -13,6 +13,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from .atomic import atomic_output
+
 FAMILY = re.compile(r"^(pca|pq)(\d+)")
 FAMILY_STYLE = {"pca": ("P", "#e7298a", "PCA-k + int8"), "pq": ("X", "#7570b3", "PQ-m x 8 bit (faiss)")}
 SINGLE_STYLE = {"float32": ("s", "#666666"), "float16": ("v", "#1b9e77"), "int8/vector": ("D", "#66a61e")}
@@ -52,4 +54,5 @@ def save(fig, path: Path, rect=(0, 0, 1, 1)) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout(rect=rect)
-    fig.savefig(path, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_output
+
 LANDCOVER_COLORS = {
     "Forest": "#1a7f37", "Mountainside_Forest": "#4d9221", "Riparian_Forest": "#2ca25f",
     "Seasonally_Flooded": "#41b6c4", "Wetland": "#7fcdbb", "Water": "#2166ac",
@@ -882,7 +884,8 @@ def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dic
           "Softmax) with the same metadata (task `custom`, input kind `embedding` and its dimension, classes with "
           "colours, the file's model and decoder sha256). No torch, seconds on a laptop.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(L) + "\n")
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text("\n".join(L) + "\n")
 
 
 def main(argv=None) -> int:

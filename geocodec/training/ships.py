@@ -624,7 +624,10 @@ def write_doc(report: dict, path: Path) -> None:
               "- Positions are at the latent resolution (80 m cells); ship size, heading and boxes are not predicted.",
               "- Detections are per tile (no peak suppression across tile edges), so a ship on a tile edge may be "
               "reported twice."]
-    path.write_text("\n".join(lines) + "\n")
+    from ..atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
 
 
 def _gap_sentence(report: dict) -> str:
