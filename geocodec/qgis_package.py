@@ -15,6 +15,9 @@ from pathlib import Path
 
 PLUGIN = "geocodec_qgis"
 SKIP_DIRS = {"__pycache__", "training"}
+# files of the model folders that only training reads or writes: the torch checkpoint (the ONNX files are what a
+# consumer runs) and the heads' training reports (each head's ONNX carries its own scores in its metadata)
+TRAINING_ONLY = {"weights.safetensors", "scores.json", "ships_scores.json"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -51,8 +54,7 @@ def build_plugin_zip(out_dir: str | os.PathLike) -> dict:
             z.write(f, f"{PLUGIN}/{f.relative_to(src).as_posix()}")
             n += 1
         for f in _files(pkg):
-            # weights.safetensors is the torch training checkpoint: the ONNX files are what a consumer runs
-            if f.name == "weights.safetensors":
+            if f.name in TRAINING_ONLY:
                 continue
             z.write(f, f"{PLUGIN}/vendor/geocodec/{f.relative_to(pkg).as_posix()}")
             n += 1

@@ -20,5 +20,8 @@ def test_plugin_zip(tmp_path):
     assert not any("__pycache__" in n for n in names)
     # the consumer never needs torch: no training code, no torch checkpoint
     assert not any("/training/" in n or n.endswith(".safetensors") for n in names)
+    # nor the heads' training reports (their scores are in each head's ONNX metadata)
+    assert "geocodec_qgis/vendor/geocodec/models/heads/ships.onnx" in names
+    assert not any(n.endswith("scores.json") for n in names)
     meta = z.read("geocodec_qgis/metadata.txt").decode()
     assert "hasProcessingProvider=yes" in meta and "qgisMinimumVersion=3.22" in meta
