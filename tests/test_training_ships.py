@@ -106,3 +106,13 @@ def test_report_writes_doc_and_plot(tmp_path):
     assert text.count("| pq2x8+zstd |") == len(S.HELD_OUT) and "2026-01-01" in text
     flt = np.mean([rows["float32+zstd"]["obj_f1"]] * 2)
     assert f"float latents {flt:.2f}" in text
+
+
+def test_committed_page_is_what_the_committed_report_gives(tmp_path):
+    """docs/ships.md holds exactly what `python -m geocodec.training.ships --report-only` writes from
+    geocodec/models/heads/ships_scores.json: no figure on the page was typed by hand or left stale."""
+    import json
+
+    report = json.loads(S.REPORT_PATH.read_text())
+    S.write_doc(report, tmp_path / "ships.md")
+    assert (tmp_path / "ships.md").read_text() == S.DOC_PATH.read_text()
