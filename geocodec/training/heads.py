@@ -922,7 +922,7 @@ def main(argv=None) -> int:
     docs = Path(a.docs)
     rels = {"landcover": os.path.relpath(plot, docs.parent), "monitor": os.path.relpath(plot_m, docs.parent)}
     write_docs(P, lc, mon, files, docs, rels, time.time() - t0, epochs=a.epochs, threads=a.threads)
-    with open(Path(a.out) / "scores.json", "w") as f:
+    with atomic_output(Path(a.out) / "scores.json") as tmp, open(tmp, "w") as f:
         json.dump({"landcover": {str(k): v for k, v in lc["folds"].items()},
                    "rates": {str(k): v for k, v in lc["rates"].items()},
                    "side_bits": {str(k): v for k, v in lc["side_bits"].items()},
