@@ -607,8 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ships", help="detect ships on a learned-codec file with the ship head: points (.parquet or .gpkg)")
     s.add_argument("input", help="learned-codec file or directory of files")
     s.add_argument("--head", default="ships", help="head name under geocodec/models/heads or an ONNX path (default ships)")
-    s.add_argument("--threshold", type=float, help="cell probability threshold (default: the head's, tuned on a "
-                   "out-of-fold over the training ports)")
+    s.add_argument("--threshold", type=float, help="cell probability threshold (default: the head's, chosen "
+                   "out of fold over its training ports)")
     s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
     s.add_argument("--time", type=_time, help="START/END, ISO dates ('..' for open)")
     s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg: one point per ship")

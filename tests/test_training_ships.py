@@ -116,3 +116,26 @@ def test_committed_page_is_what_the_committed_report_gives(tmp_path):
     report = json.loads(S.REPORT_PATH.read_text())
     S.write_doc(report, tmp_path / "ships.md")
     assert (tmp_path / "ships.md").read_text() == S.DOC_PATH.read_text()
+
+
+def test_load_port_names_the_annotation_file_when_a_port_has_no_boxes(tmp_path):
+    """A port folder without an entry in coco_annotations.json is refused with the file named."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "shared" / "data" / "sen2ships" / "genoa"
+    if not src.is_dir():
+        pytest.skip("needs ../shared/data/sen2ships")
+    (tmp_path / "sen2ships").mkdir()
+    shutil.copytree(src, tmp_path / "sen2ships" / "genoa")
+    (tmp_path / "sen2ships" / "coco_annotations.json").write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(ValueError, match=r"coco_annotations\.json: no image genoa_rgb\.tiff"):
+        S.load_port("genoa", tmp_path)
+
+
+def test_report_only_without_a_report_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(S, "REPORT_PATH", S.REPO / "geocodec" / "models" / "heads" / "missing.json")
+    with pytest.raises(SystemExit) as e:
+        S.main(["--report-only"])
+    assert e.value.code == 2 and "missing.json is missing" in capsys.readouterr().err

@@ -81,8 +81,11 @@ def load_port(name: str, data_dir: Path | None = None) -> Port:
     scene = D.read_sen2ships_port(data_dir / "sen2ships" / name)
     if scene is None:
         raise ValueError(f"port {name} lacks one of the bands {D.BANDS}")
-    coco = json.loads((data_dir / "sen2ships" / "coco_annotations.json").read_text())
-    img = next(i for i in coco["images"] if i["file_name"] == f"{name}_rgb.tiff")
+    ann = data_dir / "sen2ships" / "coco_annotations.json"
+    coco = json.loads(ann.read_text())
+    img = next((i for i in coco["images"] if i["file_name"] == f"{name}_rgb.tiff"), None)
+    if img is None:
+        raise ValueError(f"{ann}: no image {name}_rgb.tiff, so no ship boxes for port {name}")
     if (img["height"], img["width"]) != scene.shape:
         raise ValueError(f"{name}: annotation image {img['height']}x{img['width']} != raster {scene.shape}")
     boxes = np.array([a["bbox"] for a in coco["annotations"] if a["image_id"] == img["id"]], np.float64)
@@ -133,14 +136,18 @@ def tile_port(port: Port, *, offset=(0, 0), k: int = 0, flip: bool = False):
             "rc": np.stack([rows[keep], cols[keep]], 1), "valid_cells": vcell[keep] >= 0.5}
 
 
+def _latents(model, tiles: np.ndarray) -> np.ndarray:
+    """Encoder latents (float32) of reflectance tiles, 64 at a time."""
+    return np.concatenate([model.latents(tiles[i:i + 64]) for i in range(0, len(tiles), 64)])
+
+
 def latent_set(model, port: Port, variants, keep_pixels: bool = True) -> dict:
     """Unquantized latents (float32) and targets over ``variants`` [(offset, k, flip)]; with ``keep_pixels``
     also the float16 pixel tiles of the unshifted variants rotated by 0 or 180 degrees (pixel baseline)."""
     out = {"y": [], "count_map": [], "cover": [], "tiles_px": [], "cover_px": []}
     for offset, k, flip in variants:
         t = tile_port(port, offset=offset, k=k, flip=flip)
-        for i in range(0, len(t["tiles"]), 64):
-            out["y"].append(model.latents(t["tiles"][i:i + 64]))
+        out["y"].append(_latents(model, t["tiles"]))
         out["count_map"].append(t["count_map"])
         out["cover"].append(t["cover"])
         if keep_pixels and tuple(offset) == (0, 0) and not (k % 2):
@@ -380,10 +387,6 @@ def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
         st.decoded = st.decoded.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
         out.append(st)
     return out
-
-
-def _latents(model, tiles: np.ndarray) -> np.ndarray:
-    return np.concatenate([model.latents(tiles[i:i + 64]) for i in range(0, len(tiles), 64)])
 
 
 # -- the whole run -------------------------------------------------------------------------------------
@@ -660,6 +663,8 @@ def main(argv=None) -> int:
                          "without training")
     a = ap.parse_args(argv)
     if a.report_only:
+        if not REPORT_PATH.is_file():
+            ap.error(f"--report-only: {REPORT_PATH} is missing; run without --report-only to train and write it")
         report = json.loads(REPORT_PATH.read_text())
         write_plot(report, PLOT_PATH)
         write_doc(report, DOC_PATH)
