@@ -3,9 +3,9 @@
     python bench/bench_classify.py --out docs/benchmarks-classify.md
 
 File: the ~1M-row file of bench/bench_consumer.py (real Rondonia vectors repeated 213 times, quality
-5; built here if missing). Head: a few-shot head (geocodec.fewshot.train_head, numpy, no torch)
+5; built here if missing). Head: a few-shot head (geocodec.tasks.fewshot.train_head, numpy, no torch)
 trained on the decoded embeddings of the first 2,000 rows' labels (the 9 Rondonia classes). Timed:
-`geocodec.classify.classify_file` end to end (read, entropy-decode in worker processes, ONNX
+`geocodec.tasks.classify.classify_file` end to end (read, entropy-decode in worker processes, ONNX
 decoder, head) and the CLI writing a GeoParquet layer, in fresh interpreters, best of 2.
 """
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "bench"))
 CHILD = """
 import json, sys, time
 t = time.perf_counter()
-from geocodec.classify import classify_file
+from geocodec.tasks.classify import classify_file
 r = classify_file({file!r}, {head!r}, threads={threads}, progress=False)
 el = time.perf_counter() - t
 hwm = [int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     import numpy as np
 
     import bench_consumer as bc
-    from geocodec.datasets import load_rondonia
-    from geocodec.fewshot import train_head
-    from geocodec.reader import GeocodecFile
+    from geocodec.training.datasets import load_rondonia
+    from geocodec.tasks.fewshot import train_head
+    from geocodec.format.reader import GeocodecFile
 
     t0 = time.time()
     work = Path(a.workdir or tempfile.mkdtemp(prefix="geocodec-classify-"))

@@ -9,8 +9,8 @@ For every scheme a real GeoParquet file is written with the same ``tile_id``, ``
 (WKB), ``bbox`` covering and ``datetime``/``end_datetime`` columns, rows in the same
 Hilbert order, zstd level 15, dictionary encoding only on ``tile_id``:
 
-* geocodec at quality 1..10, written by ``geocodec.compress.compress`` (the code path of
-  ``geocodec compress``), read back with ``geocodec.reader.GeocodecDataset``;
+* geocodec at quality 1..10, written by ``geocodec.codecs.compress.compress`` (the code path of
+  ``geocodec compress``), read back with ``geocodec.format.reader.GeocodecDataset``;
 * float32 + zstd, float16 + zstd, int8 + per-vector float32 scale + zstd (WorldCereal /
   TESSERA style), each as a fixed-size-list column.
 
@@ -52,16 +52,16 @@ import onnxruntime  # noqa: E402
 import shapely  # noqa: E402
 
 import geocodec  # noqa: E402
-from geocodec.codec import LinearCodec  # noqa: E402
-from geocodec.compress import CODEC_NAME, CODEC_VERSION, compress  # noqa: E402
-from geocodec.datasets import RONDONIA_FILE, load_rondonia, rondonia_embedding_table  # noqa: E402
-from geocodec.embeddings_io import write_geoparquet  # noqa: E402
-from geocodec.entropy import cross_entropy_bits  # noqa: E402
-from geocodec.hilbert import hilbert_order  # noqa: E402
-from geocodec.metadata import CodecSpec, build_extension  # noqa: E402
-from geocodec.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex  # noqa: E402
-from geocodec.reader import GeocodecDataset, GeocodecFile, decode_code_columns  # noqa: E402
-from geocodec.writer import (DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, ZSTD_LEVEL,  # noqa: E402
+from geocodec.codecs.linear import LinearCodec  # noqa: E402
+from geocodec.codecs.compress import CODEC_NAME, CODEC_VERSION, compress  # noqa: E402
+from geocodec.training.datasets import RONDONIA_FILE, load_rondonia, rondonia_embedding_table  # noqa: E402
+from geocodec.format.embeddings_io import write_geoparquet  # noqa: E402
+from geocodec.format.entropy import cross_entropy_bits  # noqa: E402
+from geocodec.format.hilbert import hilbert_order  # noqa: E402
+from geocodec.format.metadata import CodecSpec, build_extension  # noqa: E402
+from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex  # noqa: E402
+from geocodec.format.reader import GeocodecDataset, GeocodecFile, decode_code_columns  # noqa: E402
+from geocodec.format.writer import (DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, ZSTD_LEVEL,  # noqa: E402
                              GeocodecWriter, encode_row_group)
 
 QUALITIES = list(range(1, 11))
@@ -174,7 +174,7 @@ def footer_bytes(path: str) -> int:
 def write_geocodec(path: str, codec: LinearCodec, *, n: int, rows_at, crs: dict,
                    block_rows: int = DEFAULT_BLOCK_ROWS) -> GeocodecWriter:
     """Write ``n`` rows (``rows_at(lo, hi)`` gives tile ids, geometries, vectors, times) as
-    ``geocodec.compress.compress`` does, but with a codec fitted elsewhere."""
+    ``geocodec.codecs.compress.compress`` does, but with a codec fitted elsewhere."""
     decoder = codec.decoder_onnx({"geocodec:role": "decoder", "geocodec:codec": CODEC_NAME,
                                   "geocodec:quality": str(codec.quality)})
     ext = build_extension(
@@ -586,8 +586,8 @@ def report(R: dict, args, out: Path, plot_path: Path, command: str) -> str:
     L.append("Every file holds the same `tile_id`, `geometry` (WKB points), `bbox` covering struct and "
              "`datetime`/`end_datetime` columns, zstd level 15, dictionary encoding only on `tile_id`. Baselines "
              "store the vectors as a `fixed_size_list` column (int8 + scale: plus a float32 `embedding_scale` "
-             "column, scale = max|x| / 127 per vector). geocodec files are written by `geocodec.compress.compress` "
-             "(the `geocodec compress` code path) and decoded with `geocodec.reader.GeocodecDataset`; their "
+             "column, scale = max|x| / 127 per vector). geocodec files are written by `geocodec.codecs.compress.compress` "
+             "(the `geocodec compress` code path) and decoded with `geocodec.format.reader.GeocodecDataset`; their "
              "footer carries the ONNX decoder and the integer entropy tables.\n")
     rows = []
     for name, b in base.items():

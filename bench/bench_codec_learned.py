@@ -36,7 +36,7 @@ def embeddings(model, scenes) -> np.ndarray:
         keep = valid.reshape(len(valid), -1).mean(axis=1) > 0.5
         tiles = tiles[keep]
         emb_dec = model.card["files"]["embedding_decoder"]
-        from geocodec.onnx_model import OnnxDecoder
+        from geocodec.format.onnx_model import OnnxDecoder
 
         dec = OnnxDecoder(model.file_bytes("embedding_decoder"), source=emb_dec["path"])
         for i in range(0, len(tiles), 16):
@@ -48,9 +48,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/benchmarks-learned-embeddings.md")
     a = ap.parse_args(argv)
-    from geocodec.codec import LinearCodec
-    from geocodec.entropy import cross_entropy_bits, encode_block
-    from geocodec.learned import LearnedModel
+    from geocodec.codecs.linear import LinearCodec
+    from geocodec.format.entropy import cross_entropy_bits, encode_block
+    from geocodec.codecs.learned import LearnedModel
     from geocodec.training.data import load_scenes
 
     t0 = time.time()

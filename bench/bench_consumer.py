@@ -4,7 +4,7 @@
 * **Decode**: a file of ~1,000,000 rows built by tiling the real Rondonia vectors (4701
   Sentinel-2 L2A point time series, 110 floats each; 213 copies shifted in space, so these
   are *repeated real vectors*, not a million distinct places), compressed at quality 5 with
-  ``geocodec.compress.compress``. Tiles decoded per second through
+  ``geocodec.codecs.compress.compress``. Tiles decoded per second through
   ``GeocodecFile.iter_decoded`` with 1 worker and with every core, plus the reader as
   committed before parallel decoding (from git) for comparison; each measurement in a
   fresh interpreter.
@@ -49,11 +49,11 @@ import pyproj  # noqa: E402, F401  (before usearch: see geocodec/search.py)
 import shapely  # noqa: E402
 import usearch  # noqa: E402
 
-from geocodec.compress import compress  # noqa: E402
-from geocodec.datasets import RONDONIA_FILE, rondonia_embedding_table  # noqa: E402
-from geocodec.embeddings_io import embeddings_table, vectors_from_column  # noqa: E402
-from geocodec.reader import GeocodecDataset, GeocodecFile, decode_threads  # noqa: E402
-from geocodec.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k  # noqa: E402
+from geocodec.codecs.compress import compress  # noqa: E402
+from geocodec.training.datasets import RONDONIA_FILE, rondonia_embedding_table  # noqa: E402
+from geocodec.format.embeddings_io import embeddings_table, vectors_from_column  # noqa: E402
+from geocodec.format.reader import GeocodecDataset, GeocodecFile, decode_threads  # noqa: E402
+from geocodec.tasks.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k  # noqa: E402
 
 REPEATS = 213                      # 213 x 4701 = 1,001,313 rows
 SEARCH_SIZES = (10_000, 100_000, 1_000_000)
@@ -150,8 +150,8 @@ def build_big_file(work: Path, table: pa.Table, v: np.ndarray) -> tuple[Path, di
 DECODE_CHILD = textwrap.dedent("""
     import json, os, sys, time, resource
     sys.path.insert(0, {root!r})
-    from geocodec.reader import GeocodecFile
-    import geocodec.reader as reader
+    from geocodec.format.reader import GeocodecFile
+    import geocodec.format.reader as reader
     f = GeocodecFile({path!r})
     kw = {kw}
     def cpu_of_workers():
@@ -181,8 +181,8 @@ DECODE_CHILD = textwrap.dedent("""
 MEMORY_CHILD = textwrap.dedent("""
     import json, os, sys, time, resource, tracemalloc
     sys.path.insert(0, {root!r})
-    from geocodec.reader import GeocodecFile
-    import geocodec.reader as reader
+    from geocodec.format.reader import GeocodecFile
+    import geocodec.format.reader as reader
     f = GeocodecFile({path!r})
     def hwm(pid="self"):
         with open(f"/proc/{{pid}}/status") as fh:
@@ -239,7 +239,7 @@ def gil_check(path: Path) -> dict:
     """Does constriction release the GIL? Decode one row group's blocks on 1 and on 2 threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from geocodec.entropy import bytes_to_words, decode_block
+    from geocodec.format.entropy import bytes_to_words, decode_block
 
     f = GeocodecFile(path)
     t = f.read_row_group(0)
@@ -328,7 +328,7 @@ def bench_search(v: np.ndarray, work: Path) -> list[dict]:
 
 
 def bench_recall(table: pa.Table, v: np.ndarray, work: Path) -> list[dict]:
-    from geocodec.embeddings_io import write_geoparquet
+    from geocodec.format.embeddings_io import write_geoparquet
 
     src = work / "rondonia.parquet"
     write_geoparquet(table, src)
@@ -373,7 +373,7 @@ def render(r: dict) -> str:
     a(f"- **Decode test file:** {info['rows']:,} rows = the 4701 real Rondonia Sentinel-2 L2A point time series "
       f"(11 dates x 10 bands = 110 floats) **repeated {REPEATS} times** (shifted in space on a 15 x 15 grid of "
       "7 x 6 degree cells): repeated real vectors, not a million distinct places. Compressed by "
-      f"`geocodec.compress.compress` at quality {info['quality']} ({info['code_bits'] / info['rows']:.0f} bits/vector "
+      f"`geocodec.codecs.compress.compress` at quality {info['quality']} ({info['code_bits'] / info['rows']:.0f} bits/vector "
       f"coded, {fmt_bytes(info['file_bytes'])} on disk vs {fmt_bytes(info['raw_float32_bytes'])} of float32), "
       f"{r['row_groups']} row groups of 65,536 rows, code blocks of 256 rows.")
     a("")
@@ -423,7 +423,7 @@ def render(r: dict) -> str:
     a("")
     a("## Similarity search")
     a("")
-    a("Cosine similarity on unit vectors. *exact*: `geocodec.search.exact_topk`, a single query scored block by "
+    a("Cosine similarity on unit vectors. *exact*: `geocodec.tasks.search.exact_topk`, a single query scored block by "
       "block with numpy's matrix-vector loop (one thread); *ann*: usearch HNSW (connectivity 16, expansion 64 on add, "
       "max(128, 2k) on search, float32, inner product), built on every core. Vectors: n mixtures "
       "w a + (1 - w) b of random pairs of the real Rondonia vectors (w uniform in 0..1; linear spectral "
@@ -449,10 +449,10 @@ def render(r: dict) -> str:
     a("")
     a("## Recall@10 of search on compressed embeddings")
     a("")
-    a(f"Real Rondonia vectors (4701), each quality written by `geocodec.compress.compress` and decoded by "
+    a(f"Real Rondonia vectors (4701), each quality written by `geocodec.codecs.compress.compress` and decoded by "
       f"`GeocodecDataset.read`. {HELD_OUT} random tiles are held out as queries; the collection is the other "
       f"{4701 - HELD_OUT}. Truth: exact cosine top-10 of the original float32 query among the original vectors. "
-      "Answer: the top-10 of the decoded query among the decoded vectors (`geocodec.search.compressed_recall`), "
+      "Answer: the top-10 of the decoded query among the decoded vectors (`geocodec.tasks.search.compressed_recall`), "
       "exact or through the HNSW index.")
     a("")
     a("| quality | bits / vector | recall@10, exact search | worst query | recall@10, HNSW |")

@@ -97,7 +97,7 @@ def speed(model, scenes, tmp) -> list[dict]:
 
 def tiles_of(scene, tile: int = 128):
     """Whole-scene tiling (edges padded with the tile's valid mean, as the producer does)."""
-    from geocodec.producer import _fill_tiles
+    from geocodec.producer.chunks import fill_tiles
 
     c, h, w = scene.data.shape
     ny, nx = -(-h // tile), -(-w // tile)
@@ -107,7 +107,7 @@ def tiles_of(scene, tile: int = 128):
     valid[:h, :w] = scene.valid.all(axis=0)
     t = data.reshape(c, ny, tile, nx, tile).transpose(1, 3, 0, 2, 4).reshape(-1, c, tile, tile)
     v = valid.reshape(ny, tile, nx, tile).transpose(0, 2, 1, 3).reshape(-1, tile, tile)
-    return _fill_tiles(t, v), v, (ny, nx, h, w)
+    return fill_tiles(t, v), v, (ny, nx, h, w)
 
 
 def untile(t, ny, nx, h, w):
@@ -116,8 +116,8 @@ def untile(t, ny, nx, h, w):
 
 
 def codec_rates(model, scenes) -> list[dict]:
-    from geocodec.entropy import encode_block
-    from geocodec.image_metrics import psnr, ssim
+    from geocodec.format.entropy import encode_block
+    from geocodec.codecs.image_metrics import psnr, ssim
 
     rows = []
     for scene in tqdm(scenes, desc="held-out scenes"):
@@ -145,7 +145,7 @@ def jp2_curve(scenes, tmp) -> list[dict]:
     import rasterio
     from rasterio.transform import from_origin
 
-    from geocodec.image_metrics import psnr
+    from geocodec.codecs.image_metrics import psnr
 
     rows = []
     for scene in tqdm(scenes, desc="JPEG 2000"):
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs/benchmarks-producer.md")
     ap.add_argument("--skip-speed", action="store_true")
     a = ap.parse_args(argv)
-    from geocodec.learned import LearnedModel
+    from geocodec.codecs.learned import LearnedModel
     from geocodec.training.data import load_scenes
 
     t0 = time.time()

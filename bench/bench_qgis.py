@@ -58,8 +58,8 @@ def build_repeated(src: Path, out: Path, rows: int) -> dict:
     import numpy as np
     import shapely
 
-    from geocodec.reader import GeocodecFile
-    from geocodec.writer import GeocodecWriter
+    from geocodec.format.reader import GeocodecFile
+    from geocodec.format.writer import GeocodecWriter
 
     with GeocodecFile(src) as f:
         codes, geoms = [], []
@@ -112,7 +112,7 @@ def main():
 
     plugin = GeocodecPlugin(None)
     plugin.initProcessing()
-    import geocodec.reader  # noqa: F401  (imports outside the timing)
+    import geocodec.format.reader  # noqa: F401  (imports outside the timing)
     import pyarrow  # noqa: F401
 
     try:        # reset VmHWM to the current RSS, so the peak is that of the load, not of building the file

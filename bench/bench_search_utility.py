@@ -11,7 +11,7 @@ scene, encoded tile by tile with the shipped model ``s2-5band-v1``.
 
 Reference ("uncompressed embedding"): the 128-float tile embedding the model's embedding
 decoder gives for the *unquantized* float latents. Search is exact cosine top-k
-(:func:`geocodec.search.exact_topk`, the product's search). Each evaluation tile is a
+(:func:`geocodec.tasks.search.exact_topk`, the product's search). Each evaluation tile is a
 query against all the other evaluation tiles (leave-one-out); recall@10 is the overlap of
 the top-10 found with the stored vectors (queries and database both stored) with the
 top-10 of the reference embeddings.
@@ -63,7 +63,7 @@ PCA_KS = (2, 4, 8, 16, 32, 64, 128)
 PQ_MS = (1, 2, 4, 8, 16, 32, 64, 128)
 LINEAR_QS = (1, 2, 3, 4, 5, 6, 8, 10)
 LATENT_PCA_KS = (2, 4, 8, 16)
-BLOCK_ROWS = 256          # rANS block rows, as the producer writes them (geocodec.producer.pack_grid)
+BLOCK_ROWS = 256          # rANS block rows, as the producer writes them (geocodec.producer.chunks.pack_grid)
 ENCODE_BATCH = 16
 BOOTSTRAP = 2000
 
@@ -88,7 +88,7 @@ def raw_descriptor(tiles: np.ndarray) -> np.ndarray:
 
 def encode_sets(model, decoder, sets: dict, *, keep_raw: set, zstd_level: int) -> dict:
     """Latents, reference embeddings, raw descriptors (and raw zstd bits) of every tile."""
-    from geocodec.baselines import raw_tile_bits
+    from geocodec.training.baselines import raw_tile_bits
 
     per_scene = {name: [scene_tiles(s) for s in scenes] for name, scenes in sets.items()}
     total = sum(len(t) for tl in per_scene.values() for t in tl)
@@ -116,10 +116,10 @@ def embed(decoder, y: np.ndarray, batch: int = 256) -> np.ndarray:
 
 # -- search and scores ----------------------------------------------------------------------------------
 def loo_topk(v: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.ndarray:
-    """Top-k ids (exact cosine, geocodec.search.exact_topk) of each query row among all rows but itself.
+    """Top-k ids (exact cosine, geocodec.tasks.search.exact_topk) of each query row among all rows but itself.
 
     ``queries``: the row ids used as queries (default: every row)."""
-    from geocodec.search import exact_topk
+    from geocodec.tasks.search import exact_topk
 
     qi = np.arange(len(v)) if queries is None else np.asarray(queries)
     ids, _ = exact_topk(v, v[qi], k + 1)
@@ -144,9 +144,9 @@ def summarise(rec: np.ndarray, rng) -> dict:
 # -- methods --------------------------------------------------------------------------------------------
 def methods(model, decoder, fit: dict, ev: dict, *, quick: bool) -> list[dict]:
     """Every stored form of the evaluation tiles: family, name, bits per tile, side bits, vectors."""
-    from geocodec.baselines import PCAInt8, ProductQuantizer, float16, float32, int8_per_vector
-    from geocodec.codec import LinearCodec
-    from geocodec.entropy import cross_entropy_bits, encode_block
+    from geocodec.training.baselines import PCAInt8, ProductQuantizer, float16, float32, int8_per_vector
+    from geocodec.codecs.linear import LinearCodec
+    from geocodec.format.entropy import cross_entropy_bits, encode_block
 
     n = len(ev["emb"])
     rows = []
@@ -311,8 +311,8 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()[0]
 
     from bench_codec import machine_description
-    from geocodec.learned import LearnedModel
-    from geocodec.onnx_model import OnnxDecoder
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.format.onnx_model import OnnxDecoder
     from geocodec.training.data import HELD_OUT_PORTS, HELD_OUT_SSL4EO, default_data_dir, load_scenes
 
     data_dir = Path(a.data) if a.data else default_data_dir()
@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     score(rows_big, both["emb"], queries=np.arange(len(fit["emb"]), len(both["emb"])))
 
     # diagnostic: PCA without the int8 step (why PCA-k + int8 levels off)
-    from geocodec.baselines import PCAInt8
+    from geocodec.training.baselines import PCAInt8
 
     truth = loo_topk(ev["emb"], K)
     pca_float = {}
@@ -409,7 +409,7 @@ def main(argv=None) -> int:
         "way as the query.",
         *(f"- {x}" for x in notes),
         "",
-        "**Score.** Reference: the exact cosine top-10 (`geocodec.search.exact_topk`) of each query's "
+        "**Score.** Reference: the exact cosine top-10 (`geocodec.tasks.search.exact_topk`) of each query's "
         "*uncompressed embedding* (embedding decoder on the float latents, before quantization) among the "
         "database's uncompressed embeddings. Method: the top-10 of the stored (decoded) query among the stored "
         "database. recall@10 = |overlap| / 10 per query; the table gives the mean over queries with a 95 % "

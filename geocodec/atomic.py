@@ -6,7 +6,7 @@ import contextlib
 import os
 import uuid
 
-from .errors import GeocodecError
+from geocodec.errors import GeocodecError
 
 
 def temp_path_for(path: str) -> str:

@@ -7,11 +7,11 @@ adds no format logic of its own, so the reference and the tools can never disagr
   an ``http(s)://`` URL, optionally filtered by bbox and time (row groups are pruned
   through the ``bbox`` covering column and ``datetime`` statistics).
 * :func:`write` -- fit the codec on float embeddings in a GeoParquet file and write an
-  extension file (:func:`geocodec.compress.compress`).
+  extension file (:func:`geocodec.codecs.compress.compress`).
 * :func:`open_writer` -- stream already-quantized codes with a given ``geocodec``
-  description and decoder (:class:`geocodec.writer.GeocodecWriter`).
+  description and decoder (:class:`geocodec.format.writer.GeocodecWriter`).
 * :func:`validate` -- GeoParquet 1.1 + extension checks, as a list of findings
-  (:func:`geocodec.validate.validate_file`).
+  (:func:`geocodec.format.validate.validate_file`).
 
 A decoder written only from SPEC.md, in pure Python, lives in
 ``tests/test_spec_reference_decoder.py``; it checks that SPEC.md determines decoding.
@@ -24,10 +24,10 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from geocodec.compress import compress
-from geocodec.reader import GeocodecDataset, Query
-from geocodec.validate import Finding, validate_file
-from geocodec.writer import GeocodecWriter
+from geocodec.codecs.compress import compress
+from geocodec.format.reader import GeocodecDataset, Query
+from geocodec.format.validate import Finding, validate_file
+from geocodec.format.writer import GeocodecWriter
 
 __all__ = ["read", "write", "open_writer", "validate", "Finding"]
 
@@ -51,7 +51,7 @@ def write(input_path: str | os.PathLike, output_path: str | os.PathLike, *, colu
           **options) -> dict:
     """Compress the float vectors in ``column`` of a GeoParquet file into an extension file.
 
-    ``options`` go to :func:`geocodec.compress.compress` (``quality``, ``crs``, ``model``,
+    ``options`` go to :func:`geocodec.codecs.compress.compress` (``quality``, ``crs``, ``model``,
     ``block_rows``, ``row_group_rows``, ``progress``). Returns its rate summary.
     """
     return compress(input_path, column, output_path, **options)
@@ -61,7 +61,7 @@ def open_writer(path: str | os.PathLike, ext: dict, decoder: bytes, crs: dict, *
     """A streaming writer for integer codes under a ready ``geocodec`` description.
 
     Use as a context manager and call ``write(tile_id=..., geometry=..., q=...)``; see
-    :class:`geocodec.writer.GeocodecWriter` (``options``: ``extra_schema``, ``row_group_rows``).
+    :class:`geocodec.format.writer.GeocodecWriter` (``options``: ``extra_schema``, ``row_group_rows``).
     """
     return GeocodecWriter(path, ext, decoder, crs, **options)
 

@@ -2,7 +2,7 @@
 #
 # Use inside apply_neighborhood (128 x 128 px, overlap 0, whole time axis), see
 # geocodec/openeo_graph.py and docs/producer.md. The logic lives in
-# geocodec.producer; this file only finds it and adapts the signatures.
+# geocodec.producer.chunks; this file only finds it and adapts the signatures.
 #
 # Dependencies reach the workers through the job option
 #   "udf-dependency-archives": ["<URL of geocodec-udf.zip>#geocodec-deps"]

@@ -48,7 +48,7 @@ import numpy, processing
 from geocodec_qgis.provider import GeocodecProvider
 prov = GeocodecProvider(); QgsApplication.processingRegistry().addProvider(prov)
 r = processing.run("geocodec:load", {{"INPUT": {example!r}, "OUTPUT": "memory:"}})
-from geocodec.reader import GeocodecDataset
+from geocodec.format.reader import GeocodecDataset
 t, e = GeocodecDataset({example!r}).read()
 print("numpy", numpy.__version__, "from", os.path.dirname(numpy.__file__))
 print("layer features:", r["OUTPUT"].featureCount(), "decoded:", e.shape)
@@ -57,7 +57,7 @@ sys.exit(0 if r["OUTPUT"].featureCount() == e.shape[0] > 0 else 1)
 
 
 def main() -> int:
-    from geocodec.qgis_package import build_plugin_zip
+    from geocodec.cli.packaging import build_plugin_zip
 
     if not os.path.exists(QGIS_PYTHON):
         print(f"{QGIS_PYTHON} not found: run on Debian with scripts/setup_qgis.sh", file=sys.stderr)

@@ -14,12 +14,13 @@ import pytest
 import shapely
 from pyproj import CRS
 
-from geocodec.compress import compress
-from geocodec.embeddings_io import embeddings_table, write_geoparquet
-from geocodec.entropy import IntegerTable
-from geocodec.metadata import build_extension
-from geocodec.onnx_model import DECODER_INPUT, DECODER_OUTPUT, build_linear_decoder, sha256_hex
-from geocodec.writer import GeocodecWriter
+from geocodec.codecs.compress import compress
+from geocodec.format.embeddings_io import embeddings_table, write_geoparquet
+from geocodec.format.entropy import IntegerTable
+from geocodec.format.metadata import build_extension
+from geocodec.codecs.linear import build_linear_decoder
+from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex
+from geocodec.format.writer import GeocodecWriter
 
 CRS84 = CRS.from_user_input("OGC:CRS84").to_json_dict()
 UTM18N = CRS.from_epsg(32618).to_json_dict()

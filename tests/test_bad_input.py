@@ -16,13 +16,13 @@ import shapely
 
 from conftest import (CRS84, edit_ext, edit_geo, footer, grid_points, leftovers, make_codec, random_codes,
                       rewrite, set_column_value, synthetic_vectors, write_codes, write_input)
-from geocodec.codec import LinearCodec
-from geocodec.compress import compress, decompress
-from geocodec.embeddings_io import embeddings_table, read_embeddings, write_geoparquet
+from geocodec.codecs.linear import LinearCodec
+from geocodec.codecs.compress import compress, decompress
+from geocodec.format.embeddings_io import embeddings_table, read_embeddings, write_geoparquet
 from geocodec.errors import BitstreamError, GeocodecError, InputError, MetadataError
-from geocodec.reader import GeocodecFile, open_dataset
-from geocodec.validate import validate_file
-from geocodec.writer import GeocodecWriter
+from geocodec.format.reader import GeocodecFile, open_dataset
+from geocodec.format.validate import validate_file
+from geocodec.format.writer import GeocodecWriter
 
 N = 100
 BLOCK = 17  # block heads at rows 0, 17, 34, 51 (a row group starts there), 68, 85
@@ -265,7 +265,7 @@ def test_decoder_key_missing(tmp_path, valid_file):
 
 
 def test_decoder_that_is_not_onnx(tmp_path, valid_file):
-    from geocodec.onnx_model import sha256_hex
+    from geocodec.format.onnx_model import sha256_hex
 
     junk = b"this is not an onnx model"
 
@@ -642,7 +642,7 @@ def test_validate_reports_an_edited_fingerprint(tmp_path, valid_file):
 
 
 def test_fingerprint_ignores_descriptive_text(valid_file):
-    from geocodec.metadata import fingerprint
+    from geocodec.format.metadata import fingerprint
 
     ext = json.loads(footer(valid_file[0])[b"geocodec"])
     a = fingerprint(ext)

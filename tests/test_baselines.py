@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geocodec import baselines as B
+from geocodec.training import baselines as B
 
 D = 32
 

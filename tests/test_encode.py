@@ -11,10 +11,10 @@ import os
 import numpy as np
 import pytest
 
-from geocodec.cli import main
+from geocodec.cli.main import main
 from geocodec.errors import InputError
-from geocodec.reader import GeocodecFile
-from geocodec.validate import validate_file
+from geocodec.format.reader import GeocodecFile
+from geocodec.format.validate import validate_file
 
 pytest.importorskip("openeo_pg_parser_networkx")
 from test_openeo_udf import _direct, build_fixture_model, make_crop  # noqa: E402
@@ -69,7 +69,7 @@ def test_encode_single_band_files_need_bands(tmp_path, model_path, crop):
                 dst.write(src.read(i + 1), 1)
             paths.append(str(p))
     with pytest.raises(InputError, match="--bands"):
-        from geocodec.encode import encode
+        from geocodec.producer.local.encode import encode
 
         encode(paths, tmp_path / "x.parquet", model=str(model_path), scheduler="sync")
     assert not (tmp_path / "x.parquet").exists()
@@ -80,7 +80,7 @@ def test_encode_single_band_files_need_bands(tmp_path, model_path, crop):
 
 
 def test_band_read_from_file_names(tmp_path):
-    from geocodec.encode import band_in_name, stage_inputs
+    from geocodec.producer.local.encode import band_in_name, stage_inputs
 
     assert band_in_name("genoa_2023-08-17_B02.tif") == "B02"
     assert band_in_name("T32TLR_20230101T103421_B8A_20m.jp2") == "B8A"

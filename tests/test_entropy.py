@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from geocodec.entropy import (ESCAPE_OFFSET, MAX_TABLE_SIZE, TOTAL, IntegerTable, bytes_to_words,
+from geocodec.format.entropy import (ESCAPE_OFFSET, MAX_TABLE_SIZE, TOTAL, IntegerTable, bytes_to_words,
                               cross_entropy_bits, decode_block, encode_block, quantize_pmf, words_to_bytes)
 from geocodec.errors import BitstreamError, GeocodecError
 

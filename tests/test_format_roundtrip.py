@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 from conftest import (CRS84, grid_points, make_codec, make_tables, random_codes, write_codes,
                       write_input)
-from geocodec.compress import compress, decompress
-from geocodec.embeddings_io import read_embeddings, write_geoparquet
+from geocodec.codecs.compress import compress, decompress
+from geocodec.format.embeddings_io import read_embeddings, write_geoparquet
 from geocodec.errors import GeocodecError, MetadataError
-from geocodec.info import merge_report, summarize
-from geocodec.merge import merge
-from geocodec.reader import GeocodecDataset, GeocodecFile, Query, open_dataset
+from geocodec.format.info import merge_report, summarize
+from geocodec.format.merge import merge
+from geocodec.format.reader import GeocodecDataset, GeocodecFile, Query, open_dataset
 
 
 def read_all_codes(path) -> np.ndarray:
@@ -409,7 +409,7 @@ def test_summarize(compressed_file):
 
 # -- real data -------------------------------------------------------------------------------------
 def _rondonia_table():
-    from geocodec.datasets import RONDONIA_FILE, data_root, rondonia_embedding_table
+    from geocodec.training.datasets import RONDONIA_FILE, data_root, rondonia_embedding_table
 
     root = data_root()
     if root is None or not (root / RONDONIA_FILE).exists():

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from geocodec.datasets import data_root
+from geocodec.training.datasets import data_root
 from geocodec.errors import GeocodecError, InputError, MetadataError
-from geocodec.heads import HEADS_DIR, Head
-from geocodec.monitor import detect_events
+from geocodec.tasks.heads import HEADS_DIR, Head
+from geocodec.tasks.monitor import detect_events
 
 HAVE_DATA = data_root() is not None and (data_root() / "rondonia/rondonia_s2l2a_monthly.npz").exists()
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="real Rondonia data (../shared/data) not present")
@@ -19,7 +19,7 @@ needs_heads = pytest.mark.skipif(not (HEADS_DIR / "landcover.onnx").exists(), re
 
 @pytest.fixture(scope="module")
 def model():
-    from geocodec.learned import LearnedModel
+    from geocodec.codecs.learned import LearnedModel
 
     return LearnedModel.load()
 
@@ -28,8 +28,8 @@ def model():
 def rondonia():
     if not HAVE_DATA:
         pytest.skip("real Rondonia data (../shared/data) not present")
-    from geocodec.datasets import load_rondonia
-    from geocodec.series import pick_bands
+    from geocodec.training.datasets import load_rondonia
+    from geocodec.tasks.series import pick_bands
 
     d = load_rondonia()
     d["x5"] = pick_bands(d["X"])
@@ -38,8 +38,8 @@ def rondonia():
 
 def make_rondonia_file(path, model, d, idx, quality=3):
     """A learned-codec file whose tiles are Rondonia points (2 x 2 uniform cells each), one row per date."""
-    from geocodec.producer import LatentGrid, pack_grid
-    from geocodec.series import point_series_q
+    from geocodec.producer.pack import LatentGrid, pack_grid
+    from geocodec.tasks.series import point_series_q
 
     q = point_series_q(model, d["x5"][idx], quality)          # (n, T, C)
     n, t, c = q.shape
@@ -55,7 +55,7 @@ def make_rondonia_file(path, model, d, idx, quality=3):
 @pytest.mark.parametrize("name,task,kind", [("landcover", "landcover", "latent_cell_series"),
                                             ("monitor", "monitor", "latent_cell_series")])
 def test_shipped_heads_load_with_metadata(name, task, kind, model):
-    from geocodec.onnx_model import sha256_hex
+    from geocodec.format.onnx_model import sha256_hex
 
     h = Head.load(name)
     assert h.task == task and h.meta["input"]["kind"] == kind
@@ -69,7 +69,7 @@ def test_shipped_heads_load_with_metadata(name, task, kind, model):
 
 @needs_heads
 def test_landcover_matches_torch_reference(model, rondonia):
-    from geocodec.series import point_series_codes
+    from geocodec.tasks.series import point_series_codes
 
     h = Head.load("landcover")
     chk = h.meta["training"]["check"]
@@ -80,7 +80,7 @@ def test_landcover_matches_torch_reference(model, rondonia):
 
 @needs_heads
 def test_landcover_heldout_accuracy(model, rondonia):
-    from geocodec.series import point_series_codes
+    from geocodec.tasks.series import point_series_codes
     from geocodec.training.heads import SHIPPED_FOLD, spatial_folds
 
     h = Head.load("landcover")
@@ -92,7 +92,7 @@ def test_landcover_heldout_accuracy(model, rondonia):
 
 
 def test_homogeneous_patch_size_does_not_matter(model, rondonia):
-    from geocodec.series import homogeneous_latents
+    from geocodec.tasks.series import homogeneous_latents
 
     a = homogeneous_latents(model, rondonia["x5"][:3, :2], patch_px=32)
     b = homogeneous_latents(model, rondonia["x5"][:3, :2], patch_px=64)
@@ -127,8 +127,8 @@ def test_change_event_logic():
 
 # -- few-shot ---------------------------------------------------------------------------------------
 def test_fewshot_separates_two_classes_and_round_trips(model, rondonia, tmp_path):
-    from geocodec.fewshot import train_head
-    from geocodec.series import point_series_codes
+    from geocodec.tasks.fewshot import train_head
+    from geocodec.tasks.series import point_series_codes
 
     y = rondonia["y"]
     a = np.flatnonzero(y == "Water")[:40]
@@ -152,7 +152,7 @@ def test_fewshot_separates_two_classes_and_round_trips(model, rondonia, tmp_path
 
 
 def test_head_of_other_model_refused(tmp_path):
-    from geocodec.fewshot import train_head
+    from geocodec.tasks.fewshot import train_head
 
     rng = np.random.default_rng(0)
     data = train_head(rng.normal(size=(20, 4)), ["a", "b"] * 10,
@@ -176,7 +176,7 @@ def rondonia_file(tmp_path_factory, model, rondonia):
 
 
 def test_cell_series_from_file(rondonia_file, model):
-    from geocodec.series import cell_series
+    from geocodec.tasks.series import cell_series
 
     path, idx, q = rondonia_file
     # tile 2 spans x 500320..500480 (2 cells of 80 m); a point in its right cell
@@ -194,7 +194,7 @@ def test_cell_series_from_file(rondonia_file, model):
 def test_classify_cli_writes_class_names(rondonia_file, tmp_path, model):
     import pyarrow.parquet as pq
 
-    from geocodec.cli import main
+    from geocodec.cli.main import main
 
     path, idx, q = rondonia_file
     out = tmp_path / "cls.parquet"
@@ -218,7 +218,7 @@ def test_classify_cli_writes_class_names(rondonia_file, tmp_path, model):
 def test_monitor_cli(rondonia_file, tmp_path, capsys):
     import pyarrow.parquet as pq
 
-    from geocodec.cli import main
+    from geocodec.cli.main import main
 
     path, idx, q = rondonia_file
     out, png = tmp_path / "mon.parquet", tmp_path / "mon.png"
@@ -234,7 +234,7 @@ def test_train_head_cli(rondonia_file, tmp_path, capsys):
     pytest.importorskip("pyogrio")
     import shapely
 
-    from geocodec.cli import main
+    from geocodec.cli.main import main
 
     path, idx, q = rondonia_file
     # tile centres of the 4 tiles (160 m wide), given in lon/lat: reprojected to the file's CRS
@@ -248,7 +248,7 @@ def test_train_head_cli(rondonia_file, tmp_path, capsys):
     h = Head.load(out)
     assert h.task == "custom" and h.class_names == ["veg", "water"]
     assert h.meta["input"]["kind"] == "embedding" and h.meta["input"]["dimension"] == 128
-    from geocodec.reader import GeocodecFile
+    from geocodec.format.reader import GeocodecFile
 
     with GeocodecFile(path) as f:
         assert h.meta["codec"]["decoder_sha256"] == f.ext["decoder"]["sha256"]
@@ -270,8 +270,8 @@ def test_train_head_cli(rondonia_file, tmp_path, capsys):
 
 
 def test_classify_refuses_head_of_other_model(rondonia_file, tmp_path, capsys):
-    from geocodec.cli import main
-    from geocodec.fewshot import train_head
+    from geocodec.cli.main import main
+    from geocodec.tasks.fewshot import train_head
 
     path, idx, q = rondonia_file
     rng = np.random.default_rng(0)

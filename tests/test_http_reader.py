@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import make_codec, random_codes, write_codes
-from geocodec.cli import main
-from geocodec.embeddings_io import read_embeddings
+from geocodec.cli.main import main
+from geocodec.format.embeddings_io import read_embeddings
 from geocodec.errors import GeocodecError
-from geocodec.reader import GeocodecDataset, GeocodecFile, Query, open_dataset
+from geocodec.format.reader import GeocodecDataset, GeocodecFile, Query, open_dataset
 
 pytest.importorskip("aiohttp", reason="fsspec's http filesystem needs aiohttp")
 

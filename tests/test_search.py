@@ -14,11 +14,11 @@ import pytest
 import shapely
 from pyproj import CRS
 
-from geocodec.cli import main
-from geocodec.compress import compress
-from geocodec.datasets import data_root, RONDONIA_FILE
-from geocodec.reader import GeocodecDataset
-from geocodec.search import (SearchIndex, Searcher, StaleIndexError, compressed_recall, exact_topk, normalize,
+from geocodec.cli.main import main
+from geocodec.codecs.compress import compress
+from geocodec.training.datasets import data_root, RONDONIA_FILE
+from geocodec.format.reader import GeocodecDataset
+from geocodec.tasks.search import (SearchIndex, Searcher, StaleIndexError, compressed_recall, exact_topk, normalize,
                              open_index, recall_at_k)
 
 from conftest import UTM18N, write_input
@@ -71,7 +71,7 @@ def test_index_search_exclude_and_roundtrip(tmp_path, kind):
 
 @needs_rondonia
 def test_ann_recall_against_exact_on_rondonia():
-    from geocodec.datasets import load_rondonia
+    from geocodec.training.datasets import load_rondonia
 
     v = load_rondonia()["X"].reshape(-1, 110)
     perm = np.random.default_rng(0).permutation(len(v))
@@ -83,8 +83,8 @@ def test_ann_recall_against_exact_on_rondonia():
 
 @needs_rondonia
 def test_compressed_recall_rises_with_quality():
-    from geocodec.codec import LinearCodec
-    from geocodec.datasets import load_rondonia
+    from geocodec.codecs.linear import LinearCodec
+    from geocodec.training.datasets import load_rondonia
 
     v = load_rondonia()["X"].reshape(-1, 110)
     perm = np.random.default_rng(0).permutation(len(v))
@@ -297,9 +297,9 @@ def test_search_cli_refuses_stale_index(utm_file, tmp_path, capsys):
 
 def test_crs_still_works_after_usearch_is_loaded():
     """usearch's extension breaks PROJ when it is loaded first (pyproj issue #801);
-    geocodec.search loads pyproj before it."""
+    geocodec.tasks.search loads pyproj before it."""
     code = ("import numpy as np\n"
-            "from geocodec.search import SearchIndex\n"
+            "from geocodec.tasks.search import SearchIndex\n"
             "SearchIndex.build(np.random.default_rng(0).normal(size=(100, 8)), kind='ann')\n"
             "from pyproj import CRS, Transformer\n"
             "print(CRS.from_user_input('OGC:CRS84').name)\n"

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geocodec.cli import main
+from geocodec.cli.main import main
 from geocodec.errors import MetadataError
-from geocodec.heads import HEADS_DIR, Head, add_head_metadata
-from geocodec.learned import LearnedModel
-from geocodec.ships import detect_ships, local_peaks
+from geocodec.tasks.heads import HEADS_DIR, Head, add_head_metadata
+from geocodec.codecs.learned import LearnedModel
+from geocodec.tasks.ships import detect_ships, local_peaks
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sen2ships"
 needs_data = pytest.mark.skipif(not (DATA / "genoa").is_dir(),

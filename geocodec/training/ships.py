@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import data as D
+from geocodec.training import data as D
 
 TRAIN_PORTS = ("algiers", "athens", "cartagena", "casablanca", "gdynia", "klang", "valencia")
 # port folds for the threshold: each fold's ports are scored by heads trained on the other ports
@@ -49,7 +49,7 @@ TRAIN_PORTS = ("algiers", "athens", "cartagena", "casablanca", "gdynia", "klang"
 THRESHOLD_FOLDS = (("athens", "klang"), ("cartagena", "casablanca", "valencia"), ("algiers", "gdynia"))
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97,
               0.98, 0.99)
-PCA_KS = (1, 2, 4, 8)         # storage baselines on the 24-d cell vectors (geocodec.baselines)
+PCA_KS = (1, 2, 4, 8)         # storage baselines on the 24-d cell vectors (geocodec.training.baselines)
 PQ_MS = (1, 2, 3, 4, 6, 8)
 HELD_OUT = D.HELD_OUT_PORTS  # ("genoa", "hedland")
 TILE = 128
@@ -103,7 +103,7 @@ def _transform(x: np.ndarray, k: int, flip: bool) -> np.ndarray:
 def tile_port(port: Port, *, offset=(0, 0), k: int = 0, flip: bool = False):
     """Tiles of a (shifted, rotated, flipped) port: reflectance tiles filled like the producer,
     centre heatmaps (N, 16, 16), counts (N,), tile (row, col) and valid-cell maps (N, 16, 16)."""
-    from ..producer import _fill_tiles
+    from geocodec.producer.chunks import fill_tiles
 
     oy, ox = offset
     x = port.data[:, oy:, ox:]
@@ -130,7 +130,7 @@ def tile_port(port: Port, *, offset=(0, 0), k: int = 0, flip: bool = False):
     vcell = v.reshape(ny, K, STRIDE, nx, K, STRIDE).mean(axis=(2, 5)).transpose(0, 2, 1, 3).reshape(ny * nx, K, K)
     cover = box.reshape(ny, K, STRIDE, nx, K, STRIDE).mean(axis=(2, 5)).transpose(0, 2, 1, 3).reshape(ny * nx, K, K)
     keep = tv.reshape(len(tv), -1).any(axis=1)
-    tiles = _fill_tiles(tiles[keep], tv[keep])
+    tiles = fill_tiles(tiles[keep], tv[keep])
     rows, cols = np.divmod(np.arange(ny * nx), nx)
     return {"tiles": tiles, "count_map": cells[keep], "counts": cells[keep].sum(axis=(1, 2)), "cover": cover[keep],
             "rc": np.stack([rows[keep], cols[keep]], 1), "valid_cells": vcell[keep] >= 0.5}
@@ -267,7 +267,7 @@ def train_pixel_head(x: np.ndarray, target: np.ndarray, *, steps: int, seed: int
 # -- detection and scores (numpy; the consumer module uses the same peak rule) ---------------------------
 def peaks(prob: np.ndarray, threshold: float) -> np.ndarray:
     """(N, 16, 16) bool: cells over ``threshold`` that are a 3 x 3 local maximum within their tile."""
-    from ..ships import local_peaks
+    from geocodec.tasks.ships import local_peaks
 
     return local_peaks(prob, threshold)
 
@@ -319,7 +319,7 @@ def scores(prob: np.ndarray, count_map: np.ndarray, rc: np.ndarray, threshold: f
 
 # -- rates ---------------------------------------------------------------------------------------------
 def bits_per_tile(model, y: np.ndarray, quality: int) -> float:
-    from ..entropy import cross_entropy_bits
+    from geocodec.format.entropy import cross_entropy_bits
 
     q = np.round(y / model.step(quality)).astype(np.int32).reshape(len(y), y.shape[1], -1)
     return cross_entropy_bits(q, model.tables(quality)) / len(y)
@@ -332,7 +332,7 @@ def export_head(head: LatentHead, meta: dict) -> bytes:
 
     import onnx
 
-    from ..heads import add_head_metadata
+    from geocodec.tasks.heads import add_head_metadata
 
     buf = io.BytesIO()
     dummy = torch.zeros(1, 24, K, K)
@@ -374,9 +374,9 @@ def choose_threshold(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> t
 
 
 def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
-    """Storage baselines (geocodec.baselines) on the latent grid's 24-d cell vectors: fitted on ``train``
+    """Storage baselines (geocodec.training.baselines) on the latent grid's 24-d cell vectors: fitted on ``train``
     (N, 24, 16, 16), applied to ``test``; ``decoded`` comes back as a grid."""
-    from .. import baselines as B
+    from geocodec.training import baselines as B
 
     def cells(y):
         return y.transpose(0, 2, 3, 1).reshape(-1, y.shape[1])
@@ -392,9 +392,9 @@ def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
 # -- the whole run -------------------------------------------------------------------------------------
 def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=None, command: str = "",
         log=print) -> dict:
-    from ..atomic import atomic_output
-    from ..baselines import raw_tile_bits
-    from ..learned import LearnedModel
+    from geocodec.atomic import atomic_output
+    from geocodec.training.baselines import raw_tile_bits
+    from geocodec.codecs.learned import LearnedModel
 
     t0 = time.time()
     torch.set_num_threads(1)  # small convs: one thread is fastest (and shares the CPU well)
@@ -517,7 +517,7 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
 
 
 def add_meta_scores(onnx_bytes: bytes, sc: dict) -> bytes:
-    from ..heads import add_head_metadata
+    from geocodec.tasks.heads import add_head_metadata
 
     return add_head_metadata(onnx_bytes, {"scores": sc})
 
@@ -528,7 +528,7 @@ def write_plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..rate_plot import draw, save
+    from geocodec.training.rate_plot import draw, save
 
     fig, axes = plt.subplots(1, len(report["results"]), figsize=(12, 4.8), sharey=True)
     for ax, (port, rows) in zip(np.atleast_1d(axes), report["results"].items()):
@@ -594,7 +594,7 @@ def write_doc(report: dict, path: Path) -> None:
              "the number of detections per tile. Object: a detection matches an annotated ship whose box centre is in "
              "the same or a neighbouring 80 m cell, one to one (best score first). Bits per tile: for geocodec the "
              "cross-entropy of the codes under the model's tables at that quality (what the file's entropy coder "
-             "spends, within a few bytes); for the storage baselines (`geocodec.baselines`, on the 24-d cell vectors "
+             "spends, within a few bytes); for the storage baselines (`geocodec.training.baselines`, on the 24-d cell vectors "
              "of the *unquantized* latents; PCA bases and PQ codebooks fitted on the training ports, their one-off "
              "size left out) the zstd-19 size of the stored arrays per tile; raw pixels: each tile's 5 x 128 x 128 "
              "uint16 DN with zstd-19.", "",
@@ -627,7 +627,7 @@ def write_doc(report: dict, path: Path) -> None:
               "- Positions are at the latent resolution (80 m cells); ship size, heading and boxes are not predicted.",
               "- Detections are per tile (no peak suppression across tile edges), so a ship on a tile edge may be "
               "reported twice."]
-    from ..atomic import atomic_output
+    from geocodec.atomic import atomic_output
 
     with atomic_output(path) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")

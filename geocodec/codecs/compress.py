@@ -1,0 +1,134 @@
+"""``geocodec compress`` / ``decompress``: fit the transform codec on any float embeddings."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from geocodec.atomic import atomic_output
+from geocodec.codecs.linear import DEFAULT_QUALITY, LinearCodec
+from geocodec.format.embeddings_io import ZSTD_LEVEL, read_embeddings
+from geocodec.errors import InputError
+from geocodec.format.hilbert import hilbert_order
+from geocodec.format.metadata import GEO_KEY, build_extension, build_geo
+from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex
+from geocodec.format.reader import GeocodecDataset, Query
+from geocodec.format.writer import CORE_NAMES, DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, GeocodecWriter
+
+CODEC_NAME = "geocodec-linear"
+CODEC_VERSION = "0.1.0"
+TIME_COLUMNS = ("datetime", "end_datetime")
+ID_COLUMNS = ("tile_id", "id")
+
+
+def _time_column(table: pa.Table, name: str):
+    if name in table.column_names and pa.types.is_timestamp(table.schema.field(name).type):
+        return table.column(name).cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
+    return None
+
+
+def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUALITY, crs=None,
+             model: dict | None = None, grid: dict | None = None, block_rows: int = DEFAULT_BLOCK_ROWS,
+             row_group_rows: int = DEFAULT_ROW_GROUP_ROWS, progress: bool = True) -> dict:
+    """Fit the codec on ``column`` of a GeoParquet file and write the extension file.
+
+    ``model`` describes what made the vectors (name, version, sha256, bands, ...);
+    ``grid`` the tiling grid when the rows are tiles of a regular grid (TileGrid.to_json()).
+    """
+    input_path, output_path = os.fspath(input_path), os.fspath(output_path)
+    if os.path.abspath(input_path) == os.path.abspath(output_path):
+        raise InputError("output would overwrite the input", source=output_path)
+    src = read_embeddings(input_path, column, crs=crs)
+    codec = LinearCodec.fit(src.vectors, quality, source=input_path)
+    decoder = codec.decoder_onnx({"geocodec:role": "decoder", "geocodec:codec": CODEC_NAME,
+                                  "geocodec:quality": str(codec.quality)})
+    import shapely
+
+    order = hilbert_order(shapely.bounds(src.geometry))
+    table = src.table
+    tile_ids = next((table.column(c).to_numpy(zero_copy_only=False).astype(str) for c in ID_COLUMNS
+                     if c in table.column_names), np.arange(table.num_rows).astype(str))
+    skip = {src.geometry_column, column, "bbox", *TIME_COLUMNS, *ID_COLUMNS, "valid_fraction"}
+    extra_fields = [f for f in table.schema if f.name not in skip and f.name not in CORE_NAMES]
+    model = dict(model or {"name": "external", "version": "", "sha256": None})
+    model.setdefault("version", "")
+    model.setdefault("sha256", None)
+    ext = build_extension(
+        codec_name=CODEC_NAME, codec_version=CODEC_VERSION, quality=codec.quality,
+        latent_shape=(codec.latent_channels,), step=codec.step, tables=codec.tables, block_rows=block_rows,
+        decoder_sha256=sha256_hex(decoder), decoder_size=len(decoder), decoder_input=DECODER_INPUT,
+        decoder_output=DECODER_OUTPUT, dimension=codec.dimension, embedding_type="chip",
+        semantics=f"float vectors from column '{column}' of {os.path.basename(input_path)}",
+        model=model, grid=grid or {"type": "irregular", "crs": None})
+    start, end = _time_column(table, "datetime"), _time_column(table, "end_datetime")
+    valid = table.column("valid_fraction").to_numpy(zero_copy_only=False) \
+        if "valid_fraction" in table.column_names else None
+    n = table.num_rows
+    with GeocodecWriter(output_path, ext, decoder, src.crs, extra_schema=pa.schema(extra_fields),
+                        row_group_rows=row_group_rows) as writer:
+        bar = tqdm(total=n, unit="vec", desc="compress", disable=not progress)
+        for lo in range(0, n, writer.row_group_rows):
+            rows = order[lo:lo + writer.row_group_rows]
+            writer.write(
+                tile_id=tile_ids[rows], geometry=src.geometry[rows],
+                q=codec.quantize(src.vectors[rows], source=input_path),
+                datetime=None if start is None else start[rows],
+                end_datetime=None if end is None else end[rows],
+                valid_fraction=None if valid is None else valid[rows],
+                extra={f.name: table.column(f.name).take(pa.array(rows)).combine_chunks() for f in extra_fields})
+            bar.update(len(rows))
+        bar.close()
+    raw = int(src.vectors.size * 4)
+    return {"rows": n, "dimension": codec.dimension, "quality": codec.quality,
+            "latent_channels": codec.latent_channels, "code_bits": writer.code_bits,
+            "cross_entropy_bits": writer.cross_entropy, "file_bytes": os.path.getsize(output_path),
+            "raw_float32_bytes": raw}
+
+
+def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "embedding",
+               progress: bool = True) -> dict:
+    """Decode an extension file back to a plain GeoParquet of float32 vectors, streaming row groups."""
+    output_path = os.fspath(output_path)
+    ds = GeocodecDataset(input_path)
+    query = Query.make(bbox, time)
+    first = ds.files[0]
+    rows = 0
+    bounds = [np.inf, np.inf, -np.inf, -np.inf]
+    writer = None
+    with atomic_output(output_path) as tmp:
+        try:
+            bar = tqdm(total=ds.num_rows, unit="vec", desc="decompress", disable=not progress)
+            for table, emb in ds.iter_decoded(query):
+                d = emb.shape[1]
+                table = table.append_column(pa.field(column, pa.list_(pa.float32(), d)),
+                                            pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), d))
+                if writer is None:
+                    schema = table.schema.remove_metadata()
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
+                                              use_dictionary=["tile_id"], write_statistics=True)
+                if table.num_rows:
+                    b = table.column("bbox").combine_chunks()
+                    bounds = [min(bounds[0], pa.compute.min(b.field("xmin")).as_py()),
+                              min(bounds[1], pa.compute.min(b.field("ymin")).as_py()),
+                              max(bounds[2], pa.compute.max(b.field("xmax")).as_py()),
+                              max(bounds[3], pa.compute.max(b.field("ymax")).as_py())]
+                writer.write_table(table.cast(writer.schema))
+                rows += table.num_rows
+                bar.update(table.num_rows)
+            bar.close()
+            if writer is None:
+                raise InputError("no row group matches the query", source=ds.source)
+            col = first.geo["columns"][first.geo["primary_column"]]
+            geo = build_geo(crs=col.get("crs"), bbox=bounds if rows else col["bbox"],
+                            geometry_types=col.get("geometry_types", []))
+            import json
+
+            writer.add_key_value_metadata({GEO_KEY: json.dumps(geo)})
+        finally:
+            if writer is not None:
+                writer.close()
+    return {"rows": rows, "dimension": ds.spec.dimension}

@@ -1,0 +1,162 @@
+"""Learned Sentinel-2 codecs shipped as ONNX: load a model folder, encode tiles, describe the file.
+
+Consumer-safe (onnxruntime only, no torch). A model folder holds:
+
+``model.json``
+    identity and contract: ``name``, ``version``, ``bands`` (input order),
+    ``resolution_m``, ``normalisation`` (text), ``tile_px`` (training tile size),
+    ``stride`` (pixels per latent cell), ``channels``, ``embedding_dimension``,
+    ``qualities``: ``{"1": {"step": s, "tables": [{"min", "freq"}...]}, ...}``
+    (one integer table per latent channel, fitted on the training latents at
+    that step), ``files``: ``{role: {"path", "sha256"}}`` for the ONNX files
+    below, plus ``training`` and ``scores`` for the model card.
+``encoder.onnx``
+    ``bands`` float32 [N, B, H, W] reflectance (DN / 10000), H and W multiples
+    of ``stride`` -> ``latent`` float32 [N, C, H/stride, W/stride], before
+    quantization (q = round(latent / step)).
+``embedding_decoder.onnx``
+    ``latent`` float32 [N, C, h, w] (dequantized, q * step) -> ``embedding``
+    float32 [N, D]: the per-tile vector the file's decoder field names.
+``preview_decoder.onnx``
+    ``latent`` -> ``preview`` float32 [N, B, H, W] reflectance, so a person can
+    see what was encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from geocodec.format.entropy import IntegerTable
+from geocodec.errors import InputError, MetadataError
+from geocodec.format.metadata import build_extension
+from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
+from geocodec.resources import MODELS_DIR
+
+DEFAULT_MODEL = "s2-5band-v1"
+CODEC_NAME = "geocodec-s2-learned"
+
+
+def model_dir(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    q = MODELS_DIR / str(name_or_path)
+    if q.is_dir():
+        return q
+    known = sorted(d.name for d in MODELS_DIR.iterdir() if d.is_dir()) if MODELS_DIR.is_dir() else []
+    raise InputError(f"no model folder '{name_or_path}'; shipped models: {known or 'none'}", field="model")
+
+
+@dataclass
+class LearnedModel:
+    path: Path
+    card: dict
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL) -> "LearnedModel":
+        path = model_dir(name_or_path)
+        card_path = path / "model.json"
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MetadataError(f"unreadable model card: {exc}", source=str(card_path)) from exc
+        for key in ("name", "version", "bands", "stride", "channels", "qualities", "files"):
+            if key not in card:
+                raise MetadataError("missing key", source=str(card_path), field=key)
+        return cls(path, card)
+
+    # -- files ---------------------------------------------------------------------------------
+    def file_bytes(self, role: str) -> bytes:
+        entry = self.card["files"].get(role)
+        if entry is None:
+            raise MetadataError(f"model has no '{role}' file", source=str(self.path / "model.json"),
+                                field=f"files.{role}")
+        fp = self.path / entry["path"]
+        data = fp.read_bytes()
+        if sha256_hex(data) != entry["sha256"]:
+            raise MetadataError(f"sha256 mismatch: model.json says {entry['sha256']}, the file hashes to "
+                                f"{sha256_hex(data)}", source=str(fp), field=f"files.{role}.sha256")
+        return data
+
+    @cached_property
+    def encoder(self) -> OnnxDecoder:  # an ONNX session; the class runs any single-input model
+        return OnnxDecoder(self.file_bytes("encoder"), source=str(self.path / "encoder.onnx"))
+
+    @cached_property
+    def preview_decoder(self) -> OnnxDecoder:
+        return OnnxDecoder(self.file_bytes("preview_decoder"), source=str(self.path / "preview_decoder.onnx"))
+
+    @property
+    def bands(self) -> list[str]:
+        return list(self.card["bands"])
+
+    @property
+    def stride(self) -> int:
+        return int(self.card["stride"])
+
+    @property
+    def qualities(self) -> list[int]:
+        return sorted(int(k) for k in self.card["qualities"])
+
+    def _quality(self, quality: int) -> dict:
+        q = self.card["qualities"].get(str(int(quality)))
+        if q is None:
+            raise InputError(f"quality {quality} not available; this model has {self.qualities}", field="quality")
+        return q
+
+    def step(self, quality: int) -> float:
+        return float(self._quality(quality)["step"])
+
+    def tables(self, quality: int) -> list[IntegerTable]:
+        return [IntegerTable.from_json(t) for t in self._quality(quality)["tables"]]
+
+    # -- encoding --------------------------------------------------------------------------------
+    def latents(self, tiles: np.ndarray) -> np.ndarray:
+        """Reflectance tiles (N, B, H, W) -> unquantized latents (N, C, H/stride, W/stride)."""
+        tiles = np.asarray(tiles, dtype=np.float32)
+        if tiles.ndim != 4 or tiles.shape[1] != len(self.bands):
+            raise InputError(f"tiles must be (N, {len(self.bands)} bands {self.bands}, H, W), got {tiles.shape}",
+                             field="bands")
+        if tiles.shape[2] % self.stride or tiles.shape[3] % self.stride:
+            raise InputError(f"tile size {tiles.shape[2:]} is not a multiple of the stride {self.stride}")
+        if not np.isfinite(tiles).all():
+            raise InputError("tiles contain NaN/inf: fill or mask nodata and clouds before encoding")
+        return self.encoder(tiles)
+
+    def encode(self, tiles: np.ndarray, quality: int) -> np.ndarray:
+        """Reflectance tiles -> integer codes (N, C, S) at ``quality``."""
+        y = self.latents(tiles)
+        q = np.round(y / self.step(quality)).astype(np.int32)
+        return q.reshape(q.shape[0], q.shape[1], -1)
+
+    def preview(self, q: np.ndarray, quality: int, latent_hw: tuple[int, int]) -> np.ndarray:
+        y = (q.astype(np.float32) * self.step(quality)).reshape(q.shape[0], q.shape[1], *latent_hw)
+        return self.preview_decoder(y)
+
+    def identity(self) -> dict:
+        """The ``model`` field of a file's extension metadata."""
+        enc = self.file_bytes("encoder")
+        return {"name": self.card["name"], "version": str(self.card["version"]), "sha256": sha256_hex(enc),
+                "bands": self.bands, "resolution_m": self.card.get("resolution_m", 10.0),
+                "normalisation": self.card.get("normalisation"), "href": None}
+
+    def extension(self, *, quality: int, latent_hw: tuple[int, int], grid: dict, block_rows: int = 16) -> tuple[dict, bytes]:
+        """(``geocodec`` metadata dict, embedded decoder bytes) for files made with this model."""
+        dec = self.file_bytes("embedding_decoder")
+        c = int(self.card["channels"])
+        ext = build_extension(
+            codec_name=CODEC_NAME, codec_version=str(self.card["version"]), quality=quality,
+            latent_shape=(c, *latent_hw), step=np.full(c, self.step(quality), np.float32),
+            tables=self.tables(quality), block_rows=block_rows, decoder_sha256=sha256_hex(dec),
+            decoder_size=len(dec), decoder_input="latent", decoder_output="embedding",
+            dimension=int(self.card["embedding_dimension"]), embedding_type="chip",
+            semantics=f"per-tile vector from a {c} x {latent_hw[0]} x {latent_hw[1]} latent grid "
+                      f"({self.stride * float(self.card.get('resolution_m', 10.0)):.0f} m cells)",
+            model=self.identity(), grid=grid)
+        return ext, dec

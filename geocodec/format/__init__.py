@@ -1,0 +1,20 @@
+"""The file format: GeoParquet 1.1 plus the ``emb`` and ``geocodec`` footer keys (``geoparquet_spec/SPEC.md``).
+
+Integer tables and the rANS bitstream (:mod:`.entropy`), footer metadata and its JSON Schema
+(:mod:`.metadata`), the streaming writer (:mod:`.writer`), the reader for files, folders and
+URLs (:mod:`.reader`), the embedded ONNX decoder (:mod:`.onnx_model`), and the file-level tools
+built on them: validate, info, merge, STAC, plain float-vector GeoParquet. No torch, openeo or dask.
+"""
+
+from geocodec._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "IntegerTable": ".entropy", "encode_block": ".entropy", "decode_block": ".entropy",
+    "cross_entropy_bits": ".entropy",
+    "CodecSpec": ".metadata", "build_extension": ".metadata", "build_geo": ".metadata", "fingerprint": ".metadata",
+    "GeocodecWriter": ".writer",
+    "GeocodecFile": ".reader", "GeocodecDataset": ".reader", "Query": ".reader", "open_dataset": ".reader",
+    "OnnxDecoder": ".onnx_model", "sha256_hex": ".onnx_model",
+    "validate_file": ".validate", "summarize": ".info", "write_stac_item": ".stac",
+    "read_embeddings": ".embeddings_io", "write_geoparquet": ".embeddings_io", "hilbert_order": ".hilbert",
+})

@@ -1,0 +1,240 @@
+"""The footer metadata: GeoParquet ``geo``, STAC-style ``emb`` and our ``geocodec`` key.
+
+Spec-driven, in the manner of geopandas' ``io/arrow.py``: build the dicts on
+write, and on read parse, validate against the JSON Schema in
+``geoparquet_spec/schema`` and turn them into typed objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+from geocodec.format.entropy import ESCAPE_BITS, PRECISION, IntegerTable
+from geocodec.errors import MetadataError
+
+SPEC_VERSION = "0.1.0"
+KNOWN_VERSIONS = ("0.1.0",)
+GEO_KEY = "geo"
+EMB_KEY = "emb"
+EXT_KEY = "geocodec"
+DECODER_KEY = "geocodec.decoder"
+DECODER_HREF = "#" + DECODER_KEY  # the decoder is embedded in the footer under this key
+GEOPARQUET_VERSION = "1.1.0"
+CODER = "rans-u32-u64"
+CODER_LIBRARY = "constriction==0.5.0"
+
+#: the fields whose values determine how codes decode: files that agree on them concatenate
+FINGERPRINT_FIELDS = ("codec", "latent", "quantization", "entropy_model", "decoder", "embedding", "model")
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in str(v).split("."))
+    except ValueError:
+        return (0,)
+
+
+@lru_cache(maxsize=None)
+def _validator(version: str):
+    import jsonschema
+
+    from geocodec.resources import schema_path
+
+    schema = json.loads(schema_path(version).read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def fingerprint(ext: dict) -> str:
+    """sha256 over the canonical JSON of what decoding depends on."""
+    core = {k: ext.get(k) for k in FINGERPRINT_FIELDS}
+    core["codec"] = {k: v for k, v in (core["codec"] or {}).items() if k != "fingerprint"}
+    core["decoder"] = {k: v for k, v in (core["decoder"] or {}).items() if k in ("format", "sha256", "input", "output")}
+    # descriptive text does not change how codes decode
+    if isinstance(core["embedding"], dict):
+        core["embedding"] = {k: v for k, v in core["embedding"].items() if k != "semantics"}
+    if isinstance(core["model"], dict):
+        core["model"] = {k: v for k, v in core["model"].items() if k != "href"}
+    text = json.dumps(core, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validate_extension(ext: object, *, source: str) -> dict:
+    """Check the ``geocodec`` dict: version first, then the JSON Schema."""
+    if not isinstance(ext, dict):
+        raise MetadataError("the 'geocodec' footer value is not a JSON object", source=source, field=EXT_KEY)
+    version = ext.get("version")
+    if version is None:
+        raise MetadataError("no spec version", source=source, field="geocodec.version")
+    if version not in KNOWN_VERSIONS:
+        newest = KNOWN_VERSIONS[-1]
+        if _version_tuple(version) > _version_tuple(newest):
+            raise MetadataError(
+                f"the file uses spec version {version}, newer than this geocodec knows ({newest}); "
+                "upgrade geocodec to read it", source=source, field="geocodec.version")
+        raise MetadataError(f"unknown spec version {version!r}; known: {', '.join(KNOWN_VERSIONS)}",
+                            source=source, field="geocodec.version")
+    errors = sorted(_validator(version).iter_errors(ext), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        path = ".".join(["geocodec", *[str(p) for p in err.path]])
+        raise MetadataError(f"invalid extension metadata: {err.message}", source=source, field=path)
+    _check_consistency(ext, source)
+    return ext
+
+
+def _check_consistency(ext: dict, source: str) -> None:
+    shape = ext["latent"]["shape"]
+    channels = shape[0]
+    if ext["latent"]["layout"] == "vector" and len(shape) != 1:
+        raise MetadataError("a 'vector' latent has a shape of one number", source=source, field="geocodec.latent.shape")
+    if ext["latent"]["layout"] == "grid" and len(shape) != 3:
+        raise MetadataError("a 'grid' latent has shape [channels, height, width]", source=source,
+                            field="geocodec.latent.shape")
+    for field in ("quantization.step", "entropy_model.tables"):
+        a, b = field.split(".")
+        if len(ext[a][b]) != channels:
+            raise MetadataError(f"{len(ext[a][b])} entries for {channels} latent channels", source=source,
+                                field=f"geocodec.{field}")
+    for i, t in enumerate(ext["entropy_model"]["tables"]):
+        total = sum(t["freq"])
+        if total != 1 << PRECISION:
+            raise MetadataError(f"table frequencies sum to {total}, not 2**{PRECISION}", source=source,
+                                field=f"geocodec.entropy_model.tables.{i}.freq")
+
+
+@dataclass
+class CodecSpec:
+    """What the reader needs to turn code bytes into latents: decoded from ``geocodec``."""
+
+    ext: dict
+
+    @cached_property
+    def tables(self) -> list[IntegerTable]:
+        return [IntegerTable.from_json(t) for t in self.ext["entropy_model"]["tables"]]
+
+    @cached_property
+    def step(self) -> np.ndarray:
+        return np.asarray(self.ext["quantization"]["step"], dtype=np.float32)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.ext["latent"]["shape"])
+
+    @property
+    def channels(self) -> int:
+        return self.latent_shape[0]
+
+    @property
+    def positions(self) -> int:
+        return int(np.prod(self.latent_shape[1:], dtype=np.int64)) if len(self.latent_shape) > 1 else 1
+
+    @property
+    def block_rows(self) -> int:
+        return int(self.ext["entropy_model"]["block_rows"])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.ext["embedding"]["dimension"])
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.ext)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """int codes (N, C, S) -> float32 latents shaped (N, *latent_shape)."""
+        y = q.astype(np.float32) * self.step[None, :, None]
+        return y.reshape((q.shape[0],) + self.latent_shape)
+
+
+def build_extension(*, codec_name: str, codec_version: str, quality: int, latent_shape: tuple[int, ...],
+                    step: np.ndarray, tables: list[IntegerTable], block_rows: int, decoder_sha256: str,
+                    decoder_size: int, decoder_input: str, decoder_output: str, dimension: int,
+                    embedding_type: str, semantics: str, model: dict, grid: dict) -> dict:
+    ext = {
+        "version": SPEC_VERSION,
+        "codec": {"name": codec_name, "version": codec_version, "quality": int(quality)},
+        "latent": {"layout": "vector" if len(latent_shape) == 1 else "grid", "shape": [int(s) for s in latent_shape]},
+        "quantization": {"method": "uniform-round", "step": [float(s) for s in np.asarray(step, dtype=np.float32)]},
+        "entropy_model": {
+            "coder": CODER, "library": CODER_LIBRARY, "precision": PRECISION, "block_rows": int(block_rows),
+            "symbol_order": "channel-major", "escape_bits": ESCAPE_BITS,
+            "tables": [t.to_json() for t in tables],
+        },
+        "decoder": {"format": "onnx", "sha256": decoder_sha256, "href": DECODER_HREF, "input": decoder_input,
+                    "output": decoder_output, "size_bytes": int(decoder_size)},
+        "embedding": {"dimension": int(dimension), "type": embedding_type, "dtype": "float32", "semantics": semantics},
+        "model": model,
+        "grid": grid,
+        "temporal_extent": None,
+    }
+    ext["codec"]["fingerprint"] = fingerprint(ext)
+    return ext
+
+
+def build_geo(*, crs: dict, bbox: list[float], geometry_types: list[str]) -> dict:
+    return {
+        "version": GEOPARQUET_VERSION,
+        "primary_column": "geometry",
+        "columns": {
+            "geometry": {
+                "encoding": "WKB",
+                "geometry_types": sorted(set(geometry_types)),
+                "crs": crs,
+                "bbox": [float(v) for v in bbox],
+                "covering": {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
+                                      "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}},
+            }
+        },
+    }
+
+
+def build_emb(ext: dict) -> dict:
+    """STAC Embedding extension fields (community footer key ``emb``)."""
+    grid = ext.get("grid") or {}
+    emb_type = ext["embedding"]["type"]
+    emb = {
+        "emb:type": "pixel" if emb_type == "pixel" else "chip",
+        "emb:dimensions": ext["embedding"]["dimension"],
+        "data_type": "float32",
+        "emb:quantization": {
+            "method": "geocodec",
+            "original_dtype": "float32",
+            "quantized_dtype": "entropy-coded",
+            "link": "geocodec",
+        },
+    }
+    if grid.get("tile_size_px"):
+        emb["emb:chip_layout"] = {"layout_type": "grid", "chip_size": grid["tile_size_px"],
+                                  "stride": grid["tile_size_px"], "grid_id": grid.get("id")}
+    if ext["model"].get("resolution_m"):
+        emb["gsd"] = ext["model"]["resolution_m"]
+    return emb
+
+
+def encode_decoder(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+def decode_decoder(value: bytes, *, source: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise MetadataError("the embedded decoder is not valid base64", source=source, field=DECODER_KEY) from exc
+
+
+def parse_json_key(kv: dict, key: str, *, source: str, required: bool = True):
+    raw = kv.get(key.encode()) if kv else None
+    if raw is None:
+        if required:
+            raise MetadataError(f"no '{key}' key in the Parquet footer: not a geocodec file", source=source, field=key)
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MetadataError(f"footer key '{key}' is not valid JSON: {exc}", source=source, field=key) from exc

@@ -1,0 +1,120 @@
+"""Task heads: small ONNX models that carry their own metadata (as Deepness does).
+
+Every head is one ONNX file whose ``metadata_props`` hold, as JSON strings:
+
+``geocodec:task``        ``"landcover"``, ``"ships"``, ``"monitor"``, ``"custom"`` (few-shot) ...
+``geocodec:input``       what the head eats: ``{"kind": "embedding" | "latent_grid" | "latent_cell_series",
+                         "shape": [...]}`` (without the batch axis)
+``geocodec:output``      ``{"kind": "class_probabilities" | "heatmap" | "count" ..., "names": [...]}``
+``geocodec:classes``     ``[{"name": ..., "color": "#rrggbb"}, ...]`` (classification heads)
+``geocodec:codec``       ``{"name": codec name, "qualities": [..], "model_sha256": encoder sha256,
+                         "decoder_sha256": sha256 of the file's embedding decoder}``
+``geocodec:training``    ``{"data": ..., "split": ..., "command": ...}``
+``geocodec:scores``      ``{...}`` measured scores, by quality
+
+The CLI and the QGIS plugin read the same keys through :class:`Head`.
+Consumer-safe: onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from geocodec.errors import MetadataError
+from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
+from geocodec.resources import HEADS_DIR
+
+KEYS = ("task", "input", "output", "classes", "codec", "training", "scores")
+
+
+def add_head_metadata(onnx_bytes: bytes, meta: dict) -> bytes:
+    """Write ``meta`` (keys of KEYS, JSON-able values) into an ONNX model's metadata_props."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in meta.items():
+        if key not in KEYS:
+            raise ValueError(f"unknown head metadata key {key!r}; known: {KEYS}")
+        text = json.dumps(value)
+        full = f"geocodec:{key}"
+        if full in existing:
+            existing[full].value = text
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = full, text
+    return model.SerializeToString()
+
+
+@dataclass
+class Head:
+    path: str
+    data: bytes
+    meta: dict
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike) -> "Head":
+        p = Path(name_or_path)
+        if not p.is_file():
+            q = HEADS_DIR / f"{name_or_path}.onnx"
+            if not q.is_file():
+                known = sorted(f.stem for f in HEADS_DIR.glob("*.onnx")) if HEADS_DIR.is_dir() else []
+                raise MetadataError(f"no head file '{name_or_path}'; shipped heads: {known or 'none'}",
+                                    field="head")
+            p = q
+        data = p.read_bytes()
+        session = OnnxDecoder(data, source=str(p))
+        raw = session.metadata
+        meta = {}
+        for key in KEYS:
+            text = raw.get(f"geocodec:{key}")
+            if text is None:
+                continue
+            try:
+                meta[key] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise MetadataError(f"metadata 'geocodec:{key}' is not JSON: {exc}", source=str(p),
+                                    field=f"geocodec:{key}") from exc
+        if "task" not in meta or "input" not in meta:
+            raise MetadataError("not a geocodec head: no 'geocodec:task'/'geocodec:input' metadata", source=str(p))
+        head = cls(str(p), data, meta)
+        head._session = session
+        return head
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in self.meta.get("classes", [])]
+
+    @property
+    def class_colors(self) -> list[str]:
+        return [c.get("color", "#888888") for c in self.meta.get("classes", [])]
+
+    @property
+    def sha256(self) -> str:
+        return sha256_hex(self.data)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session(np.asarray(x, dtype=np.float32))
+
+    def check_file(self, ext: dict, source: str) -> None:
+        """Refuse a file made by another model or decoder than the head was trained for."""
+        codec = self.meta.get("codec") or {}
+        want = codec.get("model_sha256")
+        have = (ext.get("model") or {}).get("sha256")
+        if want and have and want != have:
+            raise MetadataError(f"head {os.path.basename(self.path)} was trained on codes of encoder sha256 "
+                                f"{want}, the file's model is {have}", source=source, field="model.sha256")
+        want = codec.get("decoder_sha256")
+        if want and self.meta["input"].get("kind") == "embedding" and want != ext["decoder"]["sha256"]:
+            raise MetadataError(f"head {os.path.basename(self.path)} expects embeddings of decoder sha256 {want}, "
+                                f"the file's decoder is {ext['decoder']['sha256']}", source=source,
+                                field="decoder.sha256")

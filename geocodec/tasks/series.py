@@ -1,0 +1,351 @@
+"""Per-date latent cells of one place: for point time series and for geocodec files.
+
+Consumer-safe (numpy, onnxruntime, pyarrow, shapely, pyproj; no torch). Used by the
+training of the heads, by ``geocodec classify`` / ``geocodec monitor`` and by the QGIS plugin.
+
+Two sources of per-date cells:
+
+* **Point time series** (e.g. the Rondonia samples: single pixels, no image context).
+  Each date's 5-band pixel is encoded as a *spatially homogeneous* 32 x 32 patch (the
+  same reflectance everywhere) and the latent cell at the patch centre is taken
+  (``(2, 2)`` of the 4 x 4 latent grid). This is a homogeneous-field approximation:
+  the encoder sees a uniform field, not an image patch, so texture and neighbourhood
+  are absent. With the shipped model the centre cell of a 32 x 32 patch equals the
+  centre cell of larger uniform patches (checked: 32, 64, 96 px give the same latents),
+  so the patch size does not leak into the codes.
+* **geocodec files of the learned codec** (:func:`cell_series`): rows with the same
+  ``tile_id`` across dates, and in each the latent cell containing a point (or the mean
+  of the tile's valid cells).
+
+Latents are always *dequantized* codes ``q * step`` (what a reader of the file gets),
+so heads trained on them run on any quality.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geocodec.errors import InputError, MetadataError
+
+#: the bands of the learned model, in its input order
+BANDS = ("B02", "B03", "B04", "B08", "B11")
+#: the Rondonia bands (10), in the order of the npz file
+RONDONIA_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+PATCH_PX = 32
+
+
+def pick_bands(x: np.ndarray, bands_from=RONDONIA_BANDS, bands_to=BANDS) -> np.ndarray:
+    """``x[..., bands_from]`` -> ``x[..., bands_to]`` (last axis)."""
+    bands_from = list(bands_from)
+    missing = [b for b in bands_to if b not in bands_from]
+    if missing:
+        raise InputError(f"bands {missing} are missing; have {bands_from}", field="bands")
+    return np.ascontiguousarray(x[..., [bands_from.index(b) for b in bands_to]], dtype=np.float32)
+
+
+def homogeneous_latents(model, reflectance: np.ndarray, *, patch_px: int = PATCH_PX, batch: int = 4096,
+                        progress: bool = False) -> np.ndarray:
+    """Unquantized latents of uniform patches: reflectance ``(..., B)`` -> ``(..., C)`` float32.
+
+    Each vector becomes a ``patch_px`` x ``patch_px`` patch of that reflectance; the
+    latent cell at the centre of the patch's latent grid is returned.
+    """
+    x = np.asarray(reflectance, dtype=np.float32)
+    nb = len(model.bands)
+    if x.shape[-1] != nb:
+        raise InputError(f"reflectance must end with the model's {nb} bands {model.bands}, got shape {x.shape}",
+                         field="bands")
+    if patch_px % model.stride:
+        raise InputError(f"patch size {patch_px} is not a multiple of the stride {model.stride}")
+    flat = x.reshape(-1, nb)
+    c = int(model.card["channels"])
+    out = np.empty((len(flat), c), np.float32)
+    h = patch_px // model.stride
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(flat), unit="px", desc="encode")
+    for i in range(0, len(flat), batch):
+        v = flat[i:i + batch]
+        tiles = np.broadcast_to(v[:, :, None, None], (len(v), nb, patch_px, patch_px))
+        y = model.latents(np.ascontiguousarray(tiles))
+        out[i:i + batch] = y[:, :, h // 2, h // 2]
+        if bar is not None:
+            bar.update(len(v))
+    if bar is not None:
+        bar.close()
+    return out.reshape(*x.shape[:-1], c)
+
+
+def quantize(latents: np.ndarray, step: float) -> np.ndarray:
+    return np.round(np.asarray(latents, np.float32) / np.float32(step)).astype(np.int32)
+
+
+def point_series_q(model, reflectance: np.ndarray, quality: int, *, latents: np.ndarray | None = None) -> np.ndarray:
+    """Integer codes ``(N, T, C)`` of point series ``(N, T, B)`` at ``quality``."""
+    y = homogeneous_latents(model, reflectance) if latents is None else latents
+    return quantize(y, model.step(quality))
+
+
+def point_series_codes(model, reflectance: np.ndarray, quality: int | None, *,
+                       latents: np.ndarray | None = None) -> np.ndarray:
+    """Dequantized codes ``q * step`` ``(N, T, C)`` of point series ``(N, T, B)`` (B = the model's bands).
+
+    ``quality=None`` returns the unquantized float latents. ``latents``: reuse
+    :func:`homogeneous_latents` computed once for several qualities.
+    """
+    y = homogeneous_latents(model, reflectance) if latents is None else latents
+    if quality is None:
+        return np.asarray(y, np.float32)
+    step = model.step(quality)
+    return (quantize(y, step).astype(np.float32) * np.float32(step))
+
+
+def bits_per_cell(model, q: np.ndarray, quality: int) -> float:
+    """Mean ideal code length of integer cells ``(..., C)`` under the model's tables at ``quality``."""
+    from geocodec.format.entropy import cross_entropy_bits
+
+    q = np.asarray(q)
+    c = q.shape[-1]
+    flat = q.reshape(-1, c, 1)
+    return cross_entropy_bits(flat, model.tables(quality)) / max(len(flat), 1)
+
+
+# -- day-of-year alignment ---------------------------------------------------------------------
+def day_of_year(dates) -> np.ndarray:
+    d = np.asarray(dates).astype("datetime64[D]")
+    return (d - d.astype("datetime64[Y]")).astype(int) + 1
+
+
+def align_to_dates(dates, values: np.ndarray, target_dates) -> tuple[np.ndarray, np.ndarray]:
+    """Pick, for each target date, the value of the date nearest in day of year (circular).
+
+    Returns (values ``(len(target), ...)``, index into ``dates`` per target). A head
+    trained on a year of dates can thus run on a file of other dates; with fewer dates
+    than the head expects, dates repeat (the classification is then weaker).
+    """
+    if len(dates) == 0:
+        raise InputError("no dates to align")
+    src = day_of_year(dates)
+    tgt = day_of_year(target_dates)
+    diff = np.abs(tgt[:, None] - src[None, :])
+    diff = np.minimum(diff, 365 - diff)
+    idx = diff.argmin(axis=1)
+    return np.asarray(values)[idx], idx
+
+
+# -- geocodec files ------------------------------------------------------------------------------
+@dataclass
+class CellSeries:
+    """Per-date latent cells of one place in geocodec files of the learned codec."""
+
+    tile_id: str
+    dates: np.ndarray                 # (T,) datetime64[ms], sorted
+    latents: np.ndarray               # (T, C) float32: dequantized codes q * step
+    q: np.ndarray                     # (T, C) int32 codes (mean over cells: rounded; see ``cell``)
+    cell: tuple[int, int] | None      # (row, col) of the latent cell, None: mean of the tile's valid cells
+    geometry: object                  # shapely geometry of the cell (or tile), in ``crs``
+    crs: object
+    qualities: list[int] = field(default_factory=list)
+    model_sha256: str | None = None
+    ext: dict | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+def _open_files(files):
+    from geocodec.format.reader import GeocodecFile
+
+    paths = []
+    for f in [files] if isinstance(files, (str, os.PathLike)) else list(files):
+        f = os.fspath(f)
+        if os.path.isdir(f):
+            paths += sorted(os.path.join(f, n) for n in os.listdir(f) if n.endswith((".parquet", ".geoparquet")))
+        else:
+            paths.append(f)
+    if not paths:
+        raise InputError("no geocodec file given")
+    return [GeocodecFile(p) for p in paths]
+
+
+def _check_learned(gf) -> tuple[int, int, int]:
+    shape = gf.spec.latent_shape
+    if len(shape) != 3:
+        raise MetadataError(f"latent shape {list(shape)} is not a (channels, h, w) grid: per-date latent cells "
+                            "need a file of the learned codec", source=gf.source, field="latent.shape")
+    return tuple(int(s) for s in shape)
+
+
+def _to_file_crs(x: float, y: float, crs, file_crs):
+    if crs is None or file_crs is None:
+        return x, y
+    from pyproj import CRS, Transformer
+
+    src, dst = CRS.from_user_input(crs), CRS.from_user_input(file_crs)
+    if src == dst:
+        return x, y
+    return Transformer.from_crs(src, dst, always_xy=True).transform(x, y)
+
+
+def _valid_cells(table, n_cells: int) -> np.ndarray | None:
+    if "valid_cells" not in table.column_names:
+        return None
+    vals = table.column("valid_cells").to_pylist()
+    out = np.ones((len(vals), n_cells), bool)
+    for i, b in enumerate(vals):
+        if b:
+            out[i] = np.unpackbits(np.frombuffer(b, np.uint8))[:n_cells].astype(bool)
+    return out
+
+
+def tile_mean(q: np.ndarray, step: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Mean dequantized latent over a tile's cells: codes ``(N, C, S)`` -> ``(N, C)``."""
+    y = q.astype(np.float32) * np.asarray(step, np.float32)[None, :, None]
+    if valid is None:
+        return y.mean(axis=2)
+    w = valid.astype(np.float32)
+    w[w.sum(axis=1) == 0] = 1.0
+    return (y * w[:, None, :]).sum(axis=2) / w.sum(axis=1)[:, None]
+
+
+def cell_series(files, *, point=None, tile_id: str | None = None, crs=None) -> CellSeries:
+    """Per-date latent cells of a place from one or more geocodec files of the learned codec.
+
+    ``point=(x, y)`` (in ``crs``, default the file's CRS): the tile containing it, and in
+    every date's row of that tile the latent cell containing the point. ``tile_id``: all
+    rows of that tile id, each reduced to the mean of its valid cells. Rows of all files
+    are gathered and sorted by date; the files must share the encoder (model sha256).
+    """
+    import pyarrow as pa
+    import shapely
+
+    from geocodec.format.reader import Query, decode_code_columns
+
+    if (point is None) == (tile_id is None):
+        raise InputError("give exactly one of point and tile_id")
+    gfs = _open_files(files)
+    try:
+        shas = {(g.ext.get("model") or {}).get("sha256") for g in gfs}
+        if len(shas) > 1:
+            raise MetadataError(f"the files were made by different encoders ({sorted(map(str, shas))}): their "
+                                "latent cells are not comparable", source=gfs[0].source, field="model.sha256")
+        rows = []  # (date, latent (C,), q (C,), geometry, quality, source)
+        found_tile, cell, file_crs0 = tile_id, None, gfs[0].crs
+        for gf in gfs:
+            c, h, w = _check_learned(gf)
+            query = None
+            if point is not None:
+                px, py = _to_file_crs(point[0], point[1], crs, gf.crs)
+                query = Query.make((px, py, px, py), None)
+            for offset, table in gf.iter_tables(query, ["tile_id", "geometry", "datetime", "bbox"]
+                                                 + (["valid_cells"] if "valid_cells" in gf.extra_columns else [])):
+                ids = np.asarray(table.column("tile_id").to_pylist(), dtype=object)
+                if point is not None and found_tile is None:
+                    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+                    inside = shapely.covers(geoms, shapely.points(px, py))
+                    if not inside.any():
+                        continue
+                    found_tile = ids[np.flatnonzero(inside)[0]]
+                if found_tile is None:
+                    continue
+                mask = ids == found_tile
+                if not mask.any():
+                    continue
+                codes = decode_code_columns(table, gf.spec, source=gf.source, row_offset=offset, needed=mask,
+                                            threads=1)
+                step = gf.spec.step
+                geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+                times = table.column("datetime").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
+                valid = _valid_cells(table, h * w)
+                for i in np.flatnonzero(mask):
+                    g = geoms[i]
+                    if point is not None:
+                        x0, y0, x1, y1 = g.bounds
+                        col = min(int((px - x0) / ((x1 - x0) / w)), w - 1)
+                        row = min(int((y1 - py) / ((y1 - y0) / h)), h - 1)
+                        cell = (row, col)
+                        k = row * w + col
+                        qv = codes[i, :, k].astype(np.int32)
+                        lat = qv.astype(np.float32) * step
+                        cw, ch = (x1 - x0) / w, (y1 - y0) / h
+                        geom = shapely.box(x0 + col * cw, y1 - (row + 1) * ch, x0 + (col + 1) * cw, y1 - row * ch)
+                    else:
+                        lat = tile_mean(codes[i:i + 1], step, None if valid is None else valid[i:i + 1])[0]
+                        qv = np.round(lat / step).astype(np.int32)
+                        geom = g
+                    rows.append((times[i], lat, qv, geom, int(gf.ext["codec"].get("quality", 0)), gf.source))
+        if not rows:
+            what = f"point {tuple(point)}" + (f" ({crs})" if crs else " (in the file's CRS)") if point is not None \
+                else f"tile id {tile_id!r}"
+            raise InputError(f"no tile of the file(s) holds {what}", source=gfs[0].source)
+        order = np.argsort(np.array([r[0] for r in rows], dtype="datetime64[ms]"), kind="stable")
+        rows = [rows[i] for i in order]
+        return CellSeries(
+            tile_id=str(found_tile), dates=np.array([r[0] for r in rows], dtype="datetime64[ms]"),
+            latents=np.stack([r[1] for r in rows]).astype(np.float32), q=np.stack([r[2] for r in rows]),
+            cell=cell, geometry=rows[0][3], crs=file_crs0, qualities=sorted({r[4] for r in rows}),
+            model_sha256=next(iter(shas)), ext=gfs[0].ext, sources=sorted({r[5] for r in rows}))
+    finally:
+        for g in gfs:
+            g.close()
+
+
+@dataclass
+class TileSeries:
+    """Every tile of a file as a per-date series of tile-mean latents (for ``geocodec classify``)."""
+
+    tile_ids: list[str]
+    geometries: list            # shapely, one per tile (its first row's footprint)
+    dates: list[np.ndarray]     # per tile, datetime64[ms] sorted
+    latents: list[np.ndarray]   # per tile, (T_i, C) float32
+    crs: object
+    ext: dict
+
+
+def tile_series(files, *, progress: bool = False) -> TileSeries:
+    """All tiles of the files: rows grouped by tile id, each row reduced to the mean of its valid cells."""
+    import pyarrow as pa
+    import shapely
+
+    from geocodec.format.reader import decode_code_columns
+
+    gfs = _open_files(files)
+    by_tile: dict = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(g.num_rows for g in gfs), unit="row", desc="decode")
+    try:
+        for gf in gfs:
+            c, h, w = _check_learned(gf)
+            cols = ["tile_id", "geometry", "datetime"] + (["valid_cells"] if "valid_cells" in gf.extra_columns else [])
+            for offset, table in gf.iter_tables(None, cols):
+                codes = decode_code_columns(table, gf.spec, source=gf.source, row_offset=offset, threads=1)
+                lat = tile_mean(codes, gf.spec.step, _valid_cells(table, h * w))
+                ids = table.column("tile_id").to_pylist()
+                geoms = table.column("geometry").to_numpy(zero_copy_only=False)
+                times = table.column("datetime").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
+                for i, tid in enumerate(ids):
+                    e = by_tile.setdefault(tid, [geoms[i], [], []])
+                    e[1].append(times[i])
+                    e[2].append(lat[i])
+                if bar is not None:
+                    bar.update(table.num_rows)
+        tids = list(by_tile)
+        dates, lats = [], []
+        for t in tids:
+            d = np.array(by_tile[t][1], dtype="datetime64[ms]")
+            o = np.argsort(d, kind="stable")
+            dates.append(d[o])
+            lats.append(np.stack(by_tile[t][2])[o].astype(np.float32))
+        return TileSeries(tids, list(shapely.from_wkb(np.array([by_tile[t][0] for t in tids], dtype=object))),
+                          dates, lats, gfs[0].crs, gfs[0].ext)
+    finally:
+        if bar is not None:
+            bar.close()
+        for g in gfs:
+            g.close()
