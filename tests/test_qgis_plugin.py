@@ -187,6 +187,30 @@ def test_classify_landcover_legend(qgs, rondonia):
     assert {"Forest", "Water"} <= set(classes)
 
 
+def test_written_results_open_styled(qgs, rondonia, genoa, tmp_path):
+    """A result the library writes (CLI output) opens in QGIS with its style: the .qml sidecar beside it."""
+    from geocodec.tasks.classify import classify_file
+    from geocodec.tasks.results import write_result
+    from geocodec.tasks.ships import detect_ships
+
+    r = classify_file(rondonia, "landcover", progress=False)
+    out = tmp_path / "classes.gpkg"
+    write_result(r.layer, out)
+    lyr = qgis_core.QgsVectorLayer(str(out), "classes", "ogr")
+    assert lyr.isValid() and lyr.featureCount() == 8
+    ren = lyr.renderer()
+    assert isinstance(ren, qgis_core.QgsCategorizedSymbolRenderer) and ren.classAttribute() == "class"
+    assert [c.label() for c in ren.categories()] == r.names
+    assert [c.symbol().color().name() for c in ren.categories()] == [c for _, c in r.layer.style.categories]
+    ships = detect_ships(genoa["file"], threshold=0.2)
+    write_result(ships.points, tmp_path / "ships.gpkg")
+    lyr = qgis_core.QgsVectorLayer(str(tmp_path / "ships.gpkg"), "ships", "ogr")
+    ren = lyr.renderer()
+    assert isinstance(ren, qgis_core.QgsGraduatedSymbolRenderer) and ren.classAttribute() == "score"
+    assert len(ren.ranges()) == min(5, len(set(ships.points.table.column("score").to_pylist())))
+    assert lyr.geometryType() == qgis_core.QgsWkbTypes.PointGeometry
+
+
 def test_monitor_events_and_chart(qgs, rondonia, tmp_path):
     png = str(tmp_path / "series.png")
     pt = "500080,8999920 [EPSG:32720]"

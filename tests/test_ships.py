@@ -120,13 +120,41 @@ def test_cli_ships_on_real_crop(crop):
 def test_detect_ships_api_and_counts(crop):
     r = detect_ships(crop["file"])
     assert r.counts.num_rows == 4  # 2 x 2 tiles of 128 px
-    assert int(np.sum(r.counts.column("count").to_numpy())) == r.points.num_rows
+    assert int(np.sum(r.counts.table.column("count").to_numpy())) == r.points.num_rows
     # a bbox keeps only the tiles it touches
     x0, y0, x1, y1 = crop["bounds"]
     half = detect_ships(crop["file"], bbox=(x0, (y0 + y1) / 2 + 1, (x0 + x1) / 2 - 1, y1))
     assert half.counts.num_rows == 1
     # a threshold of 1 detects nothing but still reports the tiles
     assert detect_ships(crop["file"], threshold=1.0).points.num_rows == 0
+
+
+@needs_data
+@needs_head
+def test_cli_ships_counts_is_geoparquet(crop, tmp_path):
+    """`ships --counts`: the tile footprints with their ship count, as GeoParquet with its geo footer."""
+    import pyarrow.parquet as pq
+    import shapely
+
+    from geocodec.format.reader import GeocodecFile
+
+    pts, counts = tmp_path / "pts.parquet", tmp_path / "counts.parquet"
+    assert main(["ships", str(crop["file"]), "-o", str(pts), "--counts", str(counts), "--threshold", "0.2"]) == 0
+    t = pq.read_table(counts)
+    geo = json.loads(pq.ParquetFile(counts).metadata.metadata[b"geo"])
+    col = geo["columns"][geo["primary_column"]]
+    with GeocodecFile(crop["file"]) as f:
+        tiles = f.parquet.read().select(["tile_id", "geometry"])
+        assert col["crs"] == f.crs and col["geometry_types"] == ["Polygon"]
+    assert t.num_rows == 4 and t.column_names == ["tile_id", "datetime", "count", "max_score", "geometry"]
+    assert int(np.sum(t.column("count").to_numpy())) == pq.read_table(pts).num_rows
+    by_id = dict(zip(tiles.column("tile_id").to_pylist(), tiles.column("geometry").to_pylist()))
+    assert all(g == by_id[i] for i, g in zip(t.column("tile_id").to_pylist(), t.column("geometry").to_pylist()))
+    x0, y0, x1, y1 = shapely.total_bounds(shapely.from_wkb(t.column("geometry").to_numpy(zero_copy_only=False)))
+    assert col["bbox"] == [x0, y0, x1, y1]
+    assert (tmp_path / "counts.qml").is_file() and (tmp_path / "pts.qml").is_file()
+    assert main(["ships", str(crop["file"]), "-o", str(pts), "--counts", str(tmp_path / "c.csv")]) == 2
+    assert not (tmp_path / "c.csv").exists()
 
 
 @needs_data

@@ -225,11 +225,10 @@ def _point(text: str):
 
 
 def cmd_decode(a) -> int:
+    from geocodec.tasks.results import output_kind
+
     _threads_env(a)
-    suffix = _out_kind(a.output, "decode")
-    if suffix is None:
-        return 2
-    if suffix == ".gpkg":
+    if output_kind(a.output) == "gpkg":
         from geocodec.tasks.gpkg import decode_to_gpkg
 
         r = decode_to_gpkg(a.input, a.output, bbox=a.bbox, time=a.time, layer=a.layer, progress=not a.quiet)
@@ -244,30 +243,23 @@ def cmd_decode(a) -> int:
 
 
 def cmd_search(a) -> int:
-    from geocodec.tasks.gpkg import write_table
-    from geocodec.tasks.search import Searcher, read_polygon_with_crs
+    from geocodec.tasks.results import output_kind, write_result
+    from geocodec.tasks.search import Searcher
 
     _threads_env(a)
-    if _out_kind(a.output, "search") is None:
-        return 2
+    output_kind(a.output)
     s = Searcher(a.input, method=a.method, index_path=a.index, save_index=not a.no_save_index,
                  rebuild=a.rebuild_index, progress=not a.quiet)
     try:
-        if a.tile_id is not None:
-            tiles = s.tiles_by_id(a.tile_id)
-        elif a.point is not None:
-            tiles = s.tiles_at_point(a.point[0], a.point[1], crs=a.crs)
-        else:
-            geom, geom_crs = read_polygon_with_crs(a.polygon)
-            tiles = s.tiles_in_polygon(geom, crs=a.crs or geom_crs)
-        result = s.search(tiles, a.k, include_query=a.include_query)
-        write_table(result, a.output, geo=s.geo_metadata(result))
+        tiles = s.query(tile_id=a.tile_id, point=a.point, polygon=a.polygon, crs=a.crs)
+        result = s.result(tiles, a.k, include_query=a.include_query)
+        write_result(result, a.output)
     finally:
         s.close()
     print(f"query: {tiles.how} ({len(tiles.rows)} tile(s)); index: {s.index.kind}, {s.index_status}")
-    ids = result.column("tile_id").to_pylist() if "tile_id" in result.column_names else \
-        result.column("row").to_pylist()
-    for rank, score, tid in zip(result.column("rank").to_pylist(), result.column("score").to_pylist(), ids):
+    t = result.table
+    ids = t.column("tile_id").to_pylist() if "tile_id" in t.column_names else t.column("row").to_pylist()
+    for rank, score, tid in zip(t.column("rank").to_pylist(), t.column("score").to_pylist(), ids):
         print(f"  {rank:>3}  {score:.6f}  {tid}")
     print(f"wrote {a.output}: {result.num_rows} results with rank, score and tile geometry")
     return 0
@@ -276,20 +268,20 @@ def cmd_search(a) -> int:
 def cmd_ships(a) -> int:
     import os
 
-    from geocodec.tasks.ships import detect_ships, write_map, write_points
+    from geocodec.tasks.results import output_kind, write_result
+    from geocodec.tasks.ships import detect_ships, write_map
 
     _threads_env(a)
-    if _out_kind(a.output, "ships") is None:
-        return 2
+    output_kind(a.output)
+    if a.counts:
+        output_kind(a.counts)
     r = detect_ships(a.input, a.head, threshold=a.threshold, bbox=a.bbox, time=a.time)
-    write_points(r, a.output)
-    counts = r.counts.column("count").to_numpy()
+    write_result(r.points, a.output)
+    counts = r.counts.table.column("count").to_numpy()
     print(f"wrote {a.output}: {r.points.num_rows} ship points over {len(counts)} tiles "
           f"({int((counts > 0).sum())} with ships), threshold {r.threshold:.2f}, head {os.path.basename(r.head)}")
     if a.counts:
-        import pyarrow.parquet as pq
-
-        pq.write_table(r.counts, a.counts)
+        write_result(r.counts, a.counts)
         print(f"wrote {a.counts}: ship count per tile")
     if a.png:
         write_map(r, a.input, a.png, bbox=a.bbox, time=a.time)
@@ -298,111 +290,52 @@ def cmd_ships(a) -> int:
 
 
 # -- heads: classify, monitor, train-head, train-heads ---------------------------------------------
-def _out_kind(path: str, cmd: str) -> str | None:
-    import os
-
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in (".parquet", ".geoparquet", ".gpkg"):
-        return suffix
-    print(f"geocodec {cmd}: error: {path}: the output must end in .parquet or .gpkg", file=sys.stderr)
-    return None
-
-
-def _write_layer(columns: dict, geoms, crs, path: str) -> None:
-    import pyarrow as pa
-    import shapely
-
-    from geocodec.tasks.gpkg import write_table
-    from geocodec.format.metadata import build_geo
-
-    geoms = list(geoms)
-    wkb = shapely.to_wkb(geoms)
-    table = pa.table({**columns, "geometry": pa.array(list(wkb), pa.binary())})
-    b = shapely.total_bounds(geoms)
-    types = sorted({g.geom_type for g in geoms})
-    write_table(table, path, geo=build_geo(crs=crs, bbox=[float(v) for v in b], geometry_types=types))
-
-
 def cmd_classify(a) -> int:
     from geocodec.tasks.classify import classify_file
+    from geocodec.tasks.results import output_kind, write_result
 
-    if _out_kind(a.output, "classify") is None:
-        return 2
-    from geocodec.tasks.gpkg import write_table
-
+    output_kind(a.output)
     r = classify_file(a.input, a.head, threads=a.threads, progress=not a.quiet)
-    write_table(r.table(), a.output, geo=r.geo())
+    write_result(r.layer, a.output)
     print(f"wrote {a.output}: {r.rows} tiles classified by {r.head.task} head "
           f"({', '.join(f'{n} {c}' for n, c in zip(r.names, r.counts) if c)})")
     return 0
 
 
 def cmd_monitor(a) -> int:
-    from geocodec.tasks.monitor import monitor_place, plot_series
+    from geocodec.tasks.monitor import monitor_place
+    from geocodec.tasks.results import output_kind, write_result
 
-    if _out_kind(a.output, "monitor") is None:
-        return 2
+    output_kind(a.output)
     m = monitor_place(a.files, a.head, point=a.point, tile_id=a.tile_id, crs=a.crs)
-    cols, cs, r = m.columns, m.series, m.result
-    n = len(cols["date"])
-    _write_layer(cols, [m.geometry] * n, m.crs, a.output)
-    where = f"cell {cs.cell}" if cs.cell else "tile mean"
-    print(f"tile {cs.tile_id} ({where}), {n} dates, qualities {cs.qualities}:")
-    for d, c, p in zip(cols["date"], r.class_names, cols["probability"]):
+    write_result(m.layer, a.output)
+    t, cs = m.layer.table, m.series
+    print(f"tile {cs.tile_id} ({m.where}), {t.num_rows} dates, qualities {cs.qualities}:")
+    for d, c, p in zip(t.column("date").to_pylist(), t.column("class").to_pylist(),
+                       t.column("probability").to_pylist()):
         print(f"  {d}  {c:<24} {p:.2f}")
-    print("events: " + ("; ".join(f"{e['date']}: {e['from']} -> {e['to']}" for e in r.events) or "none"))
+    print("events: " + ("; ".join(m.events) or "none"))
     if a.plot:
-        plot_series(r, cs.latents, a.plot, title=f"{cs.tile_id} ({where})")
+        m.plot(a.plot)
         print(f"wrote {a.plot}")
-    print(f"wrote {a.output}: {n} dates with class, probability and events")
+    print(f"wrote {a.output}: {t.num_rows} dates with class, probability and events")
     return 0
 
 
 def cmd_train_head(a) -> int:
     import os
 
-    from geocodec.atomic import atomic_output
-    from geocodec.errors import GeocodecError, InputError
-    from geocodec.tasks.fewshot import train_head_on_file
-    from geocodec.format.reader import GeocodecFile
+    from geocodec.tasks.fewshot import train_head_from_labels
+    from geocodec.tasks.labels import read_labels
 
-    try:
-        import geopandas as gpd
-    except ImportError as exc:
-        raise GeocodecError("reading labels needs geopandas and pyogrio (pip install geopandas pyogrio)") from exc
-    lp = a.labels
-    if not os.path.exists(lp):
-        raise InputError("no such labels file", source=lp)
-    labels = gpd.read_parquet(lp) if lp.lower().endswith((".parquet", ".geoparquet")) else gpd.read_file(lp)
-    if a.column not in labels.columns:
-        raise InputError(f"no column {a.column!r}; the labels have {[c for c in labels.columns if c != labels.geometry.name]}",
-                         source=lp, field=a.column)
-    labels = labels[labels.geometry.notna() & labels[a.column].notna()]
-    if labels.crs is None:
-        raise InputError("the labels have no CRS", source=lp)
-    first = a.input if not os.path.isdir(a.input) else None
-    if first is not None:
-        with GeocodecFile(first) as f:
-            labels = labels.to_crs(f.crs)
-    else:
-        from geocodec.format.reader import GeocodecDataset
-
-        ds = GeocodecDataset(a.input)
-        labels = labels.to_crs(ds.files[0].crs)
-        ds.close()
-    try:
-        data, rep = train_head_on_file(
-            a.input, labels.geometry.values, labels[a.column].astype(str).values, l2=a.l2, steps=a.steps,
-            threads=a.threads, training={"data": os.path.basename(a.input), "labels": os.path.basename(lp),
-                                         "column": a.column, "command": "geocodec train-head " + " ".join(sys.argv[2:])})
-    except InputError as exc:
-        raise exc.at(source=lp, field=a.column if exc.field == "labels" else None)
+    labels = read_labels(a.labels, a.column, a.input)
+    rep = train_head_from_labels(
+        a.input, labels, a.output, l2=a.l2, steps=a.steps, threads=a.threads,
+        training={"data": os.path.basename(a.input), "labels": os.path.basename(a.labels), "column": a.column,
+                  "command": "geocodec train-head " + " ".join(sys.argv[2:])})
     if rep["outside"]:
-        print(f"warning: {rep['outside']} of {len(labels)} labels fall outside the file's tiles and are ignored",
+        print(f"warning: {rep['outside']} of {rep['labels']} labels fall outside the file's tiles and are ignored",
               file=sys.stderr)
-    with atomic_output(a.output) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
     print(f"wrote {a.output}: {len(rep['classes'])} classes from {rep['rows']} tile rows ({rep['counts']})")
     return 0
 
@@ -610,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
     s.add_argument("--time", type=_time, help="START/END, ISO dates ('..' for open)")
     s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg: one point per ship")
-    s.add_argument("--counts", help="also write the ship count per tile to this Parquet file")
+    s.add_argument("--counts", help="also write the ship count per tile (tile footprints) to this .parquet "
+                   "(GeoParquet) or .gpkg")
     s.add_argument("--png", help="also draw the detections over the file's preview into this PNG")
     s.add_argument("--threads", type=int, help="decoding workers (default $GEOCODEC_THREADS, else every core)")
     s.set_defaults(func=cmd_ships)

@@ -177,21 +177,21 @@ def build_extension(*, codec_name: str, codec_version: str, quality: int, latent
     return ext
 
 
-def build_geo(*, crs: dict, bbox: list[float], geometry_types: list[str]) -> dict:
-    return {
-        "version": GEOPARQUET_VERSION,
-        "primary_column": "geometry",
-        "columns": {
-            "geometry": {
-                "encoding": "WKB",
-                "geometry_types": sorted(set(geometry_types)),
-                "crs": crs,
-                "bbox": [float(v) for v in bbox],
-                "covering": {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
-                                      "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}},
-            }
-        },
-    }
+def build_geo(*, crs: dict | None, bbox: list[float] | None, geometry_types: list[str],
+              column: str = "geometry", covering: bool = True) -> dict:
+    """GeoParquet 1.1 ``geo`` metadata of one WKB geometry column.
+
+    ``bbox`` None (an empty layer) leaves the optional ``bbox`` out; ``covering`` declares
+    the ``bbox`` struct column (``xmin`` .. ``ymax``) as the geometry's bbox covering, so
+    pass False for a table without that column.
+    """
+    col = {"encoding": "WKB", "geometry_types": sorted(set(geometry_types)), "crs": crs}
+    if bbox is not None:
+        col["bbox"] = [float(v) for v in bbox]
+    if covering:
+        col["covering"] = {"bbox": {"xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
+                                    "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"]}}
+    return {"version": GEOPARQUET_VERSION, "primary_column": column, "columns": {column: col}}
 
 
 def build_emb(ext: dict) -> dict:

@@ -1,7 +1,8 @@
 """``geocodec classify``: every tile of a file through a classification head (library function).
 
-Shared by the CLI and the QGIS plugin: returns the columns of the output layer,
-the tile footprints and the CRS; writing is the caller's business.
+Shared by the CLI and the QGIS plugin: returns the output layer as a
+:class:`~geocodec.tasks.results.Result` styled by class (the head's names and colours), which
+:func:`~geocodec.tasks.results.write_result` writes.
 """
 
 from __future__ import annotations
@@ -10,39 +11,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geocodec.tasks.results import Result, Style
+
 
 @dataclass
 class Classified:
-    columns: dict            # tile_id, (datetime | n_dates, first_date, last_date), class, class_index,
-                             # probability, color, p_<class> ...: Arrow arrays or numpy
-    geometry: object         # pyarrow binary array: WKB footprints, one per row
-    crs: object
+    """A classified file: the layer (one row per tile, styled by class) and the head's classes."""
+
+    layer: Result            # tile_id, (datetime | n_dates, first_date, last_date), class, class_index,
+                             # probability, color, p_<class> ..., geometry (WKB footprints)
     names: list[str]
     head: object
-    bbox: list[float]        # xmin, ymin, xmax, ymax of the footprints
-    geometry_types: list[str]
-
-    def table(self):
-        """The layer as an Arrow table with a WKB ``geometry`` column."""
-        import pyarrow as pa
-
-        return pa.table({**self.columns, "geometry": self.geometry})
-
-    def geo(self) -> dict:
-        from geocodec.format.metadata import build_geo
-
-        return build_geo(crs=self.crs, bbox=self.bbox, geometry_types=self.geometry_types)
 
     @property
     def rows(self) -> int:
-        return len(self.geometry)
+        """Tiles classified."""
+        return self.layer.num_rows
 
     @property
     def counts(self) -> np.ndarray:
-        return np.bincount(np.asarray(self.columns["class_index"]), minlength=len(self.names))
+        """Tiles per class, in the order of :attr:`names`."""
+        idx = self.layer.table.column("class_index").to_numpy()
+        return np.bincount(idx, minlength=len(self.names))
 
 
 def classify_file(source, head_name="landcover", *, threads: int | None = None, progress: bool = True) -> Classified:
+    """Every tile of ``source`` (file or folder) through the classification head ``head_name``
+    (a shipped name or an ``.onnx`` path): class, probability and per-class probabilities."""
     import pyarrow as pa
     import shapely
     from tqdm.auto import tqdm
@@ -107,14 +102,17 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
     finally:
         ds.close()
     cls = p.argmax(axis=1).astype(np.int32)
-    colors = list(head.class_colors) + ["#888888"] * max(0, len(names) - len(head.class_colors))
+    style = Style.categorized("class", names, head.class_colors)
+    colors = [c for _, c in style.categories]
     cols = {"tile_id": ids, **extra,
             "class": pa.DictionaryArray.from_arrays(pa.array(cls), pa.array(names)).cast(pa.string()),
             "class_index": cls, "probability": p.max(axis=1).astype(np.float32) if len(p) else np.zeros(0, np.float32),
-            "color": pa.DictionaryArray.from_arrays(pa.array(cls), pa.array(colors[:len(names)])).cast(pa.string())}
+            "color": pa.DictionaryArray.from_arrays(pa.array(cls), pa.array(colors)).cast(pa.string())}
     for k, n in enumerate(names):
         cols[f"p_{n}"] = p[:, k].astype(np.float32)
     g = ds.files[0].geo["columns"][ds.files[0].geo["primary_column"]]
     boxes = [f.geo["columns"][f.geo["primary_column"]]["bbox"] for f in ds.files]
     bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[-2] for b in boxes), max(b[-1] for b in boxes)]
-    return Classified(cols, geoms, crs, names, head, bbox, list(g.get("geometry_types", [])))
+    table = pa.table({**cols, "geometry": geoms})
+    layer = Result(table, crs, style=style, bbox=bbox, geometry_types=list(g.get("geometry_types", [])))
+    return Classified(layer, names, head)

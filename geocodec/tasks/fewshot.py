@@ -220,3 +220,30 @@ def train_head_on_file(source, label_geometries, label_values, *, l2: float = 1e
                       training=training)
     return data, {"classes": classes, "counts": {c: ys.count(c) for c in classes}, "outside": outside,
                   "rows": len(ys)}
+
+
+def train_head_from_labels(source, labels, output, *, l2: float = 1e-3, steps: int = 300,
+                           threads: int | None = None, training: dict | None = None) -> dict:
+    """Train a few-shot head on ``labels`` (:class:`geocodec.tasks.labels.Labels`, in the file's
+    CRS) over the geocodec file or folder ``source`` and write it to ``output`` atomically.
+
+    Returns the report of :func:`train_head_on_file` (``classes``, ``counts``, ``outside``,
+    ``rows``) with ``labels`` (how many were given) and ``path``. Errors about the labels name
+    their source and column.
+    """
+    import os
+
+    from geocodec.atomic import atomic_output
+
+    try:
+        data, rep = train_head_on_file(source, labels.geometries, labels.values, l2=l2, steps=steps,
+                                       threads=threads, training=training)
+    except InputError as exc:
+        if exc.field == "labels":
+            raise InputError(exc.message, source=labels.source, row=exc.row, field=labels.column) from exc
+        raise
+    output = os.fspath(output)
+    with atomic_output(output) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return {**rep, "labels": len(labels), "path": output}

@@ -1,5 +1,6 @@
-"""Vector output for desktop GIS: decoded embeddings and search results as a GeoPackage
-layer (GDAL through pyogrio, no pandas), or as GeoParquet.
+"""GeoPackage output for desktop GIS (GDAL through pyogrio, no pandas): decoded embeddings
+(:func:`decode_to_gpkg`) and the layer writer the task results use
+(:func:`geocodec.tasks.results.write_result`).
 
 GeoPackage has no list type, so an embedding of D floats becomes D float columns
 ``emb_000 .. emb_{D-1}`` (GeoPackage stores REAL as 8-byte floats: the float32 values
@@ -28,6 +29,7 @@ def _pyogrio():
 
 
 def embedding_column_names(dimension: int) -> list[str]:
+    """``emb_000 .. emb_{D-1}``: the float column of each embedding dimension (zero-padded)."""
     width = max(3, len(str(dimension - 1)))
     return [f"emb_{i:0{width}d}" for i in range(dimension)]
 
@@ -88,24 +90,6 @@ def write_batches(batches, path: str, *, crs, geometry_types: list[str], layer: 
 def _chain(first, rest):
     yield first
     yield from rest
-
-
-def write_table(table: pa.Table, path: str, *, geo: dict) -> str:
-    """Write a table with a WKB ``geometry`` column as GeoParquet (``.parquet``) or GeoPackage (``.gpkg``)."""
-    path = os.fspath(path)
-    col = geo["columns"][geo["primary_column"]]
-    if path.lower().endswith(".gpkg"):
-        flat = flat_table(table)
-        batches = flat.to_batches() or [pa.record_batch([pa.array([], f.type) for f in flat.schema],
-                                                        schema=flat.schema)]
-        write_batches(batches, path, crs=col.get("crs"), geometry_types=col.get("geometry_types", []))
-        return path
-    if not path.lower().endswith((".parquet", ".geoparquet")):
-        raise InputError("output must end in .parquet or .gpkg", source=path)
-    from geocodec.format.embeddings_io import write_geoparquet
-    from geocodec.format.metadata import GEO_KEY
-
-    return write_geoparquet(table.replace_schema_metadata({GEO_KEY: json.dumps(geo)}), path)
 
 
 def decode_to_gpkg(input_path, output_path, *, bbox=None, time=None, layer: str | None = None,

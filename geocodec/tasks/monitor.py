@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from geocodec.tasks.results import Result, Style
+
 DEFAULT_FROM = ("Forest",)
 DEFAULT_TO_PREFIX = "Clear_Cut"
 
@@ -110,25 +112,33 @@ def plot_series(result: MonitorResult, latents: np.ndarray, path: str, *, title:
 
 @dataclass
 class PlaceMonitor:
-    """The monitor layer of one place: per-date columns, its geometry and CRS, the head's result."""
+    """The monitor layer of one place (one row per date, styled by class) and what it came from."""
 
-    columns: dict           # tile_id, date, cell, class, probability, event, event_from, event_to, p_<class>...
-    geometry: object
-    crs: object
+    layer: Result           # tile_id, date, cell, class, probability, event, event_from, event_to, p_<class> ...,
+                            # geometry (the cell or tile, every row)
     result: MonitorResult
     series: object          # geocodec.tasks.series cell series (tile_id, cell, dates, latents, qualities, ...)
 
-    def table(self):
-        import pyarrow as pa
-        import shapely
+    @property
+    def where(self) -> str:
+        """``cell (row, col)`` or ``tile mean``: what the series is of."""
+        return f"cell {self.series.cell}" if self.series.cell else "tile mean"
 
-        n = len(self.columns["date"])
-        wkb = shapely.to_wkb([self.geometry] * n)
-        return pa.table({**self.columns, "geometry": pa.array(list(wkb), pa.binary())})
+    @property
+    def events(self) -> list[str]:
+        """The change events as text, ``DATE: FROM -> TO``."""
+        return [f"{e['date']}: {e['from']} -> {e['to']}" for e in self.result.events]
+
+    def plot(self, path: str) -> str:
+        """PNG of the place's codes and class probabilities through time (:func:`plot_series`)."""
+        return plot_series(self.result, self.series.latents, path, title=f"{self.series.tile_id} ({self.where})")
 
 
 def monitor_place(files, head_name="monitor", *, point=None, tile_id=None, crs=None) -> PlaceMonitor:
     """Per-date classes and change events of one place (a point or a tile id) across geocodec files."""
+    import pyarrow as pa
+    import shapely
+
     from geocodec.tasks.heads import Head
     from geocodec.tasks.series import cell_series
 
@@ -146,4 +156,5 @@ def monitor_place(files, head_name="monitor", *, point=None, tile_id=None, crs=N
             "event_to": [ev[i]["to"] if i in ev else None for i in range(n)]}
     for k, name in enumerate(r.names):
         cols[f"p_{name}"] = r.probabilities[:, k].astype(np.float32)
-    return PlaceMonitor(cols, cs.geometry, cs.crs, r, cs)
+    table = pa.table({**cols, "geometry": pa.array(list(shapely.to_wkb([cs.geometry] * n)), pa.binary())})
+    return PlaceMonitor(Result(table, cs.crs, style=Style.categorized("class", r.names, r.colors)), r, cs)

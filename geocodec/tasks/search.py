@@ -534,6 +534,26 @@ class Searcher:
         return table.append_column("row", pa.array(rows))
 
     # query tiles ---------------------------------------------------------------------------
+    def query(self, *, tile_id: str | None = None, point=None, polygon=None, crs=None) -> QueryTiles:
+        """The query tiles of exactly one of ``tile_id``, ``point`` (x, y) or ``polygon``.
+
+        ``polygon``: a shapely geometry, WKT text or a vector file (:func:`read_polygon_with_crs`;
+        a file's own CRS applies unless ``crs`` is given). ``crs``: of the point or polygon
+        (default: the file's).
+        """
+        given = [name for name, v in (("tile_id", tile_id), ("point", point), ("polygon", polygon)) if v is not None]
+        if len(given) != 1:
+            raise InputError(f"give exactly one of a tile id, a point or a polygon (got {given or 'none'})",
+                             source=self.source, field="query")
+        if tile_id is not None:
+            return self.tiles_by_id(tile_id)
+        if point is not None:
+            return self.tiles_at_point(point[0], point[1], crs=crs)
+        if isinstance(polygon, str):
+            polygon, own_crs = read_polygon_with_crs(polygon)
+            crs = crs or own_crs
+        return self.tiles_in_polygon(polygon, crs=crs)
+
     def _to_file_crs(self, geom, crs):
         if crs is None:
             return geom
@@ -653,21 +673,12 @@ class Searcher:
             out = out.append_column(name, table.column(name))
         return out
 
-    def geo_metadata(self, table: pa.Table) -> dict:
-        import shapely
+    def result(self, tiles: QueryTiles, k: int = 10, *, include_query: bool = False):
+        """:meth:`search` as a result layer in the file's CRS, styled by score (graduated)."""
+        from geocodec.tasks.results import Result, Style
 
-        from geocodec.format.metadata import build_geo
-
-        f = self.ds.files[0]
-        col = f.geo["columns"][f.geo["primary_column"]]
-        if table.num_rows:
-            g = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-            b = shapely.bounds(g)
-            bbox = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
-            types = sorted({x.geom_type for x in g})
-        else:
-            bbox, types = col.get("bbox", [0, 0, 0, 0]), col.get("geometry_types", [])
-        return build_geo(crs=col.get("crs"), bbox=bbox, geometry_types=types)
+        return Result(self.search(tiles, k, include_query=include_query), self.ds.files[0].crs,
+                      style=Style.graduated("score"))
 
 
 def read_polygon(text: str):

@@ -5,6 +5,8 @@ docs/ships.md) maps a tile's 24 x 16 x 16 dequantized latents to a ship probabil
 latent cell (80 m). A detection is a cell over the threshold that is a 3 x 3 local maximum
 within its tile; its point is the cell centre in the file's CRS. Row groups are streamed:
 only the row groups (and code blocks) matching ``bbox``/``time`` are read and decoded.
+The result is two :class:`~geocodec.tasks.results.Result` layers (points, and the tile
+footprints with their ship count), written by :func:`~geocodec.tasks.results.write_result`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from geocodec.errors import InputError, MetadataError
+from geocodec.tasks.results import Result, Style
 
 DEFAULT_HEAD = "ships"
 
@@ -33,18 +36,20 @@ def local_peaks(prob: np.ndarray, threshold: float) -> np.ndarray:
 
 @dataclass
 class ShipResult:
-    points: pa.Table     # one row per detection: geometry (WKB point), tile_id, score, datetime, cell_row, cell_col
-    counts: pa.Table     # one row per tile read: tile_id, datetime, count, max_score
-    geo: dict            # GeoParquet 'geo' metadata of ``points``
+    """Ship detections of a file: two layers (points and per-tile counts) and how they were made."""
+
+    points: Result       # one row per detection: geometry (WKB point), tile_id, score, datetime, cell_row, cell_col
+    counts: Result       # one row per tile read: tile_id, datetime, count, max_score, geometry (tile footprint)
     threshold: float
     head: str
 
     def to_geodataframe(self):
+        """The points as a geopandas GeoDataFrame (needs geopandas)."""
         import geopandas as gpd
 
-        df = self.points.to_pandas()
-        geom = gpd.GeoSeries.from_wkb(df.pop("geometry"), crs=json.dumps(self.geo["columns"]["geometry"]["crs"])
-                                      if self.geo["columns"]["geometry"].get("crs") else None)
+        df = self.points.table.to_pandas()
+        crs = self.points.crs
+        geom = gpd.GeoSeries.from_wkb(df.pop("geometry"), crs=json.dumps(crs) if isinstance(crs, dict) else crs)
         return gpd.GeoDataFrame(df, geometry=geom)
 
 
@@ -94,8 +99,8 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
     query = Query.make(bbox, time)
     files, owned = _files(file_or_dataset)
     cols = {k: [] for k in ("x", "y", "tile_id", "score", "datetime", "cell_row", "cell_col")}
-    counts = {k: [] for k in ("tile_id", "datetime", "count", "max_score")}
-    crs = None
+    counts = {k: [] for k in ("tile_id", "datetime", "count", "max_score", "geometry")}
+    crs = tile_types = None
     try:
         for f in files:
             h.check_file(f.ext, f.source)
@@ -107,6 +112,7 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
             if grid.get("type") != "regular":
                 raise MetadataError("ship points need a file on a regular tile grid", source=f.source, field="grid")
             crs = crs if crs is not None else f.crs
+            tile_types = tile_types or f.geo["columns"][f.geo["primary_column"]].get("geometry_types")
             k_h, k_w = want[1], want[2]
             size_x, size_y = (float(v) for v in grid["tile_size_m"])
             cx, cy = size_x / k_w, size_y / k_h
@@ -142,6 +148,7 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
                 counts["datetime"].append(dts)
                 counts["count"].append(det.sum(axis=(1, 2)).astype(np.int32))
                 counts["max_score"].append(prob.reshape(len(prob), -1).max(axis=1).astype(np.float32))
+                counts["geometry"].append(sub.column(f.geo["primary_column"]).combine_chunks().cast(pa.binary()))
     finally:
         if owned:
             for f in files:
@@ -167,19 +174,12 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
         "datetime": pa.array(cat(counts["datetime"], "datetime64[ms]"), pa.timestamp("ms", tz="UTC")),
         "count": pa.array(cat(counts["count"], np.int32)),
         "max_score": pa.array(cat(counts["max_score"], np.float32)),
+        "geometry": pa.concat_arrays(counts["geometry"]),
     })
-    col = {"encoding": "WKB", "geometry_types": ["Point"], "crs": crs}
-    if len(x):
-        col["bbox"] = [float(x.min()), float(y.min()), float(x.max()), float(y.max())]
-    geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}}
-    return ShipResult(points, counts_t, geo, float(threshold), h.path)
-
-
-def write_points(result: ShipResult, path: str) -> str:
-    """GeoPackage (``.gpkg``, via geocodec.tasks.gpkg) or GeoParquet (``.parquet``) point layer."""
-    from geocodec.tasks.gpkg import write_table
-
-    return write_table(result.points, os.fspath(path), geo=result.geo)
+    bbox = [float(x.min()), float(y.min()), float(x.max()), float(y.max())] if len(x) else None
+    return ShipResult(Result(points, crs, style=Style.graduated("score"), bbox=bbox, geometry_types=["Point"]),
+                      Result(counts_t, crs, style=Style.graduated("count"), geometry_types=tile_types),
+                      float(threshold), h.path)
 
 
 def write_map(result: ShipResult, source: str, path: str, *, bbox=None, time=None) -> str:
@@ -198,9 +198,9 @@ def write_map(result: ShipResult, source: str, path: str, *, bbox=None, time=Non
     extent = (x0, x0 + w * mos.pixel_size, y1 - h * mos.pixel_size, y1)
     fig, ax = plt.subplots(figsize=(min(14, 3 + w / 150), min(14, 3 + h / 150)))
     ax.imshow(mos.rgb(), extent=extent)
-    g = from_wkb(np.asarray(result.points.column("geometry").to_pylist(), dtype=object))
+    g = from_wkb(np.asarray(result.points.table.column("geometry").to_pylist(), dtype=object))
     if len(g):
-        sc = ax.scatter(get_x(g), get_y(g), c=result.points.column("score").to_numpy(), cmap="autumn_r",
+        sc = ax.scatter(get_x(g), get_y(g), c=result.points.table.column("score").to_numpy(), cmap="autumn_r",
                         vmin=result.threshold, vmax=1, s=40, marker="x", linewidths=1.5)
         fig.colorbar(sc, ax=ax, fraction=0.03, label="ship score")
     ax.set_title(f"{len(g)} ship detections (threshold {result.threshold:.2f})")

@@ -1,8 +1,9 @@
 """Processing algorithms: each one calls the geocodec library and turns its Arrow output into a layer.
 
-No decoding, head or search logic lives here: GeocodecFile/GeocodecDataset read and decode,
-geocodec.tasks.classify / heads / ships / monitor / fewshot / search / preview do the work, the
-same functions the CLI calls.
+No decoding, head, label or search logic lives here: GeocodecFile/GeocodecDataset read and decode,
+geocodec.tasks.classify / heads / ships / monitor / labels / fewshot / search / preview do the work,
+the same functions the CLI calls. Their results (geocodec.tasks.results.Result) become the output
+layers, styled with the result's own QGIS style.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm,
                        QgsProcessingParameterPoint, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterString, QgsProcessingUtils)
 
-from .layers import SOURCE_PROPERTY, categorized, features_from_table, fields_for, geometry_type, graduated, qgis_crs
+from .layers import SOURCE_PROPERTY, apply_style, features_from_table, fields_for, geometry_type, qgis_crs
 
 
 def _geocodec_error():
@@ -33,7 +34,7 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
 
     def __init__(self):
         super().__init__()
-        self._style = None      # (kind, args) applied to the output layer in postProcessAlgorithm
+        self._style = None      # QML text of the result's style, applied to the output layer in postProcessAlgorithm
         self._dest = None
         self._meta = None
 
@@ -78,6 +79,7 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
 
     # -- output --------------------------------------------------------------------------------
     def write_sink(self, parameters, context, feedback, table, crs, name="OUTPUT"):
+        """Write an Arrow table with a WKB ``geometry`` column, in ``crs``, to the sink ``name``."""
         fields = fields_for(table)
         sink, dest = self.parameterAsSink(parameters, name, context, fields, geometry_type(table), qgis_crs(crs))
         if sink is None:
@@ -91,6 +93,12 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
             if i % 1000 == 0:
                 feedback.setProgress(90 + 10 * i / n)
         self._dest = dest
+        return dest
+
+    def write_result(self, parameters, context, feedback, result, name="OUTPUT"):
+        """Write a geocodec task result to the sink ``name``; its style goes on the layer afterwards."""
+        dest = self.write_sink(parameters, context, feedback, result.table, result.crs, name)
+        self._style = result.qml()
         return dest
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -111,13 +119,7 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
         return {}
 
     def style(self, layer):
-        if self._style is None:
-            return
-        kind, args = self._style
-        if kind == "categorized":
-            categorized(layer, *args)
-        elif kind == "graduated":
-            graduated(layer, *args)
+        apply_style(layer, self._style)
         if self._meta:
             md = layer.metadata()
             md.setTitle(self._meta.get("title", ""))
@@ -164,7 +166,6 @@ class LoadFile(GeocodecAlgorithm):
         feedback.pushInfo(f"{table.num_rows} tiles from {len(groups)} of {summary['row_groups']} row group(s)")
         dest = self.write_sink(parameters, context, feedback, table, crs)
         text = format_summary(summary)
-        self._style = ("none", ())
         self._meta = {"title": os.path.basename(source), "abstract": text, "source": source}
         return {"OUTPUT": dest, "TILES": table.num_rows, "SUMMARY": text}
 
@@ -181,29 +182,16 @@ class Classify(GeocodecAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", QgsProcessing.TypeVectorPolygon))
 
     def process(self, parameters, context, feedback):
-        from geocodec.tasks.heads import Head
-
-        source = self.parameterAsFile(parameters, "INPUT", context)
-        head = Head.load(self.parameterAsString(parameters, "HEAD", context))
-        feedback.setProgress(5)
         from geocodec.tasks.classify import classify_file
 
-        table = classify_file(source, head.path, progress=False).table()
+        source = self.parameterAsFile(parameters, "INPUT", context)
+        feedback.setProgress(5)
+        r = classify_file(source, self.parameterAsString(parameters, "HEAD", context), progress=False)
         if feedback.isCanceled():
             return {}
         feedback.setProgress(85)
-        names = head.class_names or list(head.meta.get("output", {}).get("names", []))
-        dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
-        self._style = ("categorized", ("class", names, head.class_colors or ["#888888"] * len(names)))
-        counts = {n: c for n, c in zip(*_count(table.column("class").to_pylist())) if c}
-        return {"OUTPUT": dest, "CLASSES": names, "COUNTS": counts}
-
-
-def _count(values):
-    from collections import Counter
-
-    c = Counter(values)
-    return list(c.keys()), list(c.values())
+        dest = self.write_result(parameters, context, feedback, r.layer)
+        return {"OUTPUT": dest, "CLASSES": r.names, "COUNTS": {n: int(c) for n, c in zip(r.names, r.counts) if c}}
 
 
 def _file_crs(source):
@@ -243,8 +231,7 @@ class Ships(GeocodecAlgorithm):
         if feedback.isCanceled():
             return {}
         feedback.pushInfo(f"{r.points.num_rows} ship points, threshold {r.threshold:.2f}")
-        dest = self.write_sink(parameters, context, feedback, r.points, r.geo["columns"]["geometry"].get("crs"))
-        self._style = ("graduated", ("score",))
+        dest = self.write_result(parameters, context, feedback, r.points)
         return {"OUTPUT": dest, "COUNT": r.points.num_rows, "THRESHOLD": r.threshold}
 
 
@@ -264,9 +251,7 @@ class Monitor(GeocodecAlgorithm):
                                                                 optional=True))
 
     def process(self, parameters, context, feedback):
-        from geocodec.tasks.heads import Head
-
-        from geocodec.tasks.monitor import monitor_place, plot_series
+        from geocodec.tasks.monitor import monitor_place
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         head_name = self.parameterAsString(parameters, "HEAD", context)
@@ -276,27 +261,24 @@ class Monitor(GeocodecAlgorithm):
             crs = self.parameterAsPointCrs(parameters, "POINT", context)
             pt = self.parameterAsPoint(parameters, "POINT", context, crs)
             point = [pt.x(), pt.y()]
-            crs_text = (crs.authid() or crs.toWkt()) if crs.isValid() else None
+            crs_text = _crs_text(crs)
         elif not tile:
             raise QgsProcessingException("give a place (point) or a tile id")
         feedback.setProgress(5)
         m = monitor_place(source, head_name, point=point, tile_id=tile or None, crs=crs_text)
         plot = self.parameterAsFileOutput(parameters, "PLOT", context)
         if plot:
-            where = f"cell {m.series.cell}" if m.series.cell else "tile mean"
-            plot_series(m.result, m.series.latents, plot, title=f"{m.series.tile_id} ({where})")
-        table = m.table()
+            m.plot(plot)
         feedback.setProgress(85)
-        events = [f"{d}: {a} -> {b}" for d, e, a, b in zip(table.column("date").to_pylist(),
-                                                          table.column("event").to_pylist(),
-                                                          table.column("event_from").to_pylist(),
-                                                          table.column("event_to").to_pylist()) if e]
-        for e in events:
+        for e in m.events:
             feedback.pushInfo("event " + e)
-        dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
-        head = Head.load(self.parameterAsString(parameters, "HEAD", context))
-        self._style = ("categorized", ("class", head.class_names, head.class_colors))
-        return {"OUTPUT": dest, "PLOT": plot or None, "EVENTS": events}
+        dest = self.write_result(parameters, context, feedback, m.layer)
+        return {"OUTPUT": dest, "PLOT": plot or None, "EVENTS": m.events}
+
+
+def _crs_text(crs):
+    """A QGIS CRS as text pyproj reads (authority code, else WKT), None when invalid."""
+    return (crs.authid() or crs.toWkt()) if crs is not None and crs.isValid() else None
 
 
 class Preview(GeocodecAlgorithm):
@@ -359,39 +341,35 @@ class Search(GeocodecAlgorithm):
                                                             QgsProcessing.TypeVectorPolygon))
 
     def process(self, parameters, context, feedback):
+        import shapely
+
         from geocodec.tasks.search import Searcher
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         k = self.parameterAsInt(parameters, "K", context)
-        tile = self.parameterAsString(parameters, "TILE_ID", context)
+        tile = self.parameterAsString(parameters, "TILE_ID", context) or None
+        polygon = crs = None
+        if not tile and parameters.get("POLYGON"):
+            from qgis.core import QgsGeometry
+
+            src = self.parameterAsSource(parameters, "POLYGON", context)
+            geoms = [f.geometry() for f in src.getFeatures() if not f.geometry().isNull()]
+            if not geoms:
+                raise QgsProcessingException("the query layer has no geometry")
+            polygon = shapely.from_wkt(QgsGeometry.unaryUnion(geoms).asWkt())
+            crs = _crs_text(src.sourceCrs())
+        elif not tile:
+            raise QgsProcessingException("give a tile id or a query polygon layer")
         s = Searcher(source, progress=False)
         try:
             feedback.setProgress(40)
-            if tile:
-                tiles = s.tiles_by_id(tile)
-            elif parameters.get("POLYGON"):
-                import shapely
-
-                src = self.parameterAsSource(parameters, "POLYGON", context)
-                geoms = [f.geometry() for f in src.getFeatures() if not f.geometry().isNull()]
-                if not geoms:
-                    raise QgsProcessingException("the query layer has no geometry")
-                from qgis.core import QgsGeometry
-
-                union = QgsGeometry.unaryUnion(geoms)
-                crs = src.sourceCrs()
-                tiles = s.tiles_in_polygon(shapely.from_wkt(union.asWkt()),
-                                           crs=(crs.authid() or crs.toWkt()) if crs.isValid() else None)
-            else:
-                raise QgsProcessingException("give a tile id or a query polygon layer")
-            result = s.search(tiles, k)
-            crs = s.ds.files[0].crs
+            tiles = s.query(tile_id=tile, polygon=polygon, crs=crs)
+            result = s.result(tiles, k)
         finally:
             s.close()
         feedback.pushInfo(f"query: {tiles.how} ({len(tiles.rows)} tile(s))")
-        dest = self.write_sink(parameters, context, feedback, result, crs)
-        self._style = ("graduated", ("score",))
-        return {"OUTPUT": dest, "SCORES": result.column("score").to_pylist()}
+        dest = self.write_result(parameters, context, feedback, result)
+        return {"OUTPUT": dest, "SCORES": result.table.column("score").to_pylist()}
 
 
 class TrainHead(GeocodecAlgorithm):
@@ -412,43 +390,38 @@ class TrainHead(GeocodecAlgorithm):
 
     def process(self, parameters, context, feedback):
         import shapely
-        from qgis.core import QgsCoordinateTransform
 
-        from geocodec.tasks.fewshot import train_head_on_file
-        from geocodec.tasks.heads import Head
+        from geocodec.tasks.classify import classify_file
+        from geocodec.tasks.fewshot import train_head_from_labels
+        from geocodec.tasks.labels import file_crs_and_bbox, prepare_labels
 
         source = self.parameterAsFile(parameters, "INPUT", context)
-        labels = self.parameterAsSource(parameters, "LABELS", context)
+        src = self.parameterAsSource(parameters, "LABELS", context)
         field = self.parameterAsString(parameters, "FIELD", context)
         head_path = self.parameterAsFileOutput(parameters, "HEAD", context)
-        crs = qgis_crs(_file_crs(source))
-        tr = QgsCoordinateTransform(labels.sourceCrs(), crs, context.transformContext())
-        geoms, values = [], []
-        for f in labels.getFeatures():
+        geoms, values, ids = [], [], []
+        for f in src.getFeatures():
             g = f.geometry()
-            if g.isNull() or f[field] is None:
-                continue
-            g.transform(tr)
-            geoms.append(shapely.from_wkt(g.asWkt()))
-            values.append(str(f[field]))
+            v = f[field]
+            geoms.append(None if g.isNull() else shapely.from_wkt(g.asWkt()))
+            values.append(None if v is None or (hasattr(v, "isNull") and v.isNull()) else v)
+            ids.append(f.id())
+        target, bbox = file_crs_and_bbox(source)
+        labels = prepare_labels(geoms, values, crs=_crs_text(src.sourceCrs()), target_crs=target, bbox=bbox,
+                                source=src.sourceName(), column=field, rows=ids)
         feedback.setProgress(10)
-        data, rep = train_head_on_file(source, geoms, values, steps=self.parameterAsInt(parameters, "STEPS", context),
-                                       training={"data": os.path.basename(source), "column": field,
-                                                 "command": "QGIS geocodec:train_head"})
+        rep = train_head_from_labels(source, labels, head_path,
+                                     steps=self.parameterAsInt(parameters, "STEPS", context),
+                                     training={"data": os.path.basename(source), "column": field,
+                                               "command": "QGIS geocodec:train_head"})
         if rep["outside"]:
             feedback.reportError(f"{rep['outside']} label(s) fall on no tile and are ignored")
-        with open(head_path, "wb") as fh:
-            fh.write(data)
         feedback.pushInfo(f"head {head_path}: classes {rep['counts']}")
         feedback.setProgress(50)
         if feedback.isCanceled():
             return {}
-        from geocodec.tasks.classify import classify_file
-
-        table = classify_file(source, head_path, progress=False).table()
-        head = Head.load(head_path)
-        dest = self.write_sink(parameters, context, feedback, table, _file_crs(source))
-        self._style = ("categorized", ("class", head.class_names, head.class_colors))
+        r = classify_file(source, head_path, progress=False)
+        dest = self.write_result(parameters, context, feedback, r.layer)
         return {"OUTPUT": dest, "HEAD": head_path, "CLASSES": rep["classes"]}
 
 

@@ -1,14 +1,13 @@
-"""Arrow tables (as the geocodec library returns them) -> QGIS memory layers, and the styles."""
+"""Arrow tables (as the geocodec library returns them) -> QGIS layers, and the library's styles (QML) on them."""
 
 from __future__ import annotations
 
 import datetime as _dt
 
-from qgis.core import (QgsCategorizedSymbolRenderer, QgsCoordinateReferenceSystem, QgsFeature, QgsField,
-                       QgsFields, QgsGeometry, QgsGradientColorRamp, QgsGraduatedSymbolRenderer,
-                       QgsRendererCategory, QgsSymbol, QgsVectorLayer, QgsWkbTypes)
+from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsField, QgsFields, QgsGeometry, QgsVectorLayer,
+                       QgsWkbTypes)
 from qgis.PyQt.QtCore import QDateTime, QVariant
-from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtXml import QDomDocument
 
 SOURCE_PROPERTY = "geocodec/source"
 
@@ -103,29 +102,23 @@ def memory_layer(table, crs, name: str, geometry_column: str = "geometry") -> Qg
     return layer
 
 
+def result_layer(result, name: str) -> QgsVectorLayer:
+    """A memory layer of a geocodec task result (:class:`geocodec.tasks.results.Result`), styled."""
+    layer = memory_layer(result.table, result.crs, name, result.geometry_column)
+    apply_style(layer, result.qml())
+    return layer
+
+
 # -- styles ----------------------------------------------------------------------------------------
-def categorized(layer, field: str, names: list[str], colors: list[str]) -> None:
-    """One legend entry per head class, in the head's order and colours."""
-    cats = []
-    for name, color in zip(names, colors):
-        sym = QgsSymbol.defaultSymbol(layer.geometryType())
-        sym.setColor(QColor(color))
-        cats.append(QgsRendererCategory(name, sym, name))
-    layer.setRenderer(QgsCategorizedSymbolRenderer(field, cats))
-    layer.triggerRepaint()
-
-
-def graduated(layer, field: str, classes: int = 5, low: str = "#ffffcc", high: str = "#bd0026") -> None:
-    """Graduated colours (yellow -> red) on a numeric field, e.g. the similarity score."""
-    values = [v for v in (f[field] for f in layer.getFeatures()) if v is not None]
-    sym = QgsSymbol.defaultSymbol(layer.geometryType())
-    renderer = QgsGraduatedSymbolRenderer(field)
-    renderer.setSourceSymbol(sym)
-    renderer.setSourceColorRamp(QgsGradientColorRamp(QColor(low), QColor(high)))
-    if values:
-        from qgis.core import QgsClassificationEqualInterval
-
-        renderer.setClassificationMethod(QgsClassificationEqualInterval())
-        renderer.updateClasses(layer, min(classes, len(set(values))))
-    layer.setRenderer(renderer)
+def apply_style(layer, qml: str | None) -> None:
+    """Apply a QGIS style given as QML text (a result's :meth:`geocodec.tasks.results.Result.qml`)."""
+    if not qml:
+        return
+    doc = QDomDocument()
+    ok = doc.setContent(qml)
+    if not (ok[0] if isinstance(ok, tuple) else ok):
+        raise ValueError("the result's QGIS style is not valid XML")
+    done, error = layer.importNamedStyle(doc)
+    if not done:
+        raise ValueError(f"QGIS refused the result's style: {error}")
     layer.triggerRepaint()

@@ -11,7 +11,7 @@ from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsPointXY, QgsProjec
 from qgis.gui import QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt
 
-from .layers import SOURCE_PROPERTY, graduated, memory_layer, qgis_crs
+from .layers import SOURCE_PROPERTY, qgis_crs, result_layer
 
 
 class SimilarityMapTool(QgsMapTool):
@@ -73,24 +73,22 @@ class SimilarityMapTool(QgsMapTool):
         if not source:
             self.on_message("select a layer loaded by geocodec (or set the file) before clicking", "warning")
             return None
-        s, file_crs, [(x, y)] = self._to_file_crs(source, crs, [(x, y)])
+        s, [(x, y)] = self._to_file_crs(source, crs, [(x, y)])
         tiles = s.tiles_at_point(x, y)
-        table = s.search(tiles, self.k + len(tiles.rows), include_query=True)  # the clicked tile(s) + k
-        return self._add_result(table, source, file_crs, f"similar to {table.column('tile_id')[0].as_py()}",
-                                f"{table.num_rows} tiles most similar to the one {tiles.how}")
+        result = s.result(tiles, self.k + len(tiles.rows), include_query=True)  # the clicked tile(s) + k
+        return self._add_result(result, source, f"similar to {result.table.column('tile_id')[0].as_py()}",
+                                f"{result.num_rows} tiles most similar to the one {tiles.how}")
 
     def _to_file_crs(self, source, crs, points):
         """The searcher of ``source`` and ``points`` [(x, y)] in ``crs`` moved into the file's CRS."""
         s = self.searcher(source)
-        file_crs = s.ds.files[0].crs
         if crs is not None and crs.isValid():
-            tr = QgsCoordinateTransform(crs, qgis_crs(file_crs), QgsProject.instance())
+            tr = QgsCoordinateTransform(crs, qgis_crs(s.ds.files[0].crs), QgsProject.instance())
             points = [(p.x(), p.y()) for p in (tr.transform(x, y) for x, y in points)]
-        return s, file_crs, points
+        return s, points
 
-    def _add_result(self, table, source, file_crs, name: str, message: str):
-        layer = memory_layer(table, file_crs, name)
-        graduated(layer, "score")
+    def _add_result(self, result, source, name: str, message: str):
+        layer = result_layer(result, name)
         layer.setCustomProperty(SOURCE_PROPERTY, source)
         QgsProject.instance().addMapLayer(layer)
         self.last_layer = layer
@@ -105,14 +103,14 @@ class SimilarityMapTool(QgsMapTool):
         if not source:
             self.on_message("select a layer loaded by geocodec (or set the file) before drawing", "warning")
             return None
-        s, file_crs, vertices = self._to_file_crs(source, crs, vertices)
+        s, vertices = self._to_file_crs(source, crs, vertices)
         tiles = s.tiles_in_polygon(shapely.Polygon(vertices))
-        table = s.search(tiles, self.k)
-        if table.num_rows == 0:
+        result = s.result(tiles, self.k)
+        if result.num_rows == 0:
             self.on_message("the polygon covers every tile of the file: nothing else to compare with", "warning")
             return None
-        return self._add_result(table, source, file_crs, f"similar to a polygon ({len(tiles.rows)} tiles)",
-                                f"{table.num_rows} tiles most similar to the {len(tiles.rows)} tiles under the polygon")
+        return self._add_result(result, source, f"similar to a polygon ({len(tiles.rows)} tiles)",
+                                f"{result.num_rows} tiles most similar to the {len(tiles.rows)} tiles under the polygon")
 
     def deactivate(self):
         self._clear_polygon()
