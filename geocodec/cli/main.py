@@ -385,7 +385,7 @@ def cmd_train_head(a) -> int:
         with GeocodecFile(first) as f:
             labels = labels.to_crs(f.crs)
     else:
-        from geocodec.format.reader import GeocodecDataset
+        from geocodec.format.dataset import GeocodecDataset
 
         ds = GeocodecDataset(a.input)
         labels = labels.to_crs(ds.files[0].crs)
