@@ -10,7 +10,7 @@ For every scheme a real GeoParquet file is written with the same ``tile_id``, ``
 Hilbert order, zstd level 15, dictionary encoding only on ``tile_id``:
 
 * geocodec at quality 1..10, written by ``geocodec.codecs.compress.compress`` (the code path of
-  ``geocodec compress``), read back with ``geocodec.format.reader.GeocodecDataset``;
+  ``geocodec compress``), read back with ``geocodec.format.dataset.GeocodecDataset``;
 * float32 + zstd, float16 + zstd, int8 + per-vector float32 scale + zstd (WorldCereal /
   TESSERA style), each as a fixed-size-list column.
 
@@ -60,7 +60,9 @@ from geocodec.format.entropy import cross_entropy_bits  # noqa: E402
 from geocodec.format.hilbert import hilbert_order  # noqa: E402
 from geocodec.format.metadata import CodecSpec, build_extension  # noqa: E402
 from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex  # noqa: E402
-from geocodec.format.reader import GeocodecDataset, GeocodecFile, decode_code_columns  # noqa: E402
+from geocodec.format.blocks import decode_code_columns  # noqa: E402
+from geocodec.format.dataset import GeocodecDataset  # noqa: E402
+from geocodec.format.reader import GeocodecFile  # noqa: E402
 from geocodec.format.writer import (DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, ZSTD_LEVEL,  # noqa: E402
                              GeocodecWriter, encode_row_group)
 
@@ -587,7 +589,7 @@ def report(R: dict, args, out: Path, plot_path: Path, command: str) -> str:
              "`datetime`/`end_datetime` columns, zstd level 15, dictionary encoding only on `tile_id`. Baselines "
              "store the vectors as a `fixed_size_list` column (int8 + scale: plus a float32 `embedding_scale` "
              "column, scale = max|x| / 127 per vector). geocodec files are written by `geocodec.codecs.compress.compress` "
-             "(the `geocodec compress` code path) and decoded with `geocodec.format.reader.GeocodecDataset`; their "
+             "(the `geocodec compress` code path) and decoded with `geocodec.format.dataset.GeocodecDataset`; their "
              "footer carries the ONNX decoder and the integer entropy tables.\n")
     rows = []
     for name, b in base.items():

@@ -52,7 +52,9 @@ import usearch  # noqa: E402
 from geocodec.codecs.compress import compress  # noqa: E402
 from geocodec.training.datasets import RONDONIA_FILE, rondonia_embedding_table  # noqa: E402
 from geocodec.format.embeddings_io import embeddings_table, vectors_from_column  # noqa: E402
-from geocodec.format.reader import GeocodecDataset, GeocodecFile, decode_threads  # noqa: E402
+from geocodec.format.blocks import decode_threads  # noqa: E402
+from geocodec.format.dataset import GeocodecDataset  # noqa: E402
+from geocodec.format.reader import GeocodecFile  # noqa: E402
 from geocodec.tasks.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k  # noqa: E402
 
 REPEATS = 213                      # 213 x 4701 = 1,001,313 rows
@@ -151,7 +153,7 @@ DECODE_CHILD = textwrap.dedent("""
     import json, os, sys, time, resource
     sys.path.insert(0, {root!r})
     from geocodec.format.reader import GeocodecFile
-    import geocodec.format.reader as reader
+    import geocodec.format.blocks as reader
     f = GeocodecFile({path!r})
     kw = {kw}
     def cpu_of_workers():
@@ -182,7 +184,7 @@ MEMORY_CHILD = textwrap.dedent("""
     import json, os, sys, time, resource, tracemalloc
     sys.path.insert(0, {root!r})
     from geocodec.format.reader import GeocodecFile
-    import geocodec.format.reader as reader
+    import geocodec.format.blocks as reader
     f = GeocodecFile({path!r})
     def hwm(pid="self"):
         with open(f"/proc/{{pid}}/status") as fh:

@@ -21,7 +21,7 @@ from geocodec.errors import BitstreamError, GeocodecError, InputError, MetadataE
 __version__ = "0.1.0"
 
 _api, __getattr__, __dir__ = lazy_exports(__name__, {
-    "open_dataset": "geocodec.format.reader", "GeocodecFile": "geocodec.format.reader",
-    "GeocodecDataset": "geocodec.format.reader", "Query": "geocodec.format.reader",
+    "open_dataset": "geocodec.format.dataset", "GeocodecFile": "geocodec.format.reader",
+    "GeocodecDataset": "geocodec.format.dataset", "Query": "geocodec.format.query",
 })
 __all__ = ["__version__", "GeocodecError", "InputError", "MetadataError", "BitstreamError", *_api]

@@ -25,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from geocodec.codecs.compress import compress
-from geocodec.format.reader import GeocodecDataset, Query
+from geocodec.format.dataset import GeocodecDataset
+from geocodec.format.query import Query
 from geocodec.format.validate import Finding, validate_file
 from geocodec.format.writer import GeocodecWriter
 

@@ -48,7 +48,7 @@ import numpy, processing
 from geocodec_qgis.provider import GeocodecProvider
 prov = GeocodecProvider(); QgsApplication.processingRegistry().addProvider(prov)
 r = processing.run("geocodec:load", {{"INPUT": {example!r}, "OUTPUT": "memory:"}})
-from geocodec.format.reader import GeocodecDataset
+from geocodec.format.dataset import GeocodecDataset
 t, e = GeocodecDataset({example!r}).read()
 print("numpy", numpy.__version__, "from", os.path.dirname(numpy.__file__))
 print("layer features:", r["OUTPUT"].featureCount(), "decoded:", e.shape)

@@ -20,7 +20,8 @@ from geocodec.codecs.linear import LinearCodec
 from geocodec.codecs.compress import compress, decompress
 from geocodec.format.embeddings_io import embeddings_table, read_embeddings, write_geoparquet
 from geocodec.errors import BitstreamError, GeocodecError, InputError, MetadataError
-from geocodec.format.reader import GeocodecFile, open_dataset
+from geocodec.format.dataset import open_dataset
+from geocodec.format.reader import GeocodecFile
 from geocodec.format.validate import validate_file
 from geocodec.format.writer import GeocodecWriter
 

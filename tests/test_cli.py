@@ -14,7 +14,9 @@ from conftest import (UTM18N, edit_ext, edit_geo, footer, grid_points, make_code
                       write_codes, write_input)
 from geocodec.cli.main import main
 from geocodec.format.embeddings_io import read_embeddings
-from geocodec.format.reader import GeocodecFile, Query, open_dataset
+from geocodec.format.dataset import open_dataset
+from geocodec.format.query import Query
+from geocodec.format.reader import GeocodecFile
 
 
 def run(capsys, *args) -> tuple[int, str, str]:

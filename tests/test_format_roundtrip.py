@@ -21,7 +21,9 @@ from geocodec.format.embeddings_io import read_embeddings, write_geoparquet
 from geocodec.errors import GeocodecError, MetadataError
 from geocodec.format.info import merge_report, summarize
 from geocodec.format.merge import merge
-from geocodec.format.reader import GeocodecDataset, GeocodecFile, Query, open_dataset
+from geocodec.format.dataset import GeocodecDataset, open_dataset
+from geocodec.format.query import Query
+from geocodec.format.reader import GeocodecFile
 
 
 def read_all_codes(path) -> np.ndarray:

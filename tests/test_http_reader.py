@@ -14,7 +14,9 @@ from conftest import make_codec, random_codes, write_codes
 from geocodec.cli.main import main
 from geocodec.format.embeddings_io import read_embeddings
 from geocodec.errors import GeocodecError
-from geocodec.format.reader import GeocodecDataset, GeocodecFile, Query, open_dataset
+from geocodec.format.dataset import GeocodecDataset, open_dataset
+from geocodec.format.query import Query
+from geocodec.format.reader import GeocodecFile
 
 pytest.importorskip("aiohttp", reason="fsspec's http filesystem needs aiohttp")
 

@@ -18,7 +18,9 @@ import shapely
 from pyproj import CRS
 
 from conftest import UTM18N, edit_geo, grid_points, make_codec, random_codes, rewrite, write_codes
-from geocodec.format.reader import GeocodecFile, Query, open_dataset
+from geocodec.format.dataset import open_dataset
+from geocodec.format.query import Query
+from geocodec.format.reader import GeocodecFile
 
 UTM_EXTENT = (500_000, 4_000_000, 520_000, 4_020_000)
 

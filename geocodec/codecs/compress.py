@@ -16,7 +16,8 @@ from geocodec.errors import InputError
 from geocodec.format.hilbert import hilbert_order
 from geocodec.format.metadata import GEO_KEY, build_extension, build_geo
 from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex
-from geocodec.format.reader import GeocodecDataset, Query
+from geocodec.format.dataset import GeocodecDataset
+from geocodec.format.query import Query
 from geocodec.format.writer import CORE_NAMES, DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, GeocodecWriter
 
 CODEC_NAME = "geocodec-linear"

@@ -1,9 +1,12 @@
 """The file format: GeoParquet 1.1 plus the ``emb`` and ``geocodec`` footer keys (``geoparquet_spec/SPEC.md``).
 
 Integer tables and the rANS bitstream (:mod:`.entropy`), footer metadata and its JSON Schema
-(:mod:`.metadata`), the streaming writer (:mod:`.writer`), the reader for files, folders and
-URLs (:mod:`.reader`), the embedded ONNX decoder (:mod:`.onnx_model`), and the file-level tools
-built on them: validate, info, merge, STAC, plain float-vector GeoParquet. No torch, openeo or dask.
+(:mod:`.metadata`), the streaming writer (:mod:`.writer`), the reader: where files come from
+(:mod:`.sources`: a file, a directory walked recursively, a URL), queries pushed down to row
+groups (:mod:`.query`), code-block checks and parallel entropy decoding (:mod:`.blocks`), one
+file and the reader API every task uses (:mod:`.reader`), many files as one (:mod:`.dataset`,
+:mod:`.compat`); the embedded ONNX decoder (:mod:`.onnx_model`), and the file-level tools built
+on them: validate, info, merge, STAC, plain float-vector GeoParquet. No torch, openeo or dask.
 """
 
 from geocodec._lazy import lazy_exports
@@ -13,7 +16,9 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "cross_entropy_bits": ".entropy",
     "CodecSpec": ".metadata", "build_extension": ".metadata", "build_geo": ".metadata", "fingerprint": ".metadata",
     "GeocodecWriter": ".writer",
-    "GeocodecFile": ".reader", "GeocodecDataset": ".reader", "Query": ".reader", "open_dataset": ".reader",
+    "GeocodecFile": ".reader", "Rows": ".reader", "GeocodecDataset": ".dataset", "open_dataset": ".dataset",
+    "Query": ".query", "expand_sources": ".sources", "is_url": ".sources", "merge_incompatibility": ".compat",
+    "decode_code_columns": ".blocks", "decode_threads": ".blocks", "shutdown_workers": ".blocks",
     "OnnxDecoder": ".onnx_model", "sha256_hex": ".onnx_model",
     "validate_file": ".validate", "summarize": ".info", "write_stac_item": ".stac",
     "read_embeddings": ".embeddings_io", "write_geoparquet": ".embeddings_io", "hilbert_order": ".hilbert",

@@ -6,7 +6,8 @@ import os
 
 import pyarrow.parquet as pq
 
-from geocodec.format.reader import GeocodecFile, merge_incompatibility
+from geocodec.format.compat import merge_incompatibility
+from geocodec.format.reader import GeocodecFile
 
 
 def summarize(f: GeocodecFile) -> dict:

@@ -44,7 +44,7 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
 
     from geocodec.errors import InputError
     from geocodec.tasks.heads import Head
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
     head = Head.load(head_name)
     kind = head.meta["input"].get("kind")
@@ -55,7 +55,7 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
     try:
         for f in ds.files:
             head.check_file(f.ext, f.source)
-        crs = ds.files[0].crs
+        crs = ds.crs
         if kind == "embedding":
             dim = head.meta["input"].get("dimension") or (head.meta["input"].get("shape") or [None])[-1]
             if dim and int(dim) != ds.spec.dimension:
@@ -64,8 +64,9 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
             # Arrow chunks, not Python objects per tile: a million tiles stay a few hundred MB
             ids, times, geoms, probs = [], [], [], []
             bar = tqdm(total=ds.num_rows, unit="tile", desc="classify", disable=not progress)
-            for table, emb in ds.iter_decoded(None, ["tile_id", "geometry", "datetime"], threads=threads):
-                probs.append(head.run(emb))
+            for part in ds.iter_rows(None, ["tile_id", "geometry", "datetime"], what="embeddings", threads=threads):
+                table = part.table
+                probs.append(head.run(part.values))
                 ids.append(table.column("tile_id").combine_chunks())
                 times.append(table.column("datetime").combine_chunks())
                 geoms.append(table.column("geometry").combine_chunks())
@@ -78,7 +79,7 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
         elif kind == "latent_cell_series":
             from geocodec.tasks.series import align_to_dates, tile_series
 
-            ts = tile_series(source, progress=progress)
+            ts = tile_series([f.source for f in ds.files], progress=progress)
             want = head.meta["input"].get("shape") or [None, None]
             hdates = head.meta["input"].get("dates")
             xs = []
@@ -110,9 +111,6 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
             "color": pa.DictionaryArray.from_arrays(pa.array(cls), pa.array(colors)).cast(pa.string())}
     for k, n in enumerate(names):
         cols[f"p_{n}"] = p[:, k].astype(np.float32)
-    g = ds.files[0].geo["columns"][ds.files[0].geo["primary_column"]]
-    boxes = [f.geo["columns"][f.geo["primary_column"]]["bbox"] for f in ds.files]
-    bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[-2] for b in boxes), max(b[-1] for b in boxes)]
     table = pa.table({**cols, "geometry": geoms})
-    layer = Result(table, crs, style=style, bbox=bbox, geometry_types=list(g.get("geometry_types", [])))
+    layer = Result(table, crs, style=style, bbox=ds.bbox, geometry_types=list(ds.files[0].geometry_types))
     return Classified(layer, names, head)

@@ -179,14 +179,14 @@ def train_head_on_file(source, label_geometries, label_values, *, l2: float = 1e
     """
     import shapely
 
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
     ds = GeocodecDataset(source)
     try:
         tabs, embs = [], []
-        for table, emb in ds.iter_decoded(None, ["tile_id", "geometry"], threads=threads):
-            tabs.append(shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)))
-            embs.append(emb)
+        for part in ds.iter_rows(None, ["geometry"], what="embeddings", threads=threads):
+            tabs.append(shapely.from_wkb(part.table.column("geometry").to_numpy(zero_copy_only=False)))
+            embs.append(part.values)
         ext = ds.files[0].ext
     finally:
         ds.close()

@@ -97,19 +97,21 @@ def decode_to_gpkg(input_path, output_path, *, bbox=None, time=None, layer: str 
     """Decode a geocodec file (or directory) into one GeoPackage layer, row group by row group."""
     from tqdm.auto import tqdm
 
-    from geocodec.format.reader import GeocodecDataset, Query
+    from geocodec.format.dataset import GeocodecDataset
+    from geocodec.format.query import Query
 
     output_path = os.fspath(output_path)
     ds = GeocodecDataset(input_path)
     query = Query.make(bbox, time)
     first = ds.files[0]
-    gcol = first.geo["columns"][first.geo["primary_column"]]
-    geom = first.geo["primary_column"]
+    gcol = first.geo["columns"][first.geometry_column]
+    geom = first.geometry_column
     counts = {"rows": 0}
     bar = tqdm(total=ds.num_rows, unit="vec", desc="decode", disable=not progress)
 
     def batches():
-        for table, emb in ds.iter_decoded(query, threads=threads):
+        for part in ds.iter_rows(query, what="embeddings", threads=threads):
+            table, emb = part.table, part.values
             if geom != "geometry":
                 table = table.rename_columns(["geometry" if c == geom else c for c in table.column_names])
             flat = flat_table(table, emb)

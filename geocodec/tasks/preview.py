@@ -12,7 +12,8 @@ import numpy as np
 
 from geocodec.errors import MetadataError
 from geocodec.codecs.learned import LearnedModel
-from geocodec.format.reader import GeocodecFile, Query
+from geocodec.format.query import Query
+from geocodec.format.reader import GeocodecFile
 
 
 @dataclass
@@ -51,7 +52,7 @@ def model_for_file(f: GeocodecFile, model: str | None = None) -> LearnedModel:
 def preview_mosaic(source: str, *, model: str | None = None, bbox=None, time=None, batch: int = 16) -> Mosaic:
     """Decode every matching tile's preview and place it on the file's regular grid."""
     with GeocodecFile(source) as f:
-        grid = f.ext["grid"]
+        grid = f.grid
         if grid.get("type") != "regular" or f.ext["latent"]["layout"] != "grid":
             raise MetadataError("previews need a learned-codec file on a regular grid", source=source, field="grid")
         m = model_for_file(f, model)
@@ -61,12 +62,9 @@ def preview_mosaic(source: str, *, model: str | None = None, bbox=None, time=Non
         ox, oy = grid["origin"]
         query = Query.make(bbox, time)
         placed = []
-        for offset, table in f.iter_tables(query):
-            mask = f.row_mask(table, query)
-            if not mask.any():
-                continue
-            codes = f.decode_codes(table, offset)[mask]
-            bb = table.column("bbox").combine_chunks().filter(mask)
+        for part in f.iter_rows(query, ["bbox"], what="codes"):
+            codes = part.values
+            bb = part.table.column("bbox").combine_chunks()
             cols = np.rint((bb.field("xmin").to_numpy() - ox) / tile_m).astype(int)
             rows = np.rint((oy - bb.field("ymax").to_numpy()) / tile_m).astype(int)
             step = f.spec.step[0]

@@ -150,7 +150,7 @@ def _usearch():
 
 
 def _threads(threads: int | None) -> int:
-    from geocodec.format.reader import decode_threads
+    from geocodec.format.blocks import decode_threads
 
     return decode_threads(threads)
 
@@ -345,7 +345,7 @@ def choose_kind(method: str, rows: int) -> str:
 def default_index_path(source: str | os.PathLike) -> str | None:
     """Where an index of ``source`` lives: ``FILE.geocodec-index/`` beside a file,
     ``DIR/.geocodec-index/`` inside a directory of files; None for a URL."""
-    from geocodec.format.reader import is_url
+    from geocodec.format.sources import is_url
 
     source = os.fspath(source)
     if is_url(source):
@@ -359,8 +359,7 @@ def dataset_signature(ds) -> dict:
     """What an index depends on: per file its codec fingerprint, rows and code checksums."""
     files = []
     for f in ds.files:
-        crc = f.parquet.read(columns=["code_crc32"]).column("code_crc32")
-        values = pa.compute.drop_null(crc).to_numpy(zero_copy_only=False).astype("<u4")
+        values = f.block_checksums()
         files.append({"name": os.path.basename(f.source.rstrip("/")), "fingerprint": f.spec.fingerprint,
                       "rows": int(f.num_rows), "codes_digest": hashlib.sha256(values.tobytes()).hexdigest()})
     return {"rows": int(sum(x["rows"] for x in files)), "files": files}
@@ -398,16 +397,16 @@ def build_index(source, *, method: str = "auto", threads: int | None = None, pro
     from tqdm.auto import tqdm
 
     from geocodec import __version__
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
     ds = dataset or GeocodecDataset(source)
     sig = dataset_signature(ds)
     kind = choose_kind(method, sig["rows"])
     idx = SearchIndex.empty(kind, ds.spec.dimension, sig["rows"])
     with tqdm(total=sig["rows"], unit="vec", desc=f"index ({kind})", disable=not progress) as bar:
-        for _, emb in ds.iter_decoded(threads=threads):
-            idx.add(emb, threads=threads)
-            bar.update(len(emb))
+        for part in ds.iter_rows(what="embeddings", threads=threads):
+            idx.add(part.values, threads=threads)
+            bar.update(len(part))
     idx.finish()
     if idx.rows != sig["rows"]:
         raise GeocodecError(f"decoded {idx.rows} rows but the files hold {sig['rows']}", source=ds.source)
@@ -418,7 +417,7 @@ def build_index(source, *, method: str = "auto", threads: int | None = None, pro
 
 def open_index(source, path: str | None = None, *, dataset=None) -> SearchIndex:
     """Load the saved index of ``source`` and check it still matches (StaleIndexError if not)."""
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
     path = path or default_index_path(source)
     if path is None:
@@ -444,12 +443,11 @@ class Searcher:
     def __init__(self, source, index: SearchIndex | None = None, *, method: str = "auto",
                  index_path: str | None = None, save_index: bool = True, rebuild: bool = False,
                  threads: int | None = None, progress: bool = True):
-        from geocodec.format.reader import GeocodecDataset
+        from geocodec.format.dataset import GeocodecDataset
 
         self.source = os.fspath(source)
         self.ds = GeocodecDataset(self.source)
         self.threads = threads
-        self.offsets = np.concatenate([[0], np.cumsum([f.num_rows for f in self.ds.files])]).astype(np.int64)
         self.index_path = index_path or default_index_path(self.source)
         self.index_status = "given"
         if index is None:
@@ -479,59 +477,23 @@ class Searcher:
     def close(self):
         self.ds.close()
 
-    # where rows are ------------------------------------------------------------------------
-    def _locate(self, rows: np.ndarray):
-        """Yield (file, row group, first global row of the row group, global rows in it)."""
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
-        for fi, f in enumerate(self.ds.files):
-            lo, hi = self.offsets[fi], self.offsets[fi + 1]
-            mine = rows[(rows >= lo) & (rows < hi)] - lo
-            if not mine.size:
-                continue
-            rg_of = np.searchsorted(f._row_offsets, mine, side="right") - 1
-            for rg in np.unique(rg_of):
-                yield f, int(rg), int(lo + f._row_offsets[rg]), mine[rg_of == rg] + lo
-
+    # rows by global index ------------------------------------------------------------------
     def _meta_columns(self, f) -> list[str]:
-        names = f.parquet.schema_arrow.names
-        geom = f.geo["primary_column"]
-        return [c for c in ("tile_id", "datetime", "end_datetime") if c in names] + [geom, "bbox"]
+        names = f.column_names
+        return [c for c in ("tile_id", "datetime", "end_datetime") if c in names] + [f.geometry_column, "bbox"]
 
     def decode_rows(self, rows: np.ndarray) -> np.ndarray:
         """Decoded embeddings of the given global rows (in sorted row order)."""
-        from geocodec.format.reader import decode_code_columns
-
-        out = []
-        for f, rg, first, rws in self._locate(rows):
-            table = f.read_row_group(rg, columns=[])
-            mask = np.zeros(table.num_rows, bool)
-            mask[rws - first] = True
-            codes = decode_code_columns(table, f.spec, source=f.source, row_offset=first - int(
-                self.offsets[self.ds.files.index(f)]), needed=mask, threads=1)
-            out.append(f.decoder(f.spec.dequantize(codes[mask])).reshape(int(mask.sum()), -1))
-        return np.concatenate(out) if out else np.zeros((0, self.ds.spec.dimension), np.float32)
+        return self.ds.take(np.unique(np.asarray(rows, dtype=np.int64)), [], what="embeddings", threads=1)[1]
 
     def rows_table(self, rows: np.ndarray) -> pa.Table:
         """tile_id, datetime(s), geometry and bbox of the given global rows, in the order given."""
         rows = np.asarray(rows, dtype=np.int64)
-        def named(t, f):
-            geom = f.geo["primary_column"]
-            return t.rename_columns(["geometry" if c == geom else c for c in t.column_names])
-
-        parts, got = [], []
-        for f, rg, first, rws in self._locate(rows):
-            t = f.parquet.read_row_group(rg, columns=self._meta_columns(f)).replace_schema_metadata(None)
-            parts.append(named(t, f).take(pa.array(rws - first)))
-            got.append(rws)
-        if not parts:  # no rows: the same columns, empty, so writers still get a geometry column
-            f = self.ds.files[0]
-            t = f.parquet.schema_arrow.empty_table().select(self._meta_columns(f)).replace_schema_metadata(None)
-            return named(t, f).append_column("row", pa.array([], pa.int64()))
-        table = pa.concat_tables(parts, promote_options="default")
-        got = np.concatenate(got)
-        pos = {int(r): i for i, r in enumerate(got)}
-        table = table.take(pa.array([pos[int(r)] for r in rows]))
-        return table.append_column("row", pa.array(rows))
+        f = self.ds.files[0]
+        table, _ = self.ds.take(rows, self._meta_columns(f))
+        table = table.replace_schema_metadata(None)
+        table = table.rename_columns(["geometry" if c == f.geometry_column else c for c in table.column_names])
+        return table.append_column("row", pa.array(rows, pa.int64()))
 
     # query tiles ---------------------------------------------------------------------------
     def query(self, *, tile_id: str | None = None, point=None, polygon=None, crs=None) -> QueryTiles:
@@ -568,24 +530,23 @@ class Searcher:
         return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
     def tiles_by_id(self, tile_id: str) -> QueryTiles:
-        rows = []
-        for fi, f in enumerate(self.ds.files):
-            if "tile_id" not in f.parquet.schema_arrow.names:
+        for f in self.ds.files:
+            if "tile_id" not in f.column_names:
                 raise InputError("the file has no tile_id column", source=f.source, field="tile_id")
-            for rg in range(f.parquet.num_row_groups):
-                ids = f.parquet.read_row_group(rg, columns=["tile_id"]).column("tile_id")
-                hit = np.flatnonzero(pa.compute.equal(ids, str(tile_id)).to_numpy(zero_copy_only=False))
-                rows.extend((hit + self.offsets[fi] + f._row_offsets[rg]).tolist())
-        if not rows:
+        rows = []
+        for part in self.ds.iter_rows(None, ["tile_id"]):
+            hit = pa.compute.equal(part.table.column("tile_id"), str(tile_id)).to_numpy(zero_copy_only=False)
+            rows.append(part.rows[hit])
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        if not rows.size:
             raise InputError(f"no tile with tile_id {tile_id!r}", source=self.source, field="tile_id")
-        rows = np.array(rows, np.int64)
         return QueryTiles(rows, self.decode_rows(rows).mean(axis=0), f"tile_id {tile_id}")
 
     def tiles_at_point(self, x: float, y: float, crs=None) -> QueryTiles:
         """The tile(s) containing the point; if none does, the nearest tile."""
         import shapely
 
-        from geocodec.format.reader import Query
+        from geocodec.format.query import Query
 
         pt = self._to_file_crs(shapely.Point(float(x), float(y)), crs)
         px, py = pt.x, pt.y
@@ -599,7 +560,7 @@ class Searcher:
     def tiles_in_polygon(self, polygon, crs=None) -> QueryTiles:
         import shapely
 
-        from geocodec.format.reader import Query
+        from geocodec.format.query import Query
 
         if isinstance(polygon, str):
             polygon = read_polygon(polygon)
@@ -618,37 +579,27 @@ class Searcher:
         import shapely
 
         rows = []
-        for f in self.ds.files_for(query):
-            fi = self.ds.files.index(f)
-            geom = f.geo["primary_column"]
-            for rg in f.row_groups(query):
-                t = f.parquet.read_row_group(rg, columns=[geom, "bbox"])
-                mask = f.row_mask(t, query)
-                if not mask.any():
-                    continue
-                idx = np.flatnonzero(mask)
-                g = shapely.from_wkb(t.column(geom).take(pa.array(idx)).to_numpy(zero_copy_only=False))
-                hit = idx[np.asarray(predicate(g), bool)]
-                rows.extend((hit + self.offsets[fi] + f._row_offsets[rg]).tolist())
-        return np.array(sorted(rows), np.int64)
+        geom = self.ds.files[0].geometry_column
+        for part in self.ds.iter_rows(query, [geom]):
+            g = shapely.from_wkb(part.table.column(geom).to_numpy(zero_copy_only=False))
+            rows.append(part.rows[np.asarray(predicate(g), bool)])
+        return np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
 
     def _nearest_rows(self, pt, candidates: int = 64) -> tuple[np.ndarray, float]:
         import shapely
 
         best_d = np.zeros(0)
         best_r = np.zeros(0, np.int64)
-        for fi, f in enumerate(self.ds.files):
-            for rg in range(f.parquet.num_row_groups):
-                b = f.parquet.read_row_group(rg, columns=["bbox"]).column("bbox").combine_chunks()
-                x0, y0, x1, y1 = (b.field(k).to_numpy() for k in ("xmin", "ymin", "xmax", "ymax"))
-                dx = np.maximum(np.maximum(x0 - pt.x, pt.x - x1), 0)
-                dy = np.maximum(np.maximum(y0 - pt.y, pt.y - y1), 0)
-                d = np.hypot(dx, dy)
-                r = np.arange(len(d), dtype=np.int64) + self.offsets[fi] + f._row_offsets[rg]
-                best_d, best_r = np.concatenate([best_d, d]), np.concatenate([best_r, r])
-                if len(best_d) > candidates:
-                    keep = np.argpartition(best_d, candidates)[:candidates]
-                    best_d, best_r = best_d[keep], best_r[keep]
+        for part in self.ds.iter_rows(None, ["bbox"]):
+            b = part.table.column("bbox").combine_chunks()
+            x0, y0, x1, y1 = (b.field(k).to_numpy() for k in ("xmin", "ymin", "xmax", "ymax"))
+            dx = np.maximum(np.maximum(x0 - pt.x, pt.x - x1), 0)
+            dy = np.maximum(np.maximum(y0 - pt.y, pt.y - y1), 0)
+            d = np.hypot(dx, dy)
+            best_d, best_r = np.concatenate([best_d, d]), np.concatenate([best_r, part.rows])
+            if len(best_d) > candidates:
+                keep = np.argpartition(best_d, candidates)[:candidates]
+                best_d, best_r = best_d[keep], best_r[keep]
         if not best_r.size:
             raise InputError("the file holds no tiles", source=self.source)
         t = self.rows_table(best_r)

@@ -23,7 +23,6 @@ so heads trained on them run on any quality.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,18 +156,11 @@ class CellSeries:
 
 
 def _open_files(files):
-    from geocodec.format.reader import GeocodecFile
+    """The files of a source or list of sources (the one rule of :mod:`geocodec.format.sources`:
+    directories are walked recursively), as a dataset that may mix qualities of one model."""
+    from geocodec.format.dataset import GeocodecDataset
 
-    paths = []
-    for f in [files] if isinstance(files, (str, os.PathLike)) else list(files):
-        f = os.fspath(f)
-        if os.path.isdir(f):
-            paths += sorted(os.path.join(f, n) for n in os.listdir(f) if n.endswith((".parquet", ".geoparquet")))
-        else:
-            paths.append(f)
-    if not paths:
-        raise InputError("no geocodec file given")
-    return [GeocodecFile(p) for p in paths]
+    return GeocodecDataset(files, same_codec=False)
 
 
 def _check_learned(gf) -> tuple[int, int, int]:
@@ -222,11 +214,12 @@ def cell_series(files, *, point=None, tile_id: str | None = None, crs=None) -> C
     import pyarrow as pa
     import shapely
 
-    from geocodec.format.reader import Query, decode_code_columns
+    from geocodec.format.query import Query
 
     if (point is None) == (tile_id is None):
         raise InputError("give exactly one of point and tile_id")
-    gfs = _open_files(files)
+    ds = _open_files(files)
+    gfs = ds.files
     try:
         shas = {(g.ext.get("model") or {}).get("sha256") for g in gfs}
         if len(shas) > 1:
@@ -237,30 +230,34 @@ def cell_series(files, *, point=None, tile_id: str | None = None, crs=None) -> C
         for gf in gfs:
             c, h, w = _check_learned(gf)
             query = None
+            find = ["tile_id"]
             if point is not None:
                 px, py = _to_file_crs(point[0], point[1], crs, gf.crs)
                 query = Query.make((px, py, px, py), None)
-            for offset, table in gf.iter_tables(query, ["tile_id", "geometry", "datetime", "bbox"]
-                                                 + (["valid_cells"] if "valid_cells" in gf.extra_columns else [])):
-                ids = np.asarray(table.column("tile_id").to_pylist(), dtype=object)
+                find.append(gf.geometry_column)
+            # the rows of the place: first their ids (no decoding), then the codes of those rows only
+            mine = []
+            for part in gf.iter_rows(query, find):
+                ids = np.asarray(part.table.column("tile_id").to_pylist(), dtype=object)
                 if point is not None and found_tile is None:
-                    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+                    geoms = shapely.from_wkb(part.table.column(gf.geometry_column).to_numpy(zero_copy_only=False))
                     inside = shapely.covers(geoms, shapely.points(px, py))
                     if not inside.any():
                         continue
                     found_tile = ids[np.flatnonzero(inside)[0]]
                 if found_tile is None:
                     continue
-                mask = ids == found_tile
-                if not mask.any():
-                    continue
-                codes = decode_code_columns(table, gf.spec, source=gf.source, row_offset=offset, needed=mask,
-                                            threads=1)
-                step = gf.spec.step
-                geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+                mine.append(part.rows[ids == found_tile])
+            if not mine:
+                continue
+            cols = [gf.geometry_column, "datetime"] + (["valid_cells"] if "valid_cells" in gf.extra_columns else [])
+            step = gf.spec.step
+            for part in gf.iter_take(np.concatenate(mine), cols, what="codes", threads=1):
+                codes, table = part.values, part.table
+                geoms = shapely.from_wkb(table.column(gf.geometry_column).to_numpy(zero_copy_only=False))
                 times = table.column("datetime").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
                 valid = _valid_cells(table, h * w)
-                for i in np.flatnonzero(mask):
+                for i in range(table.num_rows):
                     g = geoms[i]
                     if point is not None:
                         x0, y0, x1, y1 = g.bounds
@@ -289,8 +286,7 @@ def cell_series(files, *, point=None, tile_id: str | None = None, crs=None) -> C
             cell=cell, geometry=rows[0][3], crs=file_crs0, qualities=sorted({r[4] for r in rows}),
             model_sha256=next(iter(shas)), ext=gfs[0].ext, sources=sorted({r[5] for r in rows}))
     finally:
-        for g in gfs:
-            g.close()
+        ds.close()
 
 
 @dataclass
@@ -310,22 +306,21 @@ def tile_series(files, *, progress: bool = False) -> TileSeries:
     import pyarrow as pa
     import shapely
 
-    from geocodec.format.reader import decode_code_columns
-
-    gfs = _open_files(files)
+    ds = _open_files(files)
+    gfs = ds.files
     by_tile: dict = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(g.num_rows for g in gfs), unit="row", desc="decode")
+        bar = tqdm(total=ds.num_rows, unit="row", desc="decode")
     try:
         for gf in gfs:
             c, h, w = _check_learned(gf)
             cols = ["tile_id", "geometry", "datetime"] + (["valid_cells"] if "valid_cells" in gf.extra_columns else [])
-            for offset, table in gf.iter_tables(None, cols):
-                codes = decode_code_columns(table, gf.spec, source=gf.source, row_offset=offset, threads=1)
-                lat = tile_mean(codes, gf.spec.step, _valid_cells(table, h * w))
+            for part in gf.iter_rows(None, cols, what="codes", threads=1):
+                table = part.table
+                lat = tile_mean(part.values, gf.spec.step, _valid_cells(table, h * w))
                 ids = table.column("tile_id").to_pylist()
                 geoms = table.column("geometry").to_numpy(zero_copy_only=False)
                 times = table.column("datetime").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
@@ -347,5 +342,4 @@ def tile_series(files, *, progress: bool = False) -> TileSeries:
     finally:
         if bar is not None:
             bar.close()
-        for g in gfs:
-            g.close()
+        ds.close()

@@ -64,17 +64,14 @@ def _load_head(head):
 
 
 def _files(file_or_dataset):
-    from geocodec.format.reader import GeocodecDataset, GeocodecFile
+    from geocodec.format.dataset import GeocodecDataset
+    from geocodec.format.reader import GeocodecFile
 
     if isinstance(file_or_dataset, GeocodecFile):
         return [file_or_dataset], False
     if isinstance(file_or_dataset, GeocodecDataset):
         return list(file_or_dataset.files), False
-    src = os.fspath(file_or_dataset)
-    if os.path.isdir(src):
-        ds = GeocodecDataset(src)
-        return list(ds.files), True
-    return [GeocodecFile(src)], True
+    return list(GeocodecDataset(file_or_dataset).files), True
 
 
 def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = None, bbox=None, time=None,
@@ -89,7 +86,7 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
     """
     from shapely import points as make_points, to_wkb
 
-    from geocodec.format.reader import Query, decode_code_columns
+    from geocodec.format.query import Query
 
     h = _load_head(head)
     if threshold is None:
@@ -108,7 +105,7 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
                 raise MetadataError(f"the head eats latent grids {list(want)}, the file holds "
                                     f"{f.ext['latent']['layout']} latents {list(f.spec.latent_shape)}",
                                     source=f.source, field="latent.shape")
-            grid = f.ext.get("grid") or {}
+            grid = f.grid
             if grid.get("type") != "regular":
                 raise MetadataError("ship points need a file on a regular tile grid", source=f.source, field="grid")
             crs = crs if crs is not None else f.crs
@@ -116,13 +113,8 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
             k_h, k_w = want[1], want[2]
             size_x, size_y = (float(v) for v in grid["tile_size_m"])
             cx, cy = size_x / k_w, size_y / k_h
-            for offset, table in f.iter_tables(query):
-                mask = f.row_mask(table, query)
-                if not mask.any():
-                    continue
-                codes = decode_code_columns(table, f.spec, source=f.source, row_offset=offset, needed=mask)[mask]
-                sub = table.filter(pa.array(mask))
-                lat = f.spec.dequantize(codes)
+            for part in f.iter_rows(query, what="latents"):
+                sub, lat = part.table, part.values
                 prob = np.concatenate([np.asarray(h.run(lat[i:i + batch])).reshape(-1, k_h, k_w)
                                        for i in range(0, len(lat), batch)])
                 if "valid_cells" in sub.column_names:

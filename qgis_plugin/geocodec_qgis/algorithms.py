@@ -143,7 +143,8 @@ class LoadFile(GeocodecAlgorithm):
         import pyarrow as pa
 
         from geocodec.format.info import format_summary, summarize
-        from geocodec.format.reader import GeocodecFile, Query
+        from geocodec.format.query import Query
+        from geocodec.format.reader import GeocodecFile
 
         source = self.parameterAsFile(parameters, "INPUT", context)
         with GeocodecFile(source) as f:
@@ -151,17 +152,16 @@ class LoadFile(GeocodecAlgorithm):
             q = Query.make(bbox, time)
             summary = summarize(f)
             want = [c for c in ("tile_id", "datetime", "end_datetime", "valid_fraction", "geometry")
-                    if c in f.parquet.schema_arrow.names]
+                    if c in f.column_names]
             groups = f.row_groups(q)
             parts = []
-            read = want + [c for c in ("bbox", "datetime", "end_datetime") if c not in want]
-            for i, (offset, table) in enumerate(f.iter_tables(q, read)):
+            for i, part in enumerate(f.iter_rows(q, want)):
                 if feedback.isCanceled():
                     return {}
-                mask = f.row_mask(table, q)
-                parts.append(table.select(want).filter(pa.array(mask)))
+                parts.append(part.table)
                 feedback.setProgress(90 * (i + 1) / max(len(groups), 1))
-            table = pa.concat_tables(parts) if parts else f.parquet.schema_arrow.empty_table().select(want)
+            # no tile matches: the same columns, empty (take of no rows)
+            table = pa.concat_tables(parts) if parts else f.take([], want)[0]
             crs = f.crs
         feedback.pushInfo(f"{table.num_rows} tiles from {len(groups)} of {summary['row_groups']} row group(s)")
         dest = self.write_sink(parameters, context, feedback, table, crs)
@@ -195,13 +195,10 @@ class Classify(GeocodecAlgorithm):
 
 
 def _file_crs(source):
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
-    ds = GeocodecDataset(source)
-    try:
-        return ds.files[0].crs
-    finally:
-        ds.close()
+    with GeocodecDataset(source) as ds:
+        return ds.crs
 
 
 class Ships(GeocodecAlgorithm):

@@ -1,0 +1,84 @@
+"""Where geocodec data comes from: a file, a directory of files or an HTTP(S) URL.
+
+The one rule every reader and task follows (:func:`expand_sources`): a URL is one
+file; a directory is every ``.parquet``/``.geoparquet`` file under it, walked
+recursively (so hive-style partitions such as ``date=2024-01-01/part-0.parquet`` are
+found), sorted by path, hidden files (``.name``) left out; anything else is a file.
+Also: opening a source for reading (:func:`open_binary`) and fetching an asset
+(the ONNX decoder) named by an href relative to the file (:func:`fetch_asset`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from geocodec.errors import InputError, MetadataError
+
+#: file names a directory walk picks up
+PARQUET_SUFFIXES = (".parquet", ".geoparquet")
+
+
+def is_url(source) -> bool:
+    """True for an ``http://`` or ``https://`` source."""
+    return str(source).startswith(("http://", "https://"))
+
+
+def expand_sources(sources) -> list[str]:
+    """The files of a source or a list of sources, by the one rule (see the module docstring).
+
+    Raises :class:`~geocodec.errors.InputError` for an empty list or a directory without data files.
+    """
+    items: Iterable = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    paths: list[str] = []
+    for item in items:
+        src = os.fspath(item)
+        if not is_url(src) and os.path.isdir(src):
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(src) for name in names
+                           if name.endswith(PARQUET_SUFFIXES) and not name.startswith("."))
+            if not found:
+                raise InputError("directory holds no .parquet files", source=src)
+            paths += found
+        else:
+            paths.append(src)
+    if not paths:
+        raise InputError("no geocodec file given")
+    return paths
+
+
+def open_binary(source: str):
+    """A seekable binary file object: a local file, or ranged HTTP reads without read-ahead."""
+    if is_url(source):
+        import fsspec
+
+        fs = fsspec.filesystem("http")
+        # no read-ahead: pyarrow asks for exactly the byte ranges it needs. block_size must be
+        # non-zero (fsspec gives an unseekable streaming file for 0); cache_type "none" then
+        # fetches exactly the requested ranges, whatever the block size.
+        return fs.open(source, "rb", block_size=1 << 20, cache_type="none")
+    return open(source, "rb")
+
+
+def fetch_asset(href: str, *, source: str) -> bytes:
+    """The bytes of ``href``: a URL, or a path relative to the file (or URL) ``source``."""
+    try:
+        if is_url(href):
+            import fsspec
+
+            with fsspec.open(href, "rb") as f:
+                return f.read()
+        if is_url(source):  # relative to the file's own URL
+            from urllib.parse import urljoin
+
+            import fsspec
+
+            with fsspec.open(urljoin(source, href), "rb") as f:
+                return f.read()
+        path = href
+        if not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(os.path.abspath(source)), href)
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, ValueError) as exc:
+        raise MetadataError(f"decoder asset {href} could not be read: {exc}", source=source,
+                            field="decoder.href") from exc
