@@ -81,10 +81,10 @@ def test_monitor_on_partitions_equals_flat_list(partitioned):
     root, paths, single, _ = partitioned
     results = [monitor_place(src, "monitor", tile_id="r00000c00001") for src in (root, paths, single)]
     first = results[0]
-    assert len(first.columns["date"]) == len(paths)
+    assert first.layer.table.num_rows == len(paths)
     for r in results[1:]:
-        assert r.columns["date"] == first.columns["date"]
-        assert r.columns["class"] == first.columns["class"]
+        assert r.layer.table.column("date").equals(first.layer.table.column("date"))
+        assert r.layer.table.column("class").equals(first.layer.table.column("class"))
         np.testing.assert_array_equal(r.result.probabilities, first.result.probabilities)
         assert r.result.events == first.result.events
 
@@ -109,7 +109,7 @@ def test_classify_series_head_on_partitions_equals_flat_list(partitioned):
 
     root, paths, single, _ = partitioned
     results = [classify_file(src, "landcover", progress=False) for src in (root, paths, single)]
-    first = results[0].table()
+    first = results[0].layer.table
     assert first.num_rows == 4 and first.column("n_dates").to_pylist() == [len(paths)] * 4
     for r in results[1:]:
-        assert r.table().equals(first)
+        assert r.layer.table.equals(first)

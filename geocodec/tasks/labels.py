@@ -46,7 +46,7 @@ class Labels:
 
 def file_crs_and_bbox(source) -> tuple[object, list[float]]:
     """(CRS, xmin/ymin/xmax/ymax over every file) of a geocodec file or folder, from its metadata."""
-    from geocodec.format.reader import GeocodecDataset
+    from geocodec.format.dataset import GeocodecDataset
 
     ds = GeocodecDataset(source)
     try:
