@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
+import common
 
 CHILD = """
 import json, sys, time
+from common import peak_rss
 t = time.perf_counter()
 from geocodec.tasks.classify import classify_file
 r = classify_file({file!r}, {head!r}, threads={threads}, progress=False)
 el = time.perf_counter() - t
-hwm = [int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
-print(json.dumps({{"seconds": el, "rows": r.rows, "maxrss_mib": hwm / 1024}}))
+print(json.dumps({{"seconds": el, "rows": r.rows, "maxrss_mib": peak_rss() / 2 ** 20}}))
 """
 
 
@@ -67,12 +64,7 @@ def main(argv=None) -> int:
     for threads in (1, 2):
         best = None
         for _ in range(2):
-            r = subprocess.run([sys.executable, "-c", CHILD.format(file=str(big), head=str(head), threads=threads)],
-                               capture_output=True, text=True, cwd=str(REPO))
-            if r.returncode:
-                print(r.stderr[-2000:], file=sys.stderr)
-                return 1
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res = common.run_child(CHILD.format(file=str(big), head=str(head), threads=threads), cwd=common.REPO)
             best = res if best is None or res["seconds"] < best["seconds"] else best
         rows.append((threads, best))
     lines = [
@@ -97,7 +89,7 @@ def main(argv=None) -> int:
                      f"{res['maxrss_mib']:.0f} MiB |")
     lines += ["", "`classify_file` keeps the output columns (class, probabilities, WKB geometry) in memory as Arrow arrays; writing the "
               "layer (`geocodec classify -o`) adds the Parquet/GeoPackage write."]
-    Path(a.out).write_text("\n".join(lines) + "\n")
+    common.write_page(a.out, "\n".join(lines) + "\n")
     print(f"wrote {a.out} in {time.time() - t0:.0f} s")
     return 0
 

@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -44,26 +43,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import common
+from common import REPO, machine_description
 
-import constriction  # noqa: E402
-import onnxruntime  # noqa: E402
-import shapely  # noqa: E402
+import shapely
 
-import geocodec  # noqa: E402
-from geocodec.codecs.linear import LinearCodec  # noqa: E402
-from geocodec.codecs.compress import CODEC_NAME, CODEC_VERSION, compress  # noqa: E402
-from geocodec.training.datasets import RONDONIA_FILE, load_rondonia, rondonia_embedding_table  # noqa: E402
-from geocodec.format.embeddings_io import write_geoparquet  # noqa: E402
-from geocodec.format.entropy import cross_entropy_bits  # noqa: E402
-from geocodec.format.hilbert import hilbert_order  # noqa: E402
-from geocodec.format.metadata import CodecSpec, build_extension  # noqa: E402
-from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex  # noqa: E402
-from geocodec.format.blocks import decode_code_columns  # noqa: E402
-from geocodec.format.dataset import GeocodecDataset  # noqa: E402
-from geocodec.format.reader import GeocodecFile  # noqa: E402
-from geocodec.format.writer import (DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, ZSTD_LEVEL,  # noqa: E402
+import geocodec
+from geocodec.codecs.linear import LinearCodec
+from geocodec.codecs.compress import CODEC_NAME, CODEC_VERSION, compress
+from geocodec.training.datasets import RONDONIA_FILE, load_rondonia, rondonia_embedding_table
+from geocodec.format.embeddings_io import write_geoparquet
+from geocodec.format.entropy import cross_entropy_bits
+from geocodec.format.hilbert import hilbert_order
+from geocodec.format.metadata import CodecSpec, build_extension
+from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex
+from geocodec.format.blocks import decode_code_columns
+from geocodec.format.dataset import GeocodecDataset
+from geocodec.format.reader import GeocodecFile
+from geocodec.format.writer import (DEFAULT_BLOCK_ROWS, DEFAULT_ROW_GROUP_ROWS, ZSTD_LEVEL,
                              GeocodecWriter, encode_row_group)
 
 QUALITIES = list(range(1, 11))
@@ -202,29 +199,6 @@ def escaped_fraction(q: np.ndarray, codec: LinearCodec) -> float:
         idx = q[:, c, :].astype(np.int64) - t.lo
         esc += int(((idx < 0) | (idx >= t.n_values)).sum())
     return esc / q.size
-
-
-# -- machine --------------------------------------------------------------------------------------
-def machine_description() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-        mem_s = f", {mem:.0f} GiB RAM"
-    except (ValueError, OSError, AttributeError):
-        mem_s = ""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpus} vCPU ({model}){mem_s}, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}, "
-            f"constriction {constriction.__version__ if hasattr(constriction, '__version__') else '0.5.0'}, "
-            f"onnxruntime {onnxruntime.__version__}, geocodec {geocodec.__version__}")
 
 
 # -- formatting -----------------------------------------------------------------------------------
@@ -578,7 +552,7 @@ def report(R: dict, args, out: Path, plot_path: Path, command: str) -> str:
     load = R.get("load") or (None, None)
     load_s = "" if load[0] is None else (
         f" 1-minute load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end of the run "
-        f"(on {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} vCPUs; "
+        f"(on {common.cpu_count()} vCPUs; "
         "anything above that means other processes shared the CPUs and the speeds are pessimistic).")
     L.append(f"- **Timing:** wall clock, best of at least {R['repeats']} repeats (short in-memory runs are "
              "repeated until 0.3 s is spent) after one warm-up call, with the threads the libraries use by "
@@ -753,7 +727,7 @@ def update_design_doc(path: Path, R: dict) -> bool:
     if not pat.search(text):
         return False
     new = pat.sub(lambda m: m.group(1) + design_block(R) + "\n" + m.group(3), text)
-    path.write_text(new)
+    common.write_page(path, new)
     return True
 
 
@@ -787,7 +761,7 @@ def main(argv=None) -> int:
     text = report(R, args, out or Path("benchmarks.md"), plot_path, command)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        common.write_page(out, text + "\n")
         updated = update_design_doc(out.parent / "design-choices.md", R)
         print(f"wrote {out} and {plot_path}" + (" and refreshed design-choices.md" if updated else ""))
     else:

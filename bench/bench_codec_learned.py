@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_codec import (BASELINES, baseline_decode, baseline_encode, distortion,  # noqa: E402
-                         machine_description, payload_codec)
+import common
+from bench_codec import BASELINES, baseline_decode, baseline_encode, distortion, payload_codec
+from common import machine_description
 
 
 def embeddings(model, scenes) -> np.ndarray:
@@ -94,8 +93,7 @@ def main(argv=None) -> int:
                      f"{dist['err_spread'] * 100:.3g} % | {dist['cos_mean']:.6f} | {dist['cos_min']:.6f} |")
     lines += ["", f"Raw float32 is {d * 32} bits per embedding. geocodec rows: codec fitted on the training "
               "tiles, held-out tiles coded (escapes included); code bits are whole 32-bit words of 256-row blocks."]
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    common.write_page(a.out, "\n".join(lines) + "\n")
     print(f"wrote {a.out} in {time.time() - t0:.0f} s")
     return 0
 

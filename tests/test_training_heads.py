@@ -49,7 +49,8 @@ def test_train_mlp_stack_trains_each_head_on_its_own_input(one_thread):
 
 
 def test_matched_rate_table_compares_the_nearest_cheaper_point():
-    from geocodec.training.heads import PCA_KS, PQ_MS, PQ_NBITS, QUALITIES, matched_rate_table
+    from geocodec.training.heads import PCA_KS, PQ_MS, PQ_NBITS, QUALITIES
+    from geocodec.training.heads_report import matched_rate_table
 
     folds = [0, 1]
     rates = {f: {**{f"codes q{q}": 10.0 * q for q in QUALITIES},
@@ -81,3 +82,27 @@ def test_pq_on_short_sub_vectors_decodes_to_the_input_space(one_thread):
     err4 = float(np.mean((st4.decoded - x[:2000]) ** 2))
     assert err8 < err4 < 1.0
     assert st8.side_bits == 32.0 * 24 * 256          # codebooks of the real 24 dimensions
+
+
+
+def test_committed_page_is_what_the_committed_report_gives(tmp_path):
+    """docs/heads.md holds exactly what `geocodec train heads --report-only` writes from
+    geocodec/models/heads/scores.json: no figure on the page was typed by hand or left stale."""
+    import json
+    from pathlib import Path
+
+    from geocodec.training.heads_report import render
+
+    repo = Path(__file__).resolve().parents[1]
+    report = json.loads((repo / "geocodec" / "models" / "heads" / "scores.json").read_text())
+    render(report, tmp_path / "heads.md",
+           {"landcover": "img/rate_utility_landcover.png", "monitor": "img/rate_utility_monitor.png"})
+    assert (tmp_path / "heads.md").read_text() == (repo / "docs" / "heads.md").read_text()
+
+
+def test_report_only_without_a_report_is_a_clear_error(tmp_path, capsys):
+    from geocodec.training.heads import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--report-only", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "scores.json is missing" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 S = pytest.importorskip("geocodec.training.ships", reason="ship-head training needs torch (the train extra)")
+R = pytest.importorskip("geocodec.training.ships_report")
 
 
 def _port(boxes):
@@ -97,8 +98,7 @@ def test_report_writes_doc_and_plot(tmp_path):
               "ships": {p: 7 for p in S.HELD_OUT}, "tiles": {p: 3 for p in S.HELD_OUT}, "onnx_check": 0.0,
               "model": "m", "date": "2026-01-01"}
     doc, png = tmp_path / "ships.md", tmp_path / "ships.png"
-    S.write_doc(report, doc)
-    S.write_plot(report, png)
+    R.write(report, doc, png)
     text = doc.read_text()
     assert png.stat().st_size > 10_000
     for p in S.HELD_OUT:
@@ -109,13 +109,13 @@ def test_report_writes_doc_and_plot(tmp_path):
 
 
 def test_committed_page_is_what_the_committed_report_gives(tmp_path):
-    """docs/ships.md holds exactly what `python -m geocodec.training.ships --report-only` writes from
+    """docs/ships.md holds exactly what `geocodec train ships --report-only` writes from
     geocodec/models/heads/ships_scores.json: no figure on the page was typed by hand or left stale."""
     import json
 
-    report = json.loads(S.REPORT_PATH.read_text())
-    S.write_doc(report, tmp_path / "ships.md")
-    assert (tmp_path / "ships.md").read_text() == S.DOC_PATH.read_text()
+    report = json.loads(R.REPORT_PATH.read_text())
+    R.write_doc(report, tmp_path / "ships.md")
+    assert (tmp_path / "ships.md").read_text() == R.DOC_PATH.read_text()
 
 
 def test_load_port_names_the_annotation_file_when_a_port_has_no_boxes(tmp_path):
@@ -135,7 +135,7 @@ def test_load_port_names_the_annotation_file_when_a_port_has_no_boxes(tmp_path):
 
 
 def test_report_only_without_a_report_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setattr(S, "REPORT_PATH", S.REPO / "geocodec" / "models" / "heads" / "missing.json")
+    monkeypatch.setattr(R, "REPORT_PATH", S.REPO / "geocodec" / "models" / "heads" / "missing.json")
     with pytest.raises(SystemExit) as e:
         S.main(["--report-only"])
     assert e.value.code == 2 and "missing.json is missing" in capsys.readouterr().err

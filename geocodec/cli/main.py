@@ -7,6 +7,7 @@ import json
 import sys
 
 from geocodec.errors import GeocodecError
+from geocodec.training.commands import add_train_parser, with_default_target
 
 
 def _bbox(text: str):
@@ -128,27 +129,6 @@ def cmd_demo(a) -> int:
     report = run(a.out, quality=a.quality, model=a.model, scheduler=a.scheduler)
     print(format_report(report))
     return 0 if report["valid"] else 1
-
-
-def cmd_train(a) -> int:
-    from geocodec.training.train import train
-
-    argv = ["geocodec", "train", "--out", a.out]
-    for flag, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed), ("--device", a.device),
-                    ("--data", a.data), ("--card", a.card)):
-        if v is not None:
-            argv += [flag, str(v)]
-    card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
-                 progress=not a.quiet, card_path=a.card, command=" ".join(argv))
-    tr = card["training"]
-    print(f"wrote {a.out}: {card['name']} trained {tr['steps']} steps in {tr['minutes']:.1f} min on {tr['device']}")
-    for name, s in card.get("scores", {}).get("sets", {}).items():
-        cells = ", ".join(f"q{k} {r['bits_per_pixel']:.3f} bpp {r['psnr_db']} dB"
-                          for k, r in sorted(s["qualities"].items(), key=lambda kv: int(kv[0])))
-        print(f"  {name} ({s['tiles']} tiles): {cells}")
-    if a.card:
-        print(f"wrote {a.card}")
-    return 0
 
 
 def cmd_graph(a) -> int:
@@ -289,7 +269,7 @@ def cmd_ships(a) -> int:
     return 0
 
 
-# -- heads: classify, monitor, train-head, train-heads ---------------------------------------------
+# -- heads: classify, monitor, train-head ---------------------------------------------------------
 def cmd_classify(a) -> int:
     from geocodec.tasks.classify import classify_file
     from geocodec.tasks.results import output_kind, write_result
@@ -338,15 +318,6 @@ def cmd_train_head(a) -> int:
               file=sys.stderr)
     print(f"wrote {a.output}: {len(rep['classes'])} classes from {rep['rows']} tile rows ({rep['counts']})")
     return 0
-
-
-def cmd_train_heads(a) -> int:
-    from geocodec.training.heads import main as heads_main
-
-    argv = ["--out", a.out, "--docs", a.docs, "--plot", a.plot]
-    if a.epochs:
-        argv += ["--epochs", str(a.epochs)]
-    return heads_main(argv)
 
 
 def cmd_qgis_plugin(a) -> int:
@@ -437,16 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("train", help="train the learned Sentinel-2 codec on real data (needs torch: train extra)")
-    s.add_argument("--out", default="out/train/s2-5band-v1", help="model folder to write (default out/train/s2-5band-v1)")
-    s.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
-    s.add_argument("--minutes", type=float, help="stop after this much wall time (whichever of steps/minutes comes first)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
-    s.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data beside the project)")
-    s.add_argument("--card", help="also write the Markdown model card here (e.g. docs/model-card.md)")
-    s.add_argument("-q", "--quiet", action="store_true")
-    s.set_defaults(func=cmd_train)
+    add_train_parser(sub)  # geocodec train codec|heads|ships (geocodec.training.commands)
 
     s = sub.add_parser("graph", help="write the openEO process graph of the producer (load, cloud mask, UDF, save)")
     s.add_argument("--bbox", type=_bbox, required=True, help="west,south,east,north (in --crs, default EPSG:4326)")
@@ -578,13 +540,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
     s.set_defaults(func=cmd_train_head)
 
-    s = sub.add_parser("train-heads", help="train the shipped landcover/monitor heads on Rondonia (needs torch)")
-    s.add_argument("--out", default="geocodec/models/heads")
-    s.add_argument("--docs", default="docs/heads.md")
-    s.add_argument("--plot", default="docs/img/rate_utility_landcover.png")
-    s.add_argument("--epochs", type=int)
-    s.set_defaults(func=cmd_train_heads)
-
     s = sub.add_parser("qgis-plugin", help="build the installable QGIS plugin zip (geocodec vendored inside)")
     s.add_argument("-o", "--output", required=True, help="output folder for geocodec_qgis-VERSION.zip")
     s.set_defaults(func=cmd_qgis_plugin)
@@ -593,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_default_target(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except GeocodecError as exc:

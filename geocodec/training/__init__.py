@@ -9,10 +9,13 @@ onnxruntime (:mod:`geocodec.codecs.learned`, :mod:`geocodec.tasks.heads`).
 * :mod:`.model` holds the torch modules: encoder, preview decoder, embedding decoder and
   the factorized entropy model used for the rate term.
 * :mod:`.train` runs the codec's training loop, fits the integer tables, exports the ONNX
-  files, measures the scores and writes ``model.json`` and the model card (``geocodec train``).
+  files, measures the scores and writes ``model.json`` (``geocodec train codec``).
 * :mod:`.heads` and :mod:`.ships` train the land-cover/monitoring heads and the ship head and
-  write their pages; :mod:`.baselines` and :mod:`.rate_plot` are the storage baselines and the
-  one look of every rate-utility figure.
+  save their reports (``scores.json``, ``ships_scores.json``) (``geocodec train heads|ships``).
+* :mod:`.model_card`, :mod:`.heads_report` and :mod:`.ships_report` write each page and figure
+  from its saved report alone (``--report-only``); :mod:`.commands` is the ``geocodec train``
+  command line; :mod:`.baselines` and :mod:`.rate_plot` are the storage baselines and the one
+  look of every rate-utility figure.
 """
 
 from geocodec._lazy import lazy_exports

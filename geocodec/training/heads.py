@@ -2,7 +2,11 @@
 
 Reproduce with::
 
-    python -m geocodec.training.heads --out geocodec/models/heads --docs docs/heads.md
+    geocodec train heads      # or python -m geocodec.training.heads, the same command
+
+It writes the two heads and the report ``geocodec/models/heads/scores.json``; the page ``docs/heads.md`` and
+its figures are rendered from that report by :mod:`geocodec.training.heads_report` (``--report-only`` renders
+them again without training).
 
 Data: the Rondonia point series (real Sentinel-2 L2A, 4701 points x 11 dates x 10 bands,
 9 classes, one label per series). Each date's B02, B03, B04, B08, B11 pixel is encoded as a
@@ -26,12 +30,10 @@ without it (the tests use them).
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -56,7 +58,7 @@ QUALITIES = (1, 2, 3, 4, 5)
 BLOCK_DEG = 0.5
 N_FOLDS = 5
 SHIPPED_FOLD = 0
-COMMAND = "python -m geocodec.training.heads --out geocodec/models/heads --docs docs/heads.md"
+COMMAND = "geocodec train heads --out geocodec/models/heads --docs docs/heads.md"
 
 
 def spatial_folds(lon: np.ndarray, lat: np.ndarray, n_folds: int = N_FOLDS, block_deg: float = BLOCK_DEG) -> np.ndarray:
@@ -463,12 +465,9 @@ def _codec_meta(model) -> dict:
             "decoder_sha256": sha256_hex(model.file_bytes("embedding_decoder"))}
 
 
-def _summary(res: dict, key: str, metric: str) -> tuple[float, float]:
-    v = [r["scores"][key][metric] for r in res.values()]
-    return float(np.mean(v)), float(np.std(v))
-
-
-def export(P: dict, lc: dict, mon: dict, out_dir: Path) -> dict:
+def export(P: dict, lc: dict, mon: dict, out_dir: Path, command: str = COMMAND) -> dict:
+    """Write ``landcover.onnx`` and ``monitor.onnx`` (the fold-0 heads, with their metadata) into ``out_dir``;
+    returns their sizes in bytes."""
     from geocodec.tasks.fewshot import mlp_onnx
     from geocodec.tasks.heads import add_head_metadata
 
@@ -494,7 +493,7 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path) -> dict:
         "classes": [{"name": c, "color": LANDCOVER_COLORS.get(c, "#888888")} for c in P["names"]],
         "codec": _codec_meta(model),
         "training": {"data": "rondonia/rondonia_s2l2a_monthly.npz (INPE sits samples, real Sentinel-2 L2A 2022)",
-                     "split": split, "command": COMMAND, "architecture": "MLP 264-128-64-9, ReLU, dropout 0.2",
+                     "split": split, "command": command, "architecture": "MLP 264-128-64-9, ReLU, dropout 0.2",
                      "epochs": lc.get("epochs"),
                      "inputs": "codes at qualities 1..5 mixed (each sample draws a quality)",
                      "date": _dt.date.today().isoformat(),
@@ -521,7 +520,7 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path) -> dict:
                                       "right after a date of a 'from' class"}},
         "classes": [{"name": c, "color": LANDCOVER_COLORS.get(c, "#888888")} for c in MONITOR_CLASSES],
         "codec": _codec_meta(model),
-        "training": {"data": "rondonia/rondonia_s2l2a_monthly.npz", "split": split, "command": COMMAND,
+        "training": {"data": "rondonia/rondonia_s2l2a_monthly.npz", "split": split, "command": command,
                      "architecture": "per-date MLP 24-64-64-7, ReLU, dropout 0.1",
                      "labels": "one label per series: Forest/Mountainside_Forest/Riparian_Forest -> Forest, "
                                "Seasonally_Flooded, Wetland, Water on every date; clear-cut classes on their last "
@@ -538,123 +537,7 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path) -> dict:
     return files
 
 
-# -- docs ----------------------------------------------------------------------------------------
-_LAT_LABEL = {"float32": "float32", "float16": "float16", "int8/vector": "int8 / vector"}
-
-
-def _lat_label(name: str) -> str:
-    if name in _LAT_LABEL:
-        return _LAT_LABEL[name]
-    if name.startswith("pca"):
-        return f"PCA-{name[3:].split('+')[0]} + int8"
-    return f"PQ-{name[2:].split('x')[0]} x {PQ_NBITS} bit"
-
-
-def rate_utility_plot(pts: dict, path: Path, *, title: str, ylabel: str, per_q: bool = False,
-                      raw_lossy: bool = False) -> None:
-    """``pts``: key -> (bits per point-date, score), keys ``codes q<q>`` (codec, shipped head),
-    ``codes per-q q<q>`` (optional), ``latent <baseline>`` (a head trained on that baseline's output),
-    ``raw <storage>`` (raw-pixel head). Drawn with :func:`geocodec.training.rate_plot.draw` (the look of every
-    rate–utility figure); points far below the codec fall under the axis and are named at its bottom."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
-
-    from geocodec.training.rate_plot import draw, save
-
-    fig, ax = plt.subplots(figsize=(10, 5.4))
-    codec = [(f"q{q}", *pts[f"codes q{q}"]) for q in QUALITIES]
-    base = {f"{k[len('latent '):]} + zstd": v for k, v in pts.items() if k.startswith("latent ")}
-    raw = {"raw pixels, uint16 DN + zstd (raw-pixel head)": pts["raw uint16 DN"]}
-    draw(ax, codec, base, raw, codec_label="geocodec q1..q5 (shipped mixed-quality head)")
-    if per_q:
-        ax.plot([pts[f"codes q{q}"][0] for q in QUALITIES], [pts[f"codes per-q q{q}"][1] for q in QUALITIES],
-                marker="s", ls=":", color="#e6ab02", ms=5, label="geocodec, one head per quality")
-    if raw_lossy:
-        keys = [f"raw pca{k}+int8" for k in RAW_PCA_KS]
-        ax.plot([pts[k][0] for k in keys], [pts[k][1] for k in keys], marker=".", color="#a6a6a6", lw=1, ls="--",
-                label="raw bands PCA-k + int8 + zstd, k=" + ",".join(map(str, RAW_PCA_KS)) + " (raw-pixel head)")
-    ax.axhline(pts["raw uint16 DN"][1], color="black", ls="--", lw=0.6)
-    lo = min(v[1] for v in pts.values() if v[1] >= min(c[2] for c in codec) - 0.08) - 0.02
-    ax.set_ylim(bottom=lo)
-    for k, (x, y) in pts.items():
-        if y < lo:
-            ax.annotate(f"{_lat_label(k.split(' ', 1)[1])}: {y:.3f} (below)", (x, lo), textcoords="offset points",
-                        xytext=(3, 3), fontsize=7, color="#555555")
-    ax.set_xticks([6, 8, 12, 16, 24, 32, 48, 64, 100, 200, 350, 700])
-    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("bits per point-date (codec: ideal code length; baselines: zstd-19; log scale)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title + "\nbaselines: each read by a head trained on its own output", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    save(fig, path)
-    plt.close(fig)
-
-
-def _mean_rate(rates: dict, key: str) -> float:
-    return float(np.mean([r[key] for r in rates.values()]))
-
-
-def landcover_points(lc: dict) -> dict:
-    res, rates = lc["folds"], lc["rates"]
-    pts = {}
-    for q in QUALITIES:
-        pts[f"codes q{q}"] = (_mean_rate(rates, f"codes q{q}"), _summary(res, f"codes mixed q{q}", "oa")[0])
-        pts[f"codes per-q q{q}"] = (_mean_rate(rates, f"codes q{q}"), _summary(res, f"codes per-q q{q}", "oa")[0])
-    for key in rates[next(iter(rates))]:
-        if key.startswith(("latent ", "raw ")):
-            pts[key] = (_mean_rate(rates, key), _summary(res, key, "oa")[0])
-    return pts
-
-
-def _mon_values(mon: dict, key: str, fn) -> list:
-    """Per fold: the shipped head's results for ``q<q>``/``float``, the extra heads' for other keys."""
-    return [fn(mon["folds"][f][key] if key in mon["folds"][f] else mon["extra"][f][key]) for f in mon["folds"]]
-
-
-def monitor_points(mon: dict, rates: dict) -> dict:
-    oa = lambda r: r["per_date"]["oa"]  # noqa: E731
-    pts = {f"codes q{q}": (_mean_rate(rates, f"codes q{q}"), float(np.mean(_mon_values(mon, f"q{q}", oa))))
-           for q in QUALITIES}
-    for key in mon["extra"][next(iter(mon["extra"]))]:
-        if key.startswith(("latent ", "raw ")):
-            pts[key] = (_mean_rate(rates, key), float(np.mean(_mon_values(mon, key, oa))))
-    return pts
-
-
-def matched_rate_table(score, rates: dict, metric: str) -> list[str]:
-    """Markdown rows comparing each codec quality with the PQ and the PCA point of the largest rate not above
-    the codec's (no pick of the best): paired per-fold differences. ``score(fold, key)`` with keys
-    ``codes q<q>`` (the codec's shipped head) and ``latent <baseline>``."""
-    folds = list(rates)
-    out = [f"| codec | bits | {metric} | PQ at ≤ rate | bits | Δ {metric} PQ − codec (folds where PQ is higher) | "
-           f"PCA at ≤ rate | bits | Δ {metric} PCA − codec (folds where PCA is higher) |",
-           "|---|---:|---:|---|---:|---:|---|---:|---:|"]
-    wins = {"PQ": 0, "PCA": 0}
-    for q in QUALITIES:
-        ck = f"codes q{q}"
-        r = _mean_rate(rates, ck)
-        line = f"| q{q} | {r:.1f} | {np.mean([score(f, ck) for f in folds]):.3f} |"
-        for fam, keys in (("PQ", [f"latent pq{m}x{PQ_NBITS}" for m in PQ_MS]),
-                          ("PCA", [f"latent pca{k}+int8" for k in PCA_KS])):
-            below = [k for k in keys if k in rates[folds[0]] and _mean_rate(rates, k) <= r]
-            if not below:
-                line += " – | – | – |"
-                continue
-            k = max(below, key=lambda k: _mean_rate(rates, k))
-            d = np.array([score(f, k) - score(f, ck) for f in folds])
-            wins[fam] += int(d.mean() > 0)
-            line += (f" {_lat_label(k[7:])} | {_mean_rate(rates, k):.1f} | {d.mean():+.3f} ± {d.std():.3f} "
-                     f"({int((d > 0).sum())}/{len(d)}) |")
-        out.append(line)
-    out += ["", f"At a rate no higher than the codec's, PQ scores higher on average (paired over folds) at "
-            f"{wins['PQ']} of {len(QUALITIES)} qualities, PCA at {wins['PCA']} of {len(QUALITIES)}."]
-    return out
-
-
+# -- the report: every score, rate and fact the page and the figures are written from ---------------------
 def _nmse(P: dict, decoded_by_fold: dict) -> float:
     """Squared error of decoded latents over the latents' total variance, pooled over the test folds."""
     err = tot = 0.0
@@ -666,272 +549,80 @@ def _nmse(P: dict, decoded_by_fold: dict) -> float:
     return err / tot
 
 
-def write_docs(P: dict, lc: dict, mon: dict, files: dict, path: Path, plots: dict, wall_s: float,
-               epochs: int = 40, threads: int = 1) -> None:
-    res, rates, side = lc["folds"], lc["rates"], lc["side_bits"]
-    folds = list(res)
-
-    def rate(key):
-        return _mean_rate(rates, key)
-
-    def cell(key, metric):
-        mu, sd = _summary(res, key, metric)
-        return f"{mu:.3f} ± {sd:.3f}"
-
-    def nmse_latent(name):
-        return _nmse(P, {f: P["storage"][f]["latent"][name].decoded for f in folds})
-
-    def nmse_codes(q):
-        return _nmse(P, {f: P["deq"][q][P["folds"] == f] for f in folds})
-
-    f0 = res[SHIPPED_FOLD]["scores"]
-    fold_sizes = [int((P["folds"] == f).sum()) for f in range(N_FOLDS)]
-    n_pd = np.mean([res[f]["n_test"] for f in folds]) * P["lat"].shape[1]
-    pq_side = side[folds[0]][f"latent pq1x{PQ_NBITS}"]
-    ch_std = P["lat"].reshape(-1, P["lat"].shape[-1]).std(0)
-    small = ch_std < 0.05 * ch_std.max()
+def data_facts(P: dict, folds) -> dict:
+    """What the page says of the data and the storage beyond the scores (``data`` of the report): points,
+    dates, fold sizes, the latents' per-channel std, the share of band values off the uint16 DN grid, the q5
+    step and the NMSE of each stored form of the latents over ``folds`` (the storage of :func:`fold_storage`)."""
     dn = P["x5"].astype(np.float64) * 1e4
-    off_grid = float(np.mean(np.abs(dn - np.round(dn)) > 1e-2))
+    nmse = {f"latent {name}": _nmse(P, {f: fold_storage(P, f)["latent"][name].decoded for f in folds})
+            for name in latent_names()}
+    nmse.update({f"codes q{q}": _nmse(P, {f: P["deq"][q][P["folds"] == f] for f in folds}) for q in QUALITIES})
+    return {"points": int(len(P["y"])), "dates": [str(d)[:10] for d in P["d"]["dates"]],
+            "fold_sizes": [int((P["folds"] == f).sum()) for f in range(N_FOLDS)],
+            "latent_channel_std": [float(v) for v in P["lat"].reshape(-1, P["lat"].shape[-1]).std(0)],
+            "off_grid_dn": float(np.mean(np.abs(dn - np.round(dn)) > 1e-2)),
+            "q5_step": float(P["model"].step(5)), "nmse": nmse}
+
+
+def build_report(P: dict, lc: dict, mon: dict, files: dict, *, wall_s: float, epochs: int, threads: int,
+                 command: str) -> dict:
+    """The run's report (``scores.json``), JSON-ready: per-fold scores, rates and side bits of land cover
+    (``landcover``, ``rates``, ``side_bits``) and monitoring (``monitor``, ``monitor_extra``), the ONNX sizes
+    (``files``), :func:`data_facts` (``data``) and how it ran (``run``)."""
     import faiss
     import onnxruntime
     import torch
 
-    L = ["# Task heads: land cover and monitoring on geocodec codes", "",
-         "_Generated by `geocodec.training.heads`; do not edit by hand — rerun the command below._", "",
-         f"- **Command:** `{COMMAND}`",
-         f"- **Date:** {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC; wall time {wall_s:.0f} s "
-         f"(encoding {P['encode_s']:.0f} s) with {threads} thread(s) on {os.cpu_count()} CPU(s); Python "
-         f"{platform.python_version()}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
-         f"faiss {faiss.__version__}",
-         f"- **Files:** `geocodec/models/heads/landcover.onnx` ({files['landcover']:,} bytes), "
-         f"`geocodec/models/heads/monitor.onnx` ({files['monitor']:,} bytes); ONNX with the metadata of "
-         "`geocodec.tasks.heads` (task, input, output, classes, codec sha256s, training, scores); every score below "
-         "also in `geocodec/models/heads/scores.json`",
-         f"- **Data:** `rondonia/rondonia_s2l2a_monthly.npz` (real Sentinel-2 L2A 2022, INPE sits samples): "
-         f"{len(P['y'])} points x {P['lat'].shape[1]} dates, one of 9 labels per series. Bands B02, B03, B04, B08, "
-         "B11 picked from the 10.",
-         "- **How points become codes (homogeneous-field approximation):** the samples are single pixels, not "
-         "images. Each date's 5-band pixel is encoded with the shipped codec `s2-5band-v1` as a *uniform* 32 x 32 "
-         "patch; the latent cell at the centre of the 4 x 4 latent grid is kept (24 channels: the *float latent*) "
-         "and quantized at each quality (q = round(latent / step), dequantized q * step). A real file's cell sees "
-         "a textured 80 m neighbourhood, so scores on real files can differ from these; the heads are trained on "
-         "this approximation (`geocodec.tasks.series.point_series_codes`).",
-         f"- **Split (no leakage across space):** {BLOCK_DEG}° x {BLOCK_DEG}° lon/lat blocks, assigned to "
-         f"{N_FOLDS} folds, largest block first to the currently smallest fold (fold sizes {fold_sizes}). "
-         "**5-fold block CV**: every point is scored by a head that never saw its block (mean ± std over folds). "
-         f"The **shipped heads** are trained on folds != {SHIPPED_FOLD} and scored on fold {SHIPPED_FOLD} "
-         f"({res[SHIPPED_FOLD]['n_test']} points). No hyper-parameter was tuned on these folds beyond a first "
-         f"run with the defaults written here (MLP 264-128-64-9, {epochs} epochs, AdamW, one-cycle lr 2e-3; "
-         "monitor: half the epochs).",
-         "",
-         "## Rate–utility: what each row is", "",
-         "Every row stores the same test point-dates (one date of one point) in some way; the score is that of a "
-         "head trained on the training folds and run on what a consumer reads back from that storage. Rates are "
-         "**bits per point-date**, averaged over the 5 test folds.", "",
-         "- **geocodec q1..q5**: the 24 integer codes at that quality; rate = ideal code length (cross-entropy) "
-         "under the model's tables (`geocodec.format.entropy.cross_entropy_bits`). Head: the **shipped kind**, one "
-         "mixed-quality head trained on the "
-         "dequantized codes at q1..q5 (each sample draws a quality).",
-         "- **Embedding baselines** (`geocodec.training.baselines`): the same point-date's 24-d float latent (the "
-         "encoder's output before quantization) stored the ways a user would without geocodec; rate = zstd "
-         "level 19 (pyarrow) of the stored arrays of a test fold (one frame per array, as a Parquet column chunk "
-         "holds it) divided by its point-dates. Head: **one head per baseline, trained on what that baseline "
-         "gives back** for the training folds' point-dates (same MLP and recipe; the baseline is fitted on the "
-         "training folds and applied to both): a user of a PQ or PCA product has only the decoded vectors to "
-         "train on, just as the codec's head is trained on decoded codes. Last column: the **float-latent head** "
-         "(the one trained on float32 latents) run on the same input instead. That head was the first choice "
-         f"for every baseline, but it is erratic on any lossy input: {int(small.sum())} of the {len(ch_std)} "
-         f"latent channels are nearly constant on these uniform patches (std {ch_std[small].min():.3f}–"
-         f"{ch_std[small].max():.3f} against {ch_std[~small].min():.1f}–{ch_std[~small].max():.1f} for the other "
-         f"{int((~small).sum())}); a head trained on exact floats uses them, and every quantizer scaled to the "
-         f"large channels (int8, PCA, the codec: its q5 step is {P['model'].step(5):g}) rounds them away. Its "
-         "scores on lossy inputs swing either way (see the column) and are no measure of the storage.",
-         "  - *float32*, *float16*: the latents as they are, or rounded to half precision;",
-         "  - *int8 / vector*: int8 with one float16 scale per point-date (max |x| / 127);",
-         f"  - *PCA-k + int8* (k = {', '.join(map(str, PCA_KS))}): k principal components fitted on the training "
-         "folds' latents (all their point-dates), int8 with one scale per component (max |z| / 127 on training);",
-         f"  - *PQ-m x {PQ_NBITS} bit* (m = {', '.join(map(str, PQ_MS))}): faiss product quantization, m "
-         f"sub-vectors of 24/m dimensions, one byte each (2^{PQ_NBITS} k-means centroids per sub-vector, fitted on "
-         "the training folds' latents).",
-         "  - PCA bases and PQ codebooks are sent once per file and are **not** in the rate (a file of many tiles "
-         f"amortises them): a PQ codebook set is {pq_side / 8 / 1024:.0f} KiB "
-         f"({pq_side / n_pd:.0f} bits per point-date over one test fold of ~{n_pd:,.0f} point-dates), a PCA-6 "
-         f"basis {side[folds[0]]['latent pca6+int8'] / 8 / 1024:.1f} KiB.",
-         "- **Raw-pixel baseline**: the same MLP trained on the uncompressed float32 5-band pixels (no codec), "
-         "scored on the bands as stored. Rate: the bands as uint16 DN (reflectance x 10^4, the quantization L2A "
-         f"ships; {off_grid:.0%} of this file's values are off that grid, by at most 0.5 DN) + zstd, or as "
-         "float32 + zstd.",
-         "- **NMSE**: squared error of the decoded latents over the latents' total variance (pooled over the test "
-         "folds); 0 = the float latents. The codec's NMSE is that of the dequantized codes.",
-         "- **Caveat (intrinsic dimension):** here each latent is the encoder's output for a uniform patch, i.e. a "
-         "function of 5 band values, so the 24-d latents lie near a 5-d surface and PCA with 6 components leaves "
-         "only its int8 rounding (NMSE column). PCA and PQ are fitted on exactly these latents and exploit that; a "
-         "real file's cells see texture and their latents span more dimensions. The codec's tables were trained on "
-         "real image tiles, not on these. So the PCA/PQ rows are optimistic for real files.",
-         "", "## Land cover (`landcover.onnx`): 9 classes from the 11-date series", "",
-         f"![rate vs utility, land cover]({plots['landcover']})", "",
-         "Plot: mean OA over the 5 folds. The fold-to-fold std (≈ ±0.09, table) is mostly shared by all rows, "
-         "which are scored on the same folds.", "",
-         "| storage | bits / point-date | head trained on | NMSE | OA (5-fold CV) | macro-F1 (5-fold CV) | OA fold 0 | "
-         "macro-F1 fold 0 | OA (CV), float-latent head |",
-         "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-
-    def row(label, rkey, head, nm, key, other):
-        return (f"| {label} | {rate(rkey):.1f} | {head} | {nm} | {cell(key, 'oa')} | {cell(key, 'f1')} | "
-                f"{f0[key]['oa']:.3f} | {f0[key]['f1']:.3f} | {other} |")
-
-    L.append(row("raw pixels, uint16 DN + zstd", "raw uint16 DN", "float32 bands", "–", "raw uint16 DN", "–"))
-    L.append(row("raw pixels, float32 + zstd", "raw float32", "float32 bands", "–", "raw float32", "–"))
-    for name in latent_names():
-        L.append(row(f"latents, {_lat_label(name)}", f"latent {name}", "this storage", f"{nmse_latent(name):.4f}",
-                     f"latent {name}", cell(f"float head on latent {name}", "oa")))
-    for q in QUALITIES:
-        L.append(row(f"**geocodec q{q}**", f"codes q{q}", "codes q1..q5 (shipped)", f"{nmse_codes(q):.4f}",
-                     f"codes mixed q{q}", cell(f"float head on codes q{q}", "oa")))
-    noise = _summary(res, "latent float16", "oa")[0] - _summary(res, "latent float32", "oa")[0]
-    L += ["", f"float32 and float16 latents hold the same information (NMSE ≈ 0); their OA difference, {noise:+.3f}, "
-          "is the noise of head training alone (another random initialisation): read smaller differences as ties."]
-    L += ["", "**Matched rates:** each codec quality against the PQ and the PCA point of the largest rate that is "
-          "not above the codec's (so no baseline is picked for its score); Δ = baseline − codec, per fold on the "
-          "same test points, mean ± std over the 5 folds.", ""]
-    L += matched_rate_table(
-        lambda f, k: res[f]["scores"]["codes mixed " + k[6:] if k.startswith("codes q") else k]["oa"], rates, "OA")
-    L += ["", "Raw bands stored lossy (secondary; the raw-pixel head trained on float32 bands, run on the "
-          "decoded bands; rates per point-date as above):", "",
-          "| storage of the 5 bands | bits / point-date | OA (5-fold CV) | macro-F1 (5-fold CV) |",
-          "|---|---:|---:|---:|"]
-    for name in ["float16", "int8/vector", *[f"pca{k}+int8" for k in RAW_PCA_KS]]:
-        L.append(f"| {_lat_label(name)} | {rate(f'raw {name}'):.1f} | {cell(f'raw {name}', 'oa')} | "
-                 f"{cell(f'raw {name}', 'f1')} |")
-    L += ["", "One head per quality (trained and scored at that quality only), for the choice of a single "
-          "mixed-quality head:", "", "| quality | OA mixed head | OA per-quality head | macro-F1 mixed | macro-F1 per-quality |",
-          "|---|---:|---:|---:|---:|"]
-    for q in QUALITIES:
-        L.append(f"| q{q} | {cell(f'codes mixed q{q}', 'oa')} | {cell(f'codes per-q q{q}', 'oa')} | "
-                 f"{cell(f'codes mixed q{q}', 'f1')} | {cell(f'codes per-q q{q}', 'f1')} |")
-    gain = np.mean([_summary(res, f"codes per-q q{q}", "oa")[0] - _summary(res, f"codes mixed q{q}", "oa")[0]
-                    for q in QUALITIES])
-    L += ["", f"Mean OA gain of per-quality heads over the mixed head: {gain:+.3f}. "
-          + ("That is within the fold-to-fold spread, so one mixed-quality head is shipped (one file serves every "
-             "quality)." if abs(gain) < 0.02 else
-             "One mixed-quality head is still shipped (one file for every quality); see the table for the cost."), ""]
-
-    L += ["## Monitoring (`monitor.onnx`): class per date and change events", "",
-          "**What can be trained:** the labels are one per series. The per-date classifier learns Forest "
-          "(Forest, Mountainside_Forest and Riparian_Forest merged), Seasonally_Flooded, Wetland and Water from "
-          "every date of their series (these are taken as stable through the year), and the three clear-cut "
-          f"classes from the last three dates of their series only (indices {list(CLEAR_CUT_DATES)}: Oct–Dec 2022), "
-          "since the clearing date is unknown. Trained on single-date codes at mixed qualities, unweighted cross-entropy (class-balanced weights were tried once and gave far more false events on forest series: 13–53 % per fold).",
-          "",
-          "**Event rule** (`geocodec.tasks.monitor.detect_events`): an event is the first date whose class is a clear-cut "
-          "class for >= 2 consecutive dates, right after a Forest date; the event date is that first clear-cut date.",
-          "",
-          "**What is measured:** per-date accuracy on the per-date labels above (held-out blocks); the share of "
-          "clear-cut labelled series that get an event (a *detection rate*, not a date accuracy); the share of "
-          "forest series (3 forest classes) and of other non-clear-cut series that get an event (false events). "
-          "**Not measured:** whether the event *date* is right (no per-date truth exists in these labels), "
-          "clearings before January 2022 (a series that is never Forest cannot have an event), and degradation "
-          "or regrowth events.", "",
-          "**Rate–utility** (rows as for land cover, same storage of the same test point-dates, same rates): "
-          "geocodec rows run the shipped kind of monitor head (mixed-quality codes); each embedding baseline a "
-          "per-date head trained on that baseline's output (same MLP 24-64-64-7 and recipe); the raw-pixel rows a "
-          "per-date head on the float32 5-band pixels. Last column: the float-latent per-date head on the same "
-          "input, as above.", "",
-          f"![rate vs utility, monitoring]({plots['monitor']})", "",
-          "| storage | bits / point-date | head trained on | per-date OA (CV) | per-date macro-F1 (CV) | clear-cut "
-          "series with event (CV) | forest series with a false event (CV) | other series with an event (CV) | "
-          "per-date OA (CV), float-latent head |",
-          "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-
-    def mcell(key, fn):
-        v = _mon_values(mon, key, fn)
-        return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
-
-    def mrow(label, rkey, head, key, other):
-        return (f"| {label} | {rate(rkey):.1f} | {head} | {mcell(key, lambda r: r['per_date']['oa'])} | "
-                f"{mcell(key, lambda r: r['per_date']['f1'])} | "
-                f"{mcell(key, lambda r: r['events']['clear_cut_detected'])} | "
-                f"{mcell(key, lambda r: r['events']['forest_false_event'])} | "
-                f"{mcell(key, lambda r: r['events']['other_false_event'])} | {other} |")
-
-    L.append(mrow("raw pixels, uint16 DN + zstd", "raw uint16 DN", "float32 bands", "raw uint16 DN", "–"))
-    L.append(mrow("raw pixels, float32 + zstd", "raw float32", "float32 bands", "raw float32", "–"))
-    for name in latent_names():
-        L.append(mrow(f"latents, {_lat_label(name)}", f"latent {name}", "this storage", f"latent {name}",
-                      mcell(f"float head on latent {name}", lambda r: r["per_date"]["oa"])))
-    for q in QUALITIES:
-        L.append(mrow(f"**geocodec q{q}**", f"codes q{q}", "codes q1..q5 (shipped)", f"q{q}",
-                      mcell(f"float head on codes q{q}", lambda r: r["per_date"]["oa"])))
-    noise = (np.mean(_mon_values(mon, "latent float16", lambda r: r["per_date"]["oa"]))
-             - np.mean(_mon_values(mon, "latent float32", lambda r: r["per_date"]["oa"])))
-    L += ["", f"Head-training noise, as for land cover (float16 − float32 per-date OA): {noise:+.3f}."]
-    L += ["", "**Matched rates** (as for land cover; per-date OA):", ""]
-    L += matched_rate_table(lambda f, k: (mon["folds"][f][k[6:]] if k.startswith("codes q") else mon["extra"][f][k])
-                            ["per_date"]["oa"], rates, "OA")
-    mres = mon["folds"]
-    ev = mres[SHIPPED_FOLD]["q3"]["events"]
-    L += ["", f"Fold {SHIPPED_FOLD} (shipped head) at q3, per labelled class:", "",
-          "| series label | series | with an event | first date classed Forest |", "|---|---:|---:|---:|"]
-    for c, v in ev["per_class"].items():
-        L.append(f"| {c} | {v['series']} | {v['with_event']} | {v['starts_forest']} |")
-    dates = [str(d)[:10] for d in P["d"]["dates"]]
-    hist = ev["event_date_index_histogram"]
-    L += ["", "Event dates of the clear-cut series (fold 0, q3): " +
-          ", ".join(f"{dates[i]}: {h}" for i, h in enumerate(hist) if h), "",
-          "## Few-shot heads (`geocodec train-head`)", "",
-          "`geocodec.tasks.fewshot.train_head` fits a multinomial logistic regression (L2, balanced class weights, "
-          "300 full-batch Nesterov steps) in numpy on standardized embeddings and writes it as ONNX (MatMul, Add, "
-          "Softmax) with the same metadata (task `custom`, input kind `embedding` and its dimension, classes with "
-          "colours, the file's model and decoder sha256). No torch, seconds on a laptop.", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text("\n".join(L) + "\n")
+    run = {"command": command, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+           "wall_s": float(wall_s), "encode_s": float(P["encode_s"]), "epochs": epochs, "threads": threads,
+           "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+           "onnxruntime": onnxruntime.__version__, "faiss": faiss.__version__}
+    report = {"landcover": {str(k): v for k, v in lc["folds"].items()},
+              "rates": {str(k): v for k, v in lc["rates"].items()},
+              "side_bits": {str(k): v for k, v in lc["side_bits"].items()},
+              "monitor": {str(k): v for k, v in mon["folds"].items()},
+              "monitor_extra": {str(k): v for k, v in mon["extra"].items()},
+              "files": dict(files), "data": data_facts(P, list(lc["folds"])), "run": run}
+    return json.loads(json.dumps(report))  # what the saved file gives back
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m geocodec.training.heads", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="geocodec/models/heads")
-    ap.add_argument("--docs", default="docs/heads.md")
-    ap.add_argument("--plot", default="docs/img/rate_utility_landcover.png")
-    ap.add_argument("--plot-monitor", default="docs/img/rate_utility_monitor.png")
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=1, help="torch and faiss threads")
-    ap.add_argument("--folds", type=int, nargs="*", help="only these folds (default all; fold 0 is always run)")
-    ap.add_argument("-q", "--quiet", action="store_true")
-    a = ap.parse_args(argv)
+def run(*, out: str | os.PathLike = "geocodec/models/heads", docs: str | os.PathLike = "docs/heads.md",
+        plot: str | os.PathLike = "docs/img/rate_utility_landcover.png",
+        plot_monitor: str | os.PathLike = "docs/img/rate_utility_monitor.png", epochs: int = 40, threads: int = 1,
+        folds=None, progress: bool = True, command: str = COMMAND, log=print) -> dict:
+    """Train and score both heads, write ``landcover.onnx``, ``monitor.onnx`` and the report ``scores.json``
+    into ``out``, then the page and the figures from that report (:mod:`geocodec.training.heads_report`).
+    ``folds``: only these folds (fold 0, the shipped heads', always runs). Returns the report."""
     import faiss
     import torch
 
-    torch.set_num_threads(a.threads)
-    faiss.omp_set_num_threads(a.threads)
+    from geocodec.training import heads_report
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
     t0 = time.time()
-    P = prepare(progress=not a.quiet)
-    print(f"encoded {P['lat'].shape[0]} x {P['lat'].shape[1]} point-dates in {P['encode_s']:.0f} s", flush=True)
-    folds = sorted(set([SHIPPED_FOLD, *(a.folds or range(N_FOLDS))]))
-    log = lambda s: print(s, flush=True)  # noqa: E731
-    lc = run_landcover(P, epochs=a.epochs, folds=folds, log=log)
-    mon = run_monitor(P, epochs=max(10, a.epochs // 2), folds=folds, log=log)
-    files = export(P, lc, mon, Path(a.out))
-    plot, plot_m = Path(a.plot), Path(a.plot_monitor)
-    rate_utility_plot(landcover_points(lc), plot, per_q=True, raw_lossy=True,
-                      title="Rondonia land cover (9 classes, 11-date series): rate vs. utility",
-                      ylabel="overall accuracy (5-fold spatial block CV, mean)")
-    rate_utility_plot(monitor_points(mon, lc["rates"]), plot_m,
-                      title="Rondonia monitoring (7 classes per date): rate vs. utility",
-                      ylabel="per-date overall accuracy (5-fold spatial block CV, mean)")
-    docs = Path(a.docs)
-    rels = {"landcover": os.path.relpath(plot, docs.parent), "monitor": os.path.relpath(plot_m, docs.parent)}
-    write_docs(P, lc, mon, files, docs, rels, time.time() - t0, epochs=a.epochs, threads=a.threads)
-    with atomic_output(Path(a.out) / "scores.json") as tmp, open(tmp, "w") as f:
-        json.dump({"landcover": {str(k): v for k, v in lc["folds"].items()},
-                   "rates": {str(k): v for k, v in lc["rates"].items()},
-                   "side_bits": {str(k): v for k, v in lc["side_bits"].items()},
-                   "monitor": {str(k): v for k, v in mon["folds"].items()},
-                   "monitor_extra": {str(k): v for k, v in mon["extra"].items()}}, f, indent=1)
-    print(f"wrote {a.out}/landcover.onnx, {a.out}/monitor.onnx, {a.out}/scores.json, {docs}, {plot}, {plot_m} "
-          f"in {time.time() - t0:.0f} s")
-    return 0
+    P = prepare(progress=progress)
+    log(f"encoded {P['lat'].shape[0]} x {P['lat'].shape[1]} point-dates in {P['encode_s']:.0f} s")
+    folds = sorted(set([SHIPPED_FOLD, *(range(N_FOLDS) if folds is None else folds)]))
+    lc = run_landcover(P, epochs=epochs, folds=folds, log=log)
+    mon = run_monitor(P, epochs=max(10, epochs // 2), folds=folds, log=log)
+    files = export(P, lc, mon, Path(out), command)
+    report = build_report(P, lc, mon, files, wall_s=time.time() - t0, epochs=epochs, threads=threads,
+                          command=command)
+    with atomic_output(Path(out) / "scores.json") as tmp, open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+    heads_report.write(report, docs, plot, plot_monitor)
+    log(f"wrote {out}/landcover.onnx, {out}/monitor.onnx, {out}/scores.json, {docs}, {plot}, {plot_monitor} "
+        f"in {time.time() - t0:.0f} s")
+    return report
+
+
+def main(argv=None) -> int:
+    """``python -m geocodec.training.heads``: the same command as ``geocodec train heads``."""
+    from geocodec.training.commands import main as train_main
+
+    return train_main("heads", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,9 +1,12 @@
-"""Ship head on the learned codec's latent grid: data, training, evaluation, ONNX export, report.
+"""Ship head on the learned codec's latent grid: data, training, evaluation, ONNX export, the saved report.
 
-One command reproduces ``geocodec/models/heads/ships.onnx``, ``docs/ships.md`` and
-``docs/img/rate_utility_ships.png``::
+One command reproduces ``geocodec/models/heads/ships.onnx``, its report ``ships_scores.json``, ``docs/ships.md``
+and ``docs/img/rate_utility_ships.png``::
 
-    python -m geocodec.training.ships
+    geocodec train ships      # or python -m geocodec.training.ships, the same command
+
+The page and the figure are rendered from the report alone by :mod:`geocodec.training.ships_report`
+(``--report-only`` renders them again without training).
 
 Data: sen2ships (``../shared/data/sen2ships``), 5 bands B02, B03, B04, B08, B11 as
 reflectance = DN / 10000, invalid pixels (DN 0) filled like the producer does
@@ -28,10 +31,8 @@ same or a neighbouring cell (Chebyshev distance <= 1 cell), one to one, best sco
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,6 @@ WIDTH = 64          # channels of the latent head's conv layers
 POS_WEIGHT = 4.0    # weight of ship cells in the binary cross-entropy
 REPO = D.REPO_ROOT
 HEAD_PATH = REPO / "geocodec" / "models" / "heads" / "ships.onnx"
-DOC_PATH = REPO / "docs" / "ships.md"
-PLOT_PATH = REPO / "docs" / "img" / "rate_utility_ships.png"
 REPORT_PATH = REPO / "geocodec" / "models" / "heads" / "ships_scores.json"  # every score of the run; --report-only
 
 
@@ -393,8 +392,9 @@ def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
 def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=None, command: str = "",
         log=print) -> dict:
     from geocodec.atomic import atomic_output
-    from geocodec.training.baselines import raw_tile_bits
     from geocodec.codecs.learned import LearnedModel
+    from geocodec.training import ships_report
+    from geocodec.training.baselines import raw_tile_bits
 
     t0 = time.time()
     torch.set_num_threads(1)  # small convs: one thread is fastest (and shares the CPU well)
@@ -510,173 +510,25 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
     report["date"] = _dt.date.today().isoformat()
     with atomic_output(REPORT_PATH) as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1, default=lambda o: o.item()) + "\n")
-    write_plot(report, PLOT_PATH)
-    write_doc(report, DOC_PATH)
-    log(f"wrote {HEAD_PATH}, {REPORT_PATH}, {DOC_PATH}, {PLOT_PATH} in {report['minutes']:.1f} min")
+    ships_report.write(REPORT_PATH)
+    log(f"wrote {HEAD_PATH}, {REPORT_PATH}, {ships_report.DOC_PATH}, {ships_report.PLOT_PATH} in "
+        f"{report['minutes']:.1f} min")
     return report
 
 
 def add_meta_scores(onnx_bytes: bytes, sc: dict) -> bytes:
+    """``onnx_bytes`` with the head's ``scores`` metadata set to ``sc``."""
     from geocodec.tasks.heads import add_head_metadata
 
     return add_head_metadata(onnx_bytes, {"scores": sc})
 
 
-def write_plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from geocodec.training.rate_plot import draw, save
-
-    fig, axes = plt.subplots(1, len(report["results"]), figsize=(12, 4.8), sharey=True)
-    for ax, (port, rows) in zip(np.atleast_1d(axes), report["results"].items()):
-        codec = [(k, r["bits_per_tile"], r["obj_f1"]) for k, r in rows.items() if k.startswith("q")]
-        base = {k: (r["bits_per_tile"], r["obj_f1"]) for k, r in rows.items() if k.endswith("+zstd")}
-        raw = rows["raw pixels"]
-        draw(ax, codec, base, {"raw uint16 + zstd (pixel head)": (raw["bits_per_tile"], raw["obj_f1"])},
-             codec_label="geocodec q1..q5 (shipped head)", suffix="+zstd")
-        ax.set_title(f"{port} (held out, {rows['q1']['ships']} ships)")
-        ax.set_xlabel("bits per 128 x 128 px tile")
-    np.atleast_1d(axes)[0].set_ylabel("object F1 (80 m cells, +-1 cell)")
-    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4, frameon=False)
-    fig.suptitle("Ship detection on held-out ports: rate vs utility (the same head on every latent input)")
-    save(fig, path, rect=(0, 0.1, 1, 1))
-    plt.close(fig)
-
-
-def _row(name: str, r: dict) -> str:
-    return (f"| {name} | {r['bits_per_tile']:,.0f} | {r['tile_precision']:.2f} | {r['tile_recall']:.2f} | "
-            f"{r['tile_f1']:.2f} | {r['count_mae']:.2f} | {r['detections']} / {r['ships']} ships | "
-            f"{r['obj_precision']:.2f} | {r['obj_recall']:.2f} | {r['obj_f1']:.2f} |")
-
-
-HEADER = ["| input | bits/tile | tile P | tile R | tile F1 | count MAE | detections | obj P | obj R | obj F1 |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-
-
-def write_doc(report: dict, path: Path) -> None:
-    cv = report["cv"]
-    mean_cv = {k: float(np.mean([cv[p][k]["obj_f1"] for p in cv])) for k in next(iter(cv.values()))}
-    lines = ["# Ship detection head (`ships.onnx`)", "",
-             f"_Generated by `{report['command']}` on {report['date']}; do not edit by hand._", "",
-             f"A small conv net (5 conv layers, {WIDTH} channels) on the dequantized 24 x 16 x 16 latent grid of "
-             f"{report['model']} predicts a ship probability per 80 m cell. Detections are cells over the threshold "
-             "that are a 3 x 3 local maximum within their tile; the per-tile count is the number of detections. "
-             "Consumers run it with `geocodec ships FILE -o ships.gpkg` (geocodec/ships.py, onnxruntime only).", "",
-             "## Data, targets and split", "",
-             "sen2ships harbour scenes (../shared/data/sen2ships): bands B02, B03, B04, B08, B11, reflectance = DN/10000; "
-             "COCO ship boxes (ships are 10-40 px long, 1-5 cells). 128 px tiles on a grid anchored at the scene's "
-             "top-left corner, the partial right/bottom tiles zero-padded and kept when they hold a valid pixel; "
-             "invalid pixels filled with the tile's band mean (as the producer does).", "",
-             "**Target per 80 m cell:** min(1, 2 x share of the cell inside a ship box), binary cross-entropy with "
-             f"ship cells weighted {POS_WEIGHT:g}. Every cell a ship covers is a ship cell, so the net is not asked to "
-             "guess which of a ship's 2-5 cells holds the box centre. Scoring uses box centres (below).", "",
-             f"- **training**: {', '.join(TRAIN_PORTS)}; each scene also encoded shifted by 64 px and under the 8 "
-             f"rotations/flips ({report['train_tiles']} latent tiles), codes at a random quality 1..5 per sample, "
-             f"{report['steps']} steps; raw-pixel baseline: {report['pixel_tiles']} tiles (unshifted, 4 of the 8 "
-             f"rotations/flips), {report['pixel_steps']} steps",
-             "- **threshold**: chosen on out-of-fold probabilities over port folds "
-             + "; ".join("{" + ", ".join(f) + "}" for f in THRESHOLD_FOLDS)
-             + ": each fold's ports are scored at every quality by a head trained on the other ports, and the "
-             f"threshold maximises the mean object F1 over all 7 ports x 5 qualities: **{report['threshold']}** "
-             f"(mean {report['cv_f1']:.3f}); raw-pixel baseline {report['pixel_threshold']} "
-             f"({report['pixel_cv_f1']:.3f}). The shipped head is then trained on all 7 ports.",
-             f"- **held out** (never used for training or choosing anything; also held out from the codec): "
-             + ", ".join(f"{p} ({report['tiles'][p]} tiles, {report['ships'][p]} ships)" for p in HELD_OUT),
-             "- not used: santos (lacks B02, cannot be encoded)",
-             f"- seed {report['seed']}, CPU, {report['minutes']:.1f} min in all; ONNX vs torch max difference "
-             f"{report['onnx_check']:.1e}", "",
-             "## Scores on the held-out ports", "",
-             "Tile: presence (any detection) precision / recall / F1 over all tiles. Count MAE: mean absolute error of "
-             "the number of detections per tile. Object: a detection matches an annotated ship whose box centre is in "
-             "the same or a neighbouring 80 m cell, one to one (best score first). Bits per tile: for geocodec the "
-             "cross-entropy of the codes under the model's tables at that quality (what the file's entropy coder "
-             "spends, within a few bytes); for the storage baselines (`geocodec.training.baselines`, on the 24-d cell vectors "
-             "of the *unquantized* latents; PCA bases and PQ codebooks fitted on the training ports, their one-off "
-             "size left out) the zstd-19 size of the stored arrays per tile; raw pixels: each tile's 5 x 128 x 128 "
-             "uint16 DN with zstd-19.", "",
-             "![rate-utility](img/rate_utility_ships.png)", ""]
-    for port, rows in report["results"].items():
-        lines += [f"### {port}", "", *HEADER]
-        lines += [_row(name, r) for name, r in rows.items()]
-        lines.append("")
-    lines += ["`float32+zstd`: the same head on the encoder's float latents (no quantization). Other `+zstd` rows: "
-              "the same head on latents stored as float16, int8 with one scale per cell vector, k PCA components in "
-              "int8 (`pcaK`), or faiss product quantization with m sub-quantizers of 8 bits (`pqMx8`). "
-              "`raw pixels`: a separate small conv net (stride-2 x 3) trained on the 5 raw bands of the same tiles "
-              "with the same targets, output grid, threshold procedure and scoring.", "",
-              "## Out-of-fold scores on the training ports", "",
-              "What chose the threshold: each port scored by the fold head that did not see it (object F1).", "",
-              "| port | ships | " + " | ".join(mean_cv) + " |", "|---|---:|" + "---:|" * len(mean_cv)]
-    for p, r in cv.items():
-        lines.append(f"| {p} | {r['q1']['ships']} | " + " | ".join(f"{r[k]['obj_f1']:.2f}" for k in mean_cv) + " |")
-    lines += ["| **mean** | | " + " | ".join(f"**{v:.2f}**" for v in mean_cv.values()) + " |", "",
-              "## Reproduce", "", "```", report["command"], "```", "",
-              "Writes geocodec/models/heads/ships.onnx (with its `geocodec:*` metadata: task, input, output, codec "
-              "model_sha256, training, scores), this page and docs/img/rate_utility_ships.png.", "",
-              "## Limits", "",
-              "- Few labels: the held-out ports hold only a few dozen ships each, so every score above moves by several "
-              "points with one ship; treat differences of < 0.1 F1 as noise.",
-              "- Hard task at this resolution: ships docked side by side along a pier fall in the same or neighbouring "
-              "80 m cells, small boats that are not annotated look like ships, and so do thin bright structures at sea "
-              "such as breakwaters (all count as false positives; `geocodec ships FILE --png` shows them on the map).",
-              _gap_sentence(report),
-              "- Positions are at the latent resolution (80 m cells); ship size, heading and boxes are not predicted.",
-              "- Detections are per tile (no peak suppression across tile edges), so a ship on a tile edge may be "
-              "reported twice."]
-    from geocodec.atomic import atomic_output
-
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")
-
-
-def _gap_sentence(report: dict) -> str:
-    """Where the score is lost, from the figures: quantization (codes vs float latents, same head) and the
-    latents themselves (float latents vs the raw-pixel net), mean object F1 over the held-out ports."""
-    res, cv = report["results"], report["cv"]
-
-    def mean(rows, key):
-        return float(np.mean([r[key]["obj_f1"] for r in rows.values()]))
-
-    codes = [mean(res, f"q{q}") for q in QUALITIES]
-    flt, raw = mean(res, "float32+zstd"), mean(res, "raw pixels")
-    cv_codes = float(np.mean([mean(cv, f"q{q}") for q in QUALITIES]))
-    return (f"- Where the score goes (mean object F1 over the held-out ports): the head on the float latents "
-            f"{flt:.2f}, on the codes q1..q5 {min(codes):.2f}-{max(codes):.2f}, so quantization costs "
-            f"{flt - max(codes):+.2f} to {flt - min(codes):+.2f}; the raw-pixel net, which sees every 10 m pixel, "
-            f"{raw:.2f} (out of fold on the training ports: codes {cv_codes:.2f}, raw pixels {mean(cv, 'raw pixels'):.2f}). "
-            "The codec's latents were trained to reconstruct the image, not to find ships; what a ship-aware "
-            "encoder would gain is not measured here.")
-
-
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m geocodec.training.ships", description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--pixel-steps", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data)")
-    ap.add_argument("--report-only", action="store_true",
-                    help=f"rewrite {DOC_PATH.relative_to(REPO)} and the plot from {REPORT_PATH.relative_to(REPO)} "
-                         "without training")
-    a = ap.parse_args(argv)
-    if a.report_only:
-        if not REPORT_PATH.is_file():
-            ap.error(f"--report-only: {REPORT_PATH} is missing; run without --report-only to train and write it")
-        report = json.loads(REPORT_PATH.read_text())
-        write_plot(report, PLOT_PATH)
-        write_doc(report, DOC_PATH)
-        print(f"wrote {DOC_PATH}, {PLOT_PATH} from {REPORT_PATH}")
-        return 0
-    cmd = "python -m geocodec.training.ships" + "".join(
-        f" {f} {v}" for f, v, d in (("--steps", a.steps, 3000), ("--pixel-steps", a.pixel_steps, 1500),
-                                    ("--seed", a.seed, 0)) if v != d)
-    run(seed=a.seed, steps=a.steps, pixel_steps=a.pixel_steps, data_dir=a.data, command=cmd,
-        log=lambda m: print(m, flush=True))
-    return 0
+    """``python -m geocodec.training.ships``: the same command as ``geocodec train ships``."""
+    from geocodec.training.commands import main as train_main
+
+    return train_main("ships", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

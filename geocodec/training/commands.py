@@ -1,0 +1,201 @@
+"""The one ``geocodec train codec|heads|ships`` command: each target's options, defined once.
+
+``geocodec train`` (:mod:`geocodec.cli.main`) and ``python -m geocodec.training.<train|heads|ships>``
+build their parsers from the same functions here and run the same :func:`run_codec`,
+:func:`run_heads` or :func:`run_ships`. ``geocodec train`` with no target trains the codec.
+Every target takes ``--report-only``: render its page again from the saved report without
+training (codec: ``docs/model-card.md`` from ``model.json``; heads: ``docs/heads.md`` and its
+figures from ``scores.json``; ships: ``docs/ships.md`` and its figure from ``ships_scores.json``).
+
+This module imports no torch: the parsers are built before anything is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+TARGETS = ("codec", "heads", "ships")
+#: ``python -m`` module of each target
+MODULES = {"codec": "geocodec.training.train", "heads": "geocodec.training.heads",
+           "ships": "geocodec.training.ships"}
+HELP = {"codec": "the learned Sentinel-2 codec s2-5band-v1 (model.json, ONNX files, model card)",
+        "heads": "the shipped land-cover and monitoring heads on Rondonia (docs/heads.md)",
+        "ships": "the shipped ship head on sen2ships (docs/ships.md)"}
+CODEC_OUT = "out/train/s2-5band-v1"
+CARD = "docs/model-card.md"
+
+
+def _command(prog: str, options) -> str:
+    """``prog`` followed by the options ``(flag, value, default)`` whose value is not the default."""
+    return prog + "".join(f" {flag} {value}" for flag, value, default in options if value != default)
+
+
+# -- codec ----------------------------------------------------------------------------------------------
+def add_codec_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``geocodec train codec``."""
+    p.add_argument("--out", default=CODEC_OUT, help=f"model folder to write (default {CODEC_OUT})")
+    p.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
+    p.add_argument("--minutes", type=float,
+                   help="stop after this much wall time (whichever of steps/minutes comes first)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
+    p.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data beside the project)")
+    p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
+    p.add_argument("--report-only", action="store_true",
+                   help=f"only write the model card (--card, default {CARD}) from OUT/model.json, without training")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def run_codec(a: argparse.Namespace) -> int:
+    """Train the codec (or, with ``--report-only``, write its card from ``model.json``)."""
+    if a.report_only:
+        from geocodec.training.model_card import write_model_card
+
+        report, card = Path(a.out) / "model.json", a.card or CARD
+        if not report.is_file():
+            a.parser.error(f"--report-only: {report} is missing; run without --report-only to train and write it")
+        write_model_card(report, card)
+        print(f"wrote {card} from {report}")
+        return 0
+    from geocodec.training.train import train
+
+    invoked = _command(f"{a.prog} --out {a.out}", [
+        (f, v, None) for f, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
+                                  ("--device", a.device), ("--data", a.data), ("--card", a.card))])
+    card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
+                 progress=not a.quiet, card_path=a.card, command=invoked)
+    tr = card["training"]
+    print(f"wrote {a.out}: {card['name']} trained {tr['steps']} steps in {tr['minutes']:.1f} min on {tr['device']}")
+    for name, s in card.get("scores", {}).get("sets", {}).items():
+        cells = ", ".join(f"q{k} {r['bits_per_pixel']:.3f} bpp {r['psnr_db']} dB"
+                          for k, r in sorted(s["qualities"].items(), key=lambda kv: int(kv[0])))
+        print(f"  {name} ({s['tiles']} tiles): {cells}")
+    if a.card:
+        print(f"wrote {a.card}")
+    return 0
+
+
+# -- land-cover and monitoring heads ----------------------------------------------------------------------
+HEADS_DEFAULTS = {"out": "geocodec/models/heads", "docs": "docs/heads.md",
+                  "plot": "docs/img/rate_utility_landcover.png", "plot_monitor": "docs/img/rate_utility_monitor.png",
+                  "epochs": 40, "threads": 1}
+
+
+def add_heads_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``geocodec train heads``."""
+    d = HEADS_DEFAULTS
+    p.add_argument("--out", default=d["out"], help=f"folder of the heads and scores.json (default {d['out']})")
+    p.add_argument("--docs", default=d["docs"], help=f"page to write (default {d['docs']})")
+    p.add_argument("--plot", default=d["plot"])
+    p.add_argument("--plot-monitor", default=d["plot_monitor"])
+    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--threads", type=int, default=d["threads"], help="torch and faiss threads")
+    p.add_argument("--folds", type=int, nargs="*", help="only these folds (default all; fold 0 is always run)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only write --docs and the plots from OUT/scores.json, without training")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def run_heads(a: argparse.Namespace) -> int:
+    """Train the land-cover and monitoring heads (or, with ``--report-only``, render their page)."""
+    report = Path(a.out) / "scores.json"
+    if a.report_only:
+        from geocodec.training.heads_report import write
+
+        if not report.is_file():
+            a.parser.error(f"--report-only: {report} is missing; run without --report-only to train and write it")
+        write(report, a.docs, a.plot, a.plot_monitor)
+        print(f"wrote {a.docs}, {a.plot}, {a.plot_monitor} from {report}")
+        return 0
+    from geocodec.training.heads import run
+
+    d = HEADS_DEFAULTS
+    command = _command(a.prog, [("--out", a.out, None), ("--docs", a.docs, None),
+                                ("--plot", a.plot, d["plot"]), ("--plot-monitor", a.plot_monitor, d["plot_monitor"]),
+                                ("--epochs", a.epochs, d["epochs"]), ("--threads", a.threads, d["threads"])])
+    if a.folds:
+        command += " --folds " + " ".join(map(str, a.folds))
+    run(out=a.out, docs=a.docs, plot=a.plot, plot_monitor=a.plot_monitor, epochs=a.epochs, threads=a.threads,
+        folds=a.folds or None, progress=not a.quiet, command=command, log=lambda s: print(s, flush=True))
+    return 0
+
+
+# -- ship head ------------------------------------------------------------------------------------------
+SHIPS_DEFAULTS = {"steps": 3000, "pixel_steps": 1500, "seed": 0}
+
+
+def add_ships_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``geocodec train ships`` (it writes geocodec/models/heads/ships.onnx, ships_scores.json,
+    docs/ships.md and docs/img/rate_utility_ships.png)."""
+    d = SHIPS_DEFAULTS
+    p.add_argument("--steps", type=int, default=d["steps"])
+    p.add_argument("--pixel-steps", type=int, default=d["pixel_steps"])
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only write docs/ships.md and its plot from geocodec/models/heads/ships_scores.json, "
+                        "without training")
+
+
+def run_ships(a: argparse.Namespace) -> int:
+    """Train the ship head (or, with ``--report-only``, render its page)."""
+    from geocodec.training import ships_report as R
+
+    if a.report_only:
+        if not R.REPORT_PATH.is_file():
+            a.parser.error(f"--report-only: {R.REPORT_PATH} is missing; run without --report-only to train and "
+                           "write it")
+        R.write(R.REPORT_PATH)
+        print(f"wrote {R.DOC_PATH}, {R.PLOT_PATH} from {R.REPORT_PATH}")
+        return 0
+    from geocodec.training.ships import run
+
+    d = SHIPS_DEFAULTS
+    command = _command(a.prog, [("--steps", a.steps, d["steps"]), ("--pixel-steps", a.pixel_steps, d["pixel_steps"]),
+                                ("--seed", a.seed, d["seed"])])
+    run(seed=a.seed, steps=a.steps, pixel_steps=a.pixel_steps, data_dir=a.data, command=command,
+        log=lambda m: print(m, flush=True))
+    return 0
+
+
+# -- parsers --------------------------------------------------------------------------------------------
+ADD = {"codec": add_codec_arguments, "heads": add_heads_arguments, "ships": add_ships_arguments}
+RUN = {"codec": run_codec, "heads": run_heads, "ships": run_ships}
+
+
+def _finish(p: argparse.ArgumentParser, target: str) -> argparse.ArgumentParser:
+    ADD[target](p)
+    p.set_defaults(func=RUN[target], prog=p.prog, parser=p)
+    return p
+
+
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    """Add ``train`` with its targets ``codec``, ``heads`` and ``ships`` to the subparsers ``sub``."""
+    p = sub.add_parser("train", help="train the codec or a shipped head on real data (needs torch: train extra)",
+                       description="Train the codec or a shipped head and write its page; --report-only renders "
+                                   "the page again from the saved report. No target: the codec.")
+    targets = p.add_subparsers(dest="target", metavar="{" + ",".join(TARGETS) + "}")
+    for t in TARGETS:
+        _finish(targets.add_parser(t, help=HELP[t], description=f"Train {HELP[t]}."), t)
+    return p
+
+
+def with_default_target(argv: list[str]) -> list[str]:
+    """``argv`` of ``geocodec ...`` with ``codec`` inserted after a ``train`` that names no target."""
+    if argv[:1] == ["train"] and not (argv[1:2] and argv[1] in (*TARGETS, "-h", "--help")):
+        return ["train", "codec", *argv[1:]]
+    return list(argv)
+
+
+def parser(target: str) -> argparse.ArgumentParser:
+    """The parser of ``python -m <MODULES[target]>``: the options of ``geocodec train <target>``."""
+    return _finish(argparse.ArgumentParser(prog=f"python -m {MODULES[target]}", description=f"Train {HELP[target]}."),
+                   target)
+
+
+def main(target: str, argv: list[str] | None = None) -> int:
+    """``python -m geocodec.training.<module>``: parse ``argv`` (default ``sys.argv[1:]``) and run ``target``."""
+    a = parser(target).parse_args(sys.argv[1:] if argv is None else argv)
+    return a.func(a)

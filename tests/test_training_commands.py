@@ -1,0 +1,69 @@
+"""``geocodec train codec|heads|ships`` (geocodec.training.commands): one parser per target, shared with
+``python -m geocodec.training.<module>``, and ``--report-only`` rendering each page from its saved report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from geocodec.cli.main import build_parser, main
+from geocodec.training import commands
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _parse(*argv):
+    return build_parser().parse_args(commands.with_default_target(list(argv)))
+
+
+def test_train_without_a_target_is_the_codec():
+    a = _parse("train", "--steps", "5", "--device", "cuda")
+    assert a.func is commands.run_codec and a.steps == 5 and a.device == "cuda" and a.prog == "geocodec train codec"
+    assert _parse("train").func is commands.run_codec
+    assert commands.with_default_target(["train", "-h"]) == ["train", "-h"]
+    assert commands.with_default_target(["info", "train"]) == ["info", "train"]
+
+
+@pytest.mark.parametrize("target", commands.TARGETS)
+def test_python_m_takes_the_options_of_geocodec_train(target):
+    """``python -m geocodec.training.<x>`` and ``geocodec train <target>`` are one parser definition."""
+    def options(p):
+        return sorted(s for act in p._actions for s in act.option_strings)
+
+    sub = next(act for act in build_parser()._actions if getattr(act, "choices", None) and "train" in act.choices)
+    train = sub.choices["train"]
+    targets = next(act for act in train._actions if getattr(act, "choices", None) and target in act.choices)
+    assert options(targets.choices[target]) == options(commands.parser(target))
+    assert "--report-only" in options(commands.parser(target))
+
+
+def test_train_heads_report_only_writes_the_committed_page(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "heads"
+    out.mkdir()
+    shutil.copy(REPO / "geocodec" / "models" / "heads" / "scores.json", out / "scores.json")
+    docs = tmp_path / "docs"
+    (docs / "img").mkdir(parents=True)
+    rc = main(["train", "heads", "--report-only", "--out", str(out), "--docs", str(docs / "heads.md"),
+               "--plot", str(docs / "img" / "rate_utility_landcover.png"),
+               "--plot-monitor", str(docs / "img" / "rate_utility_monitor.png")])
+    assert rc == 0 and "from" in capsys.readouterr().out
+    assert (docs / "heads.md").read_text() == (REPO / "docs" / "heads.md").read_text()
+    assert (docs / "img" / "rate_utility_monitor.png").stat().st_size > 10_000
+
+
+def test_train_codec_report_only_writes_the_committed_card(tmp_path):
+    model = REPO / "geocodec" / "models" / "s2-5band-v1"
+    if not (model / "model.json").is_file():
+        pytest.skip("no shipped model.json")
+    card = tmp_path / "card.md"
+    assert main(["train", "--report-only", "--out", str(model), "--card", str(card)]) == 0
+    assert card.read_text() == (REPO / "docs" / "model-card.md").read_text()
+
+
+def test_report_only_without_a_report_names_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "codec", "--report-only", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "model.json is missing" in capsys.readouterr().err
