@@ -58,6 +58,7 @@ from geocodec.training.datasets import RONDONIA_FILE, load_rondonia, rondonia_em
 from geocodec.format.embeddings_io import write_geoparquet  # noqa: E402
 from geocodec.format.entropy import cross_entropy_bits  # noqa: E402
 from geocodec.format.hilbert import hilbert_order  # noqa: E402
+from geocodec.threads import usable_cores  # noqa: E402
 from geocodec.format.metadata import CodecSpec, build_extension  # noqa: E402
 from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex  # noqa: E402
 from geocodec.format.reader import GeocodecDataset, GeocodecFile, decode_code_columns  # noqa: E402
@@ -218,7 +219,7 @@ def machine_description() -> str:
         mem_s = f", {mem:.0f} GiB RAM"
     except (ValueError, OSError, AttributeError):
         mem_s = ""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cores()
     return (f"{cpus} vCPU ({model}){mem_s}, {platform.system()} {platform.release()}; "
             f"Python {platform.python_version()}, numpy {np.__version__}, pyarrow {pa.__version__}, "
             f"constriction {constriction.__version__ if hasattr(constriction, '__version__') else '0.5.0'}, "
@@ -576,7 +577,7 @@ def report(R: dict, args, out: Path, plot_path: Path, command: str) -> str:
     load = R.get("load") or (None, None)
     load_s = "" if load[0] is None else (
         f" 1-minute load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end of the run "
-        f"(on {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} vCPUs; "
+        f"(on {usable_cores()} vCPUs; "
         "anything above that means other processes shared the CPUs and the speeds are pessimistic).")
     L.append(f"- **Timing:** wall clock, best of at least {R['repeats']} repeats (short in-memory runs are "
              "repeated until 0.3 s is spent) after one warm-up call, with the threads the libraries use by "

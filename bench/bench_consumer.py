@@ -52,7 +52,8 @@ import usearch  # noqa: E402
 from geocodec.codecs.compress import compress  # noqa: E402
 from geocodec.training.datasets import RONDONIA_FILE, rondonia_embedding_table  # noqa: E402
 from geocodec.format.embeddings_io import embeddings_table, vectors_from_column  # noqa: E402
-from geocodec.format.reader import GeocodecDataset, GeocodecFile, decode_threads  # noqa: E402
+from geocodec.format.reader import GeocodecDataset, GeocodecFile  # noqa: E402
+from geocodec.threads import usable_cores  # noqa: E402
 from geocodec.tasks.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k  # noqa: E402
 
 REPEATS = 213                      # 213 x 4701 = 1,001,313 rows
@@ -473,7 +474,7 @@ def main():
     r = {"command": "python bench/bench_consumer.py" + "".join(
         f" {k} {shlex.quote(v)}" for k, v in (("--out", args.out), ("--data", args.data)) if v),
          "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_description(),
-         "load_start": loadavg(), "others_start": busy_others(), "cores": decode_threads(0)}
+         "load_start": loadavg(), "others_start": busy_others(), "cores": usable_cores()}
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="geocodec-bench-consumer-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

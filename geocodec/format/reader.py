@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from geocodec.format.entropy import IntegerTable, bytes_to_words, decode_block
 from geocodec.errors import BitstreamError, GeocodecError, InputError, MetadataError
+from geocodec.threads import THREADS_ENV, decode_workers
 from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, decode_decoder,
                        parse_json_key, validate_extension)
 from geocodec.format.onnx_model import OnnxDecoder, load_decoder
@@ -244,7 +245,7 @@ class GeocodecFile:
         handed to the workers while the current one goes through the ONNX decoder, so at
         most two row groups are held at a time.
         """
-        workers = decode_threads(threads)
+        workers = decode_workers(threads)
         if workers <= 1:
             for offset, table in self.iter_tables(query, columns):
                 mask = self.row_mask(table, query)
@@ -326,35 +327,9 @@ def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_of
 
 
 # -- parallel entropy decoding ----------------------------------------------------------------
-THREADS_ENV = "GEOCODEC_THREADS"
 PARALLEL_MIN_BLOCKS = 32     # fewer blocks than this (8192 rows at 256 per block): decode in-process
 CHUNK_ROWS = 8192            # rows per task sent to a worker (32 blocks of 256)
 DECODER_BATCH_ROWS = 8192    # rows per ONNX decoder call in iter_decoded
-
-
-def decode_threads(threads: int | None = None) -> int:
-    """Entropy-decoding workers: ``threads``, else ``$GEOCODEC_THREADS``, else every usable core.
-
-    0 or a negative number also means every core (onnxruntime reads the same variable
-    for its own threads, where 0 means its default).
-    """
-    if threads is None:
-        env = os.environ.get(THREADS_ENV, "").strip()
-        if env:
-            try:
-                threads = int(env)
-            except ValueError:
-                raise InputError(f"{THREADS_ENV} must be an integer, got {env!r}", field=THREADS_ENV) from None
-    if threads is None or threads <= 0:
-        threads = _usable_cores()
-    return max(1, int(threads))
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -497,7 +472,7 @@ def _start_decode(table: pa.Table, spec: CodecSpec, *, source: str, row_offset: 
     out = np.empty((table.num_rows, spec.channels, spec.positions), dtype=np.int32)
     for start, m in zeros:
         out[start:start + m] = 0
-    workers = decode_threads(threads)
+    workers = decode_workers(threads)
     if len(blocks) < PARALLEL_MIN_BLOCKS or _in_daemon():
         workers = 1
     if workers <= 1:
