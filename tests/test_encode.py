@@ -80,7 +80,8 @@ def test_encode_single_band_files_need_bands(tmp_path, model_path, crop):
 
 
 def test_band_read_from_file_names(tmp_path):
-    from geocodec.producer.local.encode import band_in_name, stage_inputs
+    from geocodec.codecs.bands import band_in_name
+    from geocodec.producer.local.encode import stage_inputs
 
     assert band_in_name("genoa_2023-08-17_B02.tif") == "B02"
     assert band_in_name("T32TLR_20230101T103421_B8A_20m.jp2") == "B8A"

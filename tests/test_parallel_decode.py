@@ -14,7 +14,8 @@ import pytest
 from geocodec.format import blocks
 from geocodec.codecs.compress import compress
 from geocodec.errors import BitstreamError, InputError
-from geocodec.format.blocks import decode_code_columns, decode_threads
+from geocodec.format.blocks import decode_code_columns
+from geocodec.threads import decode_workers, usable_cores
 from geocodec.format.query import Query
 from geocodec.format.reader import GeocodecFile
 
@@ -65,17 +66,17 @@ def test_parallel_iter_decoded_equals_serial(many_blocks, query):
 
 def test_env_variable_sets_the_workers(monkeypatch):
     monkeypatch.setenv("GEOCODEC_THREADS", "1")
-    assert decode_threads() == 1
+    assert decode_workers() == 1
     monkeypatch.setenv("GEOCODEC_THREADS", "3")
-    assert decode_threads() == 3
-    assert decode_threads(2) == 2                    # an explicit argument wins
+    assert decode_workers() == 3
+    assert decode_workers(2) == 2                    # an explicit argument wins
     monkeypatch.setenv("GEOCODEC_THREADS", "0")
-    assert decode_threads() == blocks._usable_cores()
+    assert decode_workers() == usable_cores()
     monkeypatch.delenv("GEOCODEC_THREADS")
-    assert decode_threads() == blocks._usable_cores()
+    assert decode_workers() == usable_cores()
     monkeypatch.setenv("GEOCODEC_THREADS", "many")
     with pytest.raises(InputError, match="GEOCODEC_THREADS"):
-        decode_threads()
+        decode_workers()
 
 
 def test_env_one_decodes_in_process(many_blocks, monkeypatch):

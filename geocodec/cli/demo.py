@@ -71,6 +71,7 @@ def _plot(orig, prev, bands, table, emb, mosaic, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from geocodec.codecs.bands import RGB_BANDS
     from geocodec.tasks.preview import rgb_image
 
     scale_ref = rgb_image(orig, bands)
@@ -86,8 +87,8 @@ def _plot(orig, prev, bands, table, emb, mosaic, path):
     ax[0].imshow(scale_ref)
     ax[0].set_title("Sentinel-2 true colour (B04, B03, B02)")
     # same display scale as the original so colours compare
-    rgb = np.stack([prev[bands.index(b)] for b in ("B04", "B03", "B02")], axis=-1)
-    ref = np.stack([orig[bands.index(b)] for b in ("B04", "B03", "B02")], axis=-1)
+    rgb = np.stack([prev[bands.index(b)] for b in RGB_BANDS], axis=-1)
+    ref = np.stack([orig[bands.index(b)] for b in RGB_BANDS], axis=-1)
     ax[1].imshow(np.nan_to_num(np.clip(rgb / np.nanpercentile(ref, 99), 0, 1)))
     ax[1].set_title("decoded preview from the geocodec file")
     ax[2].imshow(emap, interpolation="nearest")

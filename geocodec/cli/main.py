@@ -188,10 +188,13 @@ def cmd_pack(a) -> int:
 
 
 def _threads_env(a) -> None:
+    """``--threads N`` sizes every CPU pool of this command, as ``GEOCODEC_THREADS=N`` would (geocodec.threads)."""
     if getattr(a, "threads", None) is not None:
         import os
 
-        os.environ["GEOCODEC_THREADS"] = str(a.threads)
+        from geocodec.threads import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(a.threads)
 
 
 def _point(text: str):

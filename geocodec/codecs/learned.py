@@ -53,23 +53,34 @@ def model_dir(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
     raise InputError(f"no model folder '{name_or_path}'; shipped models: {known or 'none'}", field="model")
 
 
+def read_card(path: Path) -> dict:
+    """The ``model.json`` of a model folder, checked for the keys every model has."""
+    card_path = Path(path) / "model.json"
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MetadataError(f"unreadable model card: {exc}", source=str(card_path)) from exc
+    for key in ("name", "version", "bands", "stride", "channels", "qualities", "files"):
+        if key not in card:
+            raise MetadataError("missing key", source=str(card_path), field=key)
+    return card
+
+
 @dataclass
 class LearnedModel:
+    """A model folder: its card (``model.json``) and its ONNX sessions, built on first use.
+
+    ``threads``: intra-op threads of the sessions (None: :func:`geocodec.threads.onnx_threads`).
+    """
+
     path: Path
     card: dict
+    threads: int | None = None
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL) -> "LearnedModel":
+    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, *, threads: int | None = None) -> "LearnedModel":
         path = model_dir(name_or_path)
-        card_path = path / "model.json"
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise MetadataError(f"unreadable model card: {exc}", source=str(card_path)) from exc
-        for key in ("name", "version", "bands", "stride", "channels", "qualities", "files"):
-            if key not in card:
-                raise MetadataError("missing key", source=str(card_path), field=key)
-        return cls(path, card)
+        return cls(path, read_card(path), threads)
 
     # -- files ---------------------------------------------------------------------------------
     def file_bytes(self, role: str) -> bytes:
@@ -86,11 +97,12 @@ class LearnedModel:
 
     @cached_property
     def encoder(self) -> OnnxDecoder:  # an ONNX session; the class runs any single-input model
-        return OnnxDecoder(self.file_bytes("encoder"), source=str(self.path / "encoder.onnx"))
+        return OnnxDecoder(self.file_bytes("encoder"), source=str(self.path / "encoder.onnx"), threads=self.threads)
 
     @cached_property
     def preview_decoder(self) -> OnnxDecoder:
-        return OnnxDecoder(self.file_bytes("preview_decoder"), source=str(self.path / "preview_decoder.onnx"))
+        return OnnxDecoder(self.file_bytes("preview_decoder"), source=str(self.path / "preview_decoder.onnx"),
+                           threads=self.threads)
 
     @property
     def bands(self) -> list[str]:

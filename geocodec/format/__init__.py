@@ -18,7 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "GeocodecWriter": ".writer",
     "GeocodecFile": ".reader", "Rows": ".reader", "GeocodecDataset": ".dataset", "open_dataset": ".dataset",
     "Query": ".query", "expand_sources": ".sources", "is_url": ".sources", "merge_incompatibility": ".compat",
-    "decode_code_columns": ".blocks", "decode_threads": ".blocks", "shutdown_workers": ".blocks",
+    "decode_code_columns": ".blocks", "shutdown_workers": ".blocks",
     "OnnxDecoder": ".onnx_model", "sha256_hex": ".onnx_model",
     "validate_file": ".validate", "summarize": ".info", "write_stac_item": ".stac",
     "read_embeddings": ".embeddings_io", "write_geoparquet": ".embeddings_io", "hilbert_order": ".hilbert",

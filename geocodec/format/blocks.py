@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import os
 import sys
 import threading
 import types
@@ -25,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from geocodec.errors import BitstreamError, GeocodecError, InputError
+from geocodec.errors import BitstreamError, GeocodecError
 from geocodec.format.entropy import IntegerTable, bytes_to_words, decode_block
 from geocodec.format.metadata import CodecSpec
+from geocodec.threads import THREADS_ENV, decode_workers
 
-THREADS_ENV = "GEOCODEC_THREADS"
 PARALLEL_MIN_BLOCKS = 32     # fewer blocks than this (8192 rows at 256 per block): decode in-process
 CHUNK_ROWS = 8192            # rows per task sent to a worker (32 blocks of 256)
 
@@ -46,31 +45,6 @@ def decode_code_columns(table: pa.Table, spec: CodecSpec, *, source: str, row_of
     """
     return start_decode(table, spec, source=source, row_offset=row_offset, needed=needed,
                          threads=threads).result()
-
-
-def decode_threads(threads: int | None = None) -> int:
-    """Entropy-decoding workers: ``threads``, else ``$GEOCODEC_THREADS``, else every usable core.
-
-    0 or a negative number also means every core (onnxruntime reads the same variable
-    for its own threads, where 0 means its default).
-    """
-    if threads is None:
-        env = os.environ.get(THREADS_ENV, "").strip()
-        if env:
-            try:
-                threads = int(env)
-            except ValueError:
-                raise InputError(f"{THREADS_ENV} must be an integer, got {env!r}", field=THREADS_ENV) from None
-    if threads is None or threads <= 0:
-        threads = _usable_cores()
-    return max(1, int(threads))
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -219,7 +193,7 @@ def start_decode(table: pa.Table, spec: CodecSpec, *, source: str, row_offset: i
     out = np.empty((table.num_rows, spec.channels, spec.positions), dtype=np.int32)
     for start, m in zeros:
         out[start:start + m] = 0
-    workers = decode_threads(threads)
+    workers = decode_workers(threads)
     if len(blocks) < PARALLEL_MIN_BLOCKS or _in_daemon():
         workers = 1
     if workers <= 1:

@@ -7,11 +7,11 @@ hash differs. Running uses onnxruntime only (no torch on the consumer side).
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 
 from geocodec.errors import MetadataError
+from geocodec.threads import onnx_threads
 
 DECODER_INPUT = "latent"
 DECODER_OUTPUT = "embedding"
@@ -22,14 +22,18 @@ def sha256_hex(data: bytes) -> str:
 
 
 class OnnxDecoder:
-    """An onnxruntime session over verified decoder bytes."""
+    """An onnxruntime session over verified decoder bytes.
+
+    ``threads``: intra-op threads (default :func:`geocodec.threads.onnx_threads`: ``$GEOCODEC_THREADS``,
+    else onnxruntime's default).
+    """
 
     def __init__(self, data: bytes, *, source: str = "decoder", input_name: str | None = None,
-                 output_name: str | None = None):
+                 output_name: str | None = None, threads: int | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        threads = int(os.environ.get("GEOCODEC_THREADS", "0"))
+        threads = onnx_threads(threads)
         if threads:
             opts.intra_op_num_threads = threads
         try:

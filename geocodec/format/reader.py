@@ -33,7 +33,8 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from geocodec.errors import GeocodecError, InputError, MetadataError
-from geocodec.format.blocks import decode_code_columns, decode_threads, start_decode
+from geocodec.format.blocks import decode_code_columns, start_decode
+from geocodec.threads import decode_workers
 from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, decode_decoder,
                                       parse_json_key, validate_extension)
 from geocodec.format.onnx_model import OnnxDecoder, load_decoder
@@ -311,7 +312,7 @@ class GeocodecFile:
         out_cols = self._out_columns(columns)
         read = None if columns is None and what is not None else \
             list(dict.fromkeys([*out_cols, *(query.columns if query else []), *(CODE_COLUMNS if what else [])]))
-        workers = 1 if what is None else decode_threads(threads)
+        workers = 1 if what is None else decode_workers(threads)
         depth = 1 if workers > 1 else 0       # row groups decoding ahead of the one delivered
         ahead: deque = deque()
 

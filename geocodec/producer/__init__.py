@@ -14,5 +14,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "apply_datacube": ".chunks", "apply_metadata": ".chunks", "band_names": ".chunks",
     "LatentGrid": ".pack", "pack_grid": ".pack", "read_result": ".pack", "pack_result": ".pack",
     "transfer_budget": ".pack",
-    "TileGrid": ".tiling", "cut_tiles": ".tiling",
+    "TileGrid": ".tiling", "cut_tiles": ".tiling", "pad_to_tiles": ".tiling", "join_tiles": ".tiling",
+    "tile_counts": ".tiling",
 })

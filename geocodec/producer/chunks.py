@@ -32,7 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geocodec.codecs.bands import SCL_BAND
 from geocodec.errors import InputError
+from geocodec.producer.tiling import cut_tiles, join_tiles, pad_to_tiles, tile_counts
+from geocodec.threads import udf_threads
 
 SCL_CLOUD_CLASSES = (3, 8, 9, 10)   # cloud shadow, cloud medium/high probability, thin cirrus
 SCL_NODATA_CLASSES = (0,)           # no data
@@ -49,32 +52,21 @@ DEFAULT_LAYOUT = "input"
 _MODELS: dict = {}
 
 
-def resolve_threads(context: dict | None = None) -> int:
-    """onnxruntime intra-op threads: context ``threads``, else GEOCODEC_THREADS, else 1."""
-    ctx = context or {}
-    for value in (ctx.get("threads"), os.environ.get("GEOCODEC_THREADS")):
-        if value not in (None, "", 0, "0"):
-            return max(1, int(value))
-    return 1
-
-
 def get_model(name_or_path=None, threads: int | None = None):
     """The :class:`~geocodec.codecs.learned.LearnedModel` for ``name_or_path``, cached per process.
 
     ``threads`` caps onnxruntime's intra-op thread pool of the encoder session
-    (through GEOCODEC_THREADS, which :class:`geocodec.format.onnx_model.OnnxDecoder`
-    reads when the session is created).
+    (default :func:`geocodec.threads.udf_threads`: ``$GEOCODEC_THREADS``, else 1).
     """
     from geocodec.codecs.learned import DEFAULT_MODEL, LearnedModel, model_dir
 
     name = name_or_path or os.environ.get("GEOCODEC_MODEL") or DEFAULT_MODEL
     path = str(model_dir(name).resolve())
-    threads = int(threads or resolve_threads())
+    threads = udf_threads(threads)
     key = (path, threads)
     model = _MODELS.get(key)
     if model is None:
-        os.environ["GEOCODEC_THREADS"] = str(threads)
-        model = LearnedModel.load(path)
+        model = LearnedModel.load(path, threads=threads)
         _ = model.encoder  # build the onnxruntime session now, with the thread cap in force
         _MODELS[key] = model
     return model
@@ -149,21 +141,17 @@ def encode_chunk(model, reflectance: np.ndarray, quality: int, *, valid: np.ndar
     valid = np.isfinite(x).all(axis=0) if valid is None else (np.asarray(valid, bool) & np.isfinite(x).all(axis=0))
     s = model.stride
     t = tile_size(model, tile_px)
-    ph, pw = (-h) % t, (-w) % t
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, ph), (0, pw)))
-        valid = np.pad(valid, ((0, ph), (0, pw)))
+    x, valid = pad_to_tiles(x, t), pad_to_tiles(valid, t)
+    H, W = valid.shape
     x = np.where(valid[None], x, 0.0).astype(np.float32)
-    H, W = h + ph, w + pw
-    ny, nx = H // t, W // t
-    tiles = x.reshape(nb, ny, t, nx, t).transpose(1, 3, 0, 2, 4).reshape(ny * nx, nb, t, t)
-    tvalid = valid.reshape(ny, t, nx, t).transpose(0, 2, 1, 3).reshape(ny * nx, t, t)
+    ny, nx = tile_counts(H, W, t)
+    tiles, tvalid = cut_tiles(x, t)[2], cut_tiles(valid, t)[2]
     q = model.encode(fill_tiles(tiles, tvalid), quality)             # (N, C, (t/s)^2)
     c, k = q.shape[1], t // s
-    q = q.reshape(ny, nx, c, k, k).transpose(2, 0, 3, 1, 4).reshape(c, ny * k, nx * k)
+    q = join_tiles(q.reshape(ny * nx, c, k, k), ny, nx)
     vf = valid.reshape(H // s, s, W // s, s).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
     hh, ww = -(-h // s), -(-w // s)
-    return ChunkCodes(q[:, :hh, :ww].astype(np.int32), vf[:hh, :ww], s, (ph, pw))
+    return ChunkCodes(q[:, :hh, :ww].astype(np.int32), vf[:hh, :ww], s, (H - h, W - w))
 
 
 # -- the UDF body (xarray in, xarray out) ------------------------------------------------------------
@@ -196,7 +184,7 @@ def apply_datacube(cube, context: dict | None = None):
     import xarray as xr
 
     ctx = dict(context or {})
-    model = get_model(ctx.get("model"), resolve_threads(ctx))
+    model = get_model(ctx.get("model"), ctx.get("threads"))
     quality = int(ctx.get("quality", DEFAULT_QUALITY))
     model.step(quality)  # fails early with the qualities the model has
     layout = ctx.get("layout", DEFAULT_LAYOUT)
@@ -219,7 +207,7 @@ def apply_datacube(cube, context: dict | None = None):
     labels = [str(v) for v in cube.coords[bdim].values] if bdim in cube.coords else []
     if labels and all(b in labels for b in model.bands):
         band_idx = [labels.index(b) for b in model.bands]
-        scl_idx = labels.index("SCL") if "SCL" in labels else None
+        scl_idx = labels.index(SCL_BAND) if SCL_BAND in labels else None
     elif cube.sizes[bdim] >= len(model.bands):
         band_idx = list(range(len(model.bands)))   # unlabeled: the model's order, SCL (if any) right after
         scl_idx = len(model.bands) if cube.sizes[bdim] > len(model.bands) else None

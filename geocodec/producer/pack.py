@@ -109,28 +109,24 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     import pyarrow as pa
     from pyproj import CRS
 
-    from geocodec.producer.tiling import TileGrid
+    from geocodec.producer.tiling import TileGrid, cut_tiles, tile_counts
     from geocodec.format.writer import GeocodecWriter
 
     s = model.stride
     k = int(tile_cells or tile_size(model) // s)
     t_count, c, h, w = grid.q.shape
-    ny, nx = -(-h // k), -(-w // k)
-    ph, pw = ny * k - h, nx * k - w
-    q = np.pad(grid.q, ((0, 0), (0, 0), (0, ph), (0, pw)))
-    vf = np.pad(grid.valid_fraction, ((0, 0), (0, ph), (0, pw)))
+    ny, nx = tile_counts(h, w, k, pad=True)
     tgrid = TileGrid(grid.crs, grid.origin, grid.pixel_size, k * s)
     ext, decoder = model.extension(quality=quality, latent_hw=(k, k), grid=tgrid.to_json(),
                                    block_rows=block_rows)
     crs_json = CRS.from_user_input(grid.crs).to_json_dict()
     extra = pa.schema([pa.field("valid_cells", pa.binary())])
-    rr, cc = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-    rr, cc = rr.ravel(), cc.ravel()
     rows = 0
     with GeocodecWriter(out_path, ext, decoder, crs_json, extra_schema=extra, row_group_rows=row_group_rows) as wr:
         for ti in range(t_count):
-            tq = q[ti].reshape(c, ny, k, nx, k).transpose(1, 3, 0, 2, 4).reshape(ny * nx, c, k * k)
-            tv = vf[ti].reshape(ny, k, nx, k).transpose(0, 2, 1, 3).reshape(ny * nx, k * k)
+            rr, cc, tq = cut_tiles(grid.q[ti], k, pad=True)
+            tq = tq.reshape(ny * nx, c, k * k)
+            tv = cut_tiles(grid.valid_fraction[ti], k, pad=True)[2].reshape(ny * nx, k * k)
             frac = tv.mean(axis=1)
             keep = frac > min_valid
             if not keep.any():

@@ -1,4 +1,9 @@
-"""The tiling grid: square tiles of ``tile_px`` pixels aligned to a raster's origin."""
+"""The tiling grid: square tiles of ``tile_px`` pixels anchored at a raster's top-left corner.
+
+The one implementation of cutting an image into tiles (:func:`cut_tiles`, optionally after
+padding to whole tiles with :func:`pad_to_tiles`) and of putting tiles back together
+(:func:`join_tiles`); the UDF, ``--embedder``, training and the benchmarks all use it.
+"""
 
 from __future__ import annotations
 
@@ -41,14 +46,47 @@ class TileGrid:
                 "tile_size_m": [self.tile_size, self.tile_size], "id": grid_id}
 
 
-def cut_tiles(data: np.ndarray, tile_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Whole tiles of a (bands, H, W) image: (rows, cols, tiles (N, bands, T, T)), row-major.
+def tile_counts(height: int, width: int, tile_px: int, *, pad: bool = False) -> tuple[int, int]:
+    """(rows, cols) of tiles over an image: partial edge tiles counted with ``pad``, left out without."""
+    if pad:
+        return -(-height // tile_px), -(-width // tile_px)
+    return height // tile_px, width // tile_px
 
-    Partial tiles at the right and bottom edges are left out.
+
+def pad_to_tiles(data: np.ndarray, tile_px: int, value=0) -> np.ndarray:
+    """``data`` (..., H, W) padded at the bottom and right with ``value`` to whole tiles (itself if none is needed)."""
+    h, w = data.shape[-2:]
+    ph, pw = (-h) % tile_px, (-w) % tile_px
+    if not (ph or pw):
+        return data
+    return np.pad(data, [(0, 0)] * (data.ndim - 2) + [(0, ph), (0, pw)], constant_values=value)
+
+
+def cut_tiles(data: np.ndarray, tile_px: int, *, pad: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tiles of a (..., H, W) image: (rows, cols, tiles (N, ..., T, T)), row-major from the top-left.
+
+    ``pad``: the image is first padded with zeros (False for booleans) at the bottom and
+    right to whole tiles (:func:`pad_to_tiles`); without it, partial tiles at the right
+    and bottom edges are left out.
     """
-    b, h, w = data.shape
-    nr, nc = h // tile_px, w // tile_px
-    tiles = data[:, : nr * tile_px, : nc * tile_px].reshape(b, nr, tile_px, nc, tile_px)
-    tiles = tiles.transpose(1, 3, 0, 2, 4).reshape(nr * nc, b, tile_px, tile_px)
+    if pad:
+        data = pad_to_tiles(data, tile_px)
+    t = tile_px
+    lead = data.shape[:-2]
+    nr, nc = tile_counts(*data.shape[-2:], t)
+    n = len(lead)
+    tiles = data[..., : nr * t, : nc * t].reshape(*lead, nr, t, nc, t)
+    tiles = tiles.transpose(n, n + 2, *range(n), n + 1, n + 3).reshape(nr * nc, *lead, t, t)
     rows, cols = np.divmod(np.arange(nr * nc), nc)
     return rows, cols, tiles
+
+
+def join_tiles(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The inverse of :func:`cut_tiles`: ``rows * cols`` tiles (N, ..., T, T), row-major, -> (..., rows*T, cols*T)."""
+    lead = tiles.shape[1:-2]
+    th, tw = tiles.shape[-2:]
+    n = len(lead)
+    x = tiles.reshape(rows, cols, *lead, th, tw)
+    x = x.transpose(*range(2, 2 + n), 0, 2 + n, 1, 3 + n)
+    return x.reshape(*lead, rows * th, cols * tw)

@@ -17,15 +17,13 @@ import numpy as np
 import pyarrow as pa
 
 from geocodec.atomic import atomic_output
-from geocodec.errors import GeocodecError, InputError
+from geocodec.errors import InputError
 
 
 def _pyogrio():
-    try:
-        import pyogrio
-    except ImportError as exc:
-        raise GeocodecError("writing a GeoPackage needs pyogrio (pip install 'geocodec[gpkg]')") from exc
-    return pyogrio
+    from geocodec._optional import import_optional
+
+    return import_optional("pyogrio", extra="gpkg", purpose="writing a GeoPackage")
 
 
 def embedding_column_names(dimension: int) -> list[str]:

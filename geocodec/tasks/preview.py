@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from geocodec.codecs.bands import RGB_BANDS
 from geocodec.errors import MetadataError
 from geocodec.codecs.learned import LearnedModel
 from geocodec.format.query import Query
@@ -36,7 +37,7 @@ class Mosaic:
 
 
 def rgb_image(data: np.ndarray, bands: list[str], percentile: float = 99.0) -> np.ndarray:
-    rgb = np.stack([data[bands.index(b)] for b in ("B04", "B03", "B02")], axis=-1)
+    rgb = np.stack([data[bands.index(b)] for b in RGB_BANDS], axis=-1)
     scale = np.nanpercentile(rgb, percentile) or 1.0
     return np.nan_to_num(np.clip(rgb / scale, 0, 1))
 

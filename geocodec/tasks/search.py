@@ -142,17 +142,15 @@ def compressed_recall(original: np.ndarray, decoded: np.ndarray, query_original:
 
 # -- the index --------------------------------------------------------------------------------
 def _usearch():
-    try:
-        from usearch.index import Index
-    except ImportError as exc:  # pragma: no cover - usearch is a consumer dependency
-        raise GeocodecError("approximate search needs the 'usearch' package (pip install usearch)") from exc
-    return Index
+    from geocodec._optional import import_optional
+
+    return import_optional("usearch.index", purpose="approximate search").Index
 
 
 def _threads(threads: int | None) -> int:
-    from geocodec.format.blocks import decode_threads
+    from geocodec.threads import search_threads
 
-    return decode_threads(threads)
+    return search_threads(threads)
 
 
 @dataclass
@@ -662,11 +660,9 @@ def read_polygon_with_crs(text: str):
             return shapely.union_all(geoms), name or "OGC:CRS84"
     except (OSError, ValueError, KeyError, TypeError, shapely.errors.GEOSException) as exc:
         raise InputError(f"could not read a polygon from {text}: {exc}", source=text, field="polygon") from exc
-    try:
-        import pyogrio
-    except ImportError as exc:
-        raise InputError(f"reading {text} needs pyogrio (pip install 'geocodec[gpkg]')", source=text,
-                         field="polygon") from exc
+    from geocodec._optional import import_optional
+
+    pyogrio = import_optional("pyogrio", extra="gpkg", purpose=f"reading {text}")
     try:
         meta, table = pyogrio.read_arrow(text)[:2]
     except Exception as exc:

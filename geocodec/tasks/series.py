@@ -27,18 +27,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from geocodec.codecs.bands import L2A_BANDS, model_bands
 from geocodec.errors import InputError, MetadataError
 
-#: the bands of the learned model, in its input order
-BANDS = ("B02", "B03", "B04", "B08", "B11")
-#: the Rondonia bands (10), in the order of the npz file
-RONDONIA_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+#: the Rondonia bands (10), in the order of the npz file: the L2A bands without the 60 m B01 and B09
+RONDONIA_BANDS = tuple(b for b in L2A_BANDS if b not in ("B01", "B09"))
 PATCH_PX = 32
 
 
-def pick_bands(x: np.ndarray, bands_from=RONDONIA_BANDS, bands_to=BANDS) -> np.ndarray:
-    """``x[..., bands_from]`` -> ``x[..., bands_to]`` (last axis)."""
+def pick_bands(x: np.ndarray, bands_from=RONDONIA_BANDS, bands_to=None) -> np.ndarray:
+    """``x[..., bands_from]`` -> ``x[..., bands_to]`` (last axis; default: the shipped model's bands)."""
     bands_from = list(bands_from)
+    bands_to = model_bands() if bands_to is None else bands_to
     missing = [b for b in bands_to if b not in bands_from]
     if missing:
         raise InputError(f"bands {missing} are missing; have {bands_from}", field="bands")

@@ -12,7 +12,6 @@ footprints with their ship count), written by :func:`~geocodec.tasks.results.wri
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np

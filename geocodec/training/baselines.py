@@ -143,10 +143,9 @@ class ProductQuantizer:
 
     @classmethod
     def fit(cls, train: np.ndarray, m: int, nbits: int = 8, seed: int = 0) -> "ProductQuantizer":
-        try:
-            import faiss
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("product quantization needs faiss: pip install faiss-cpu") from e
+        from geocodec._optional import import_optional
+
+        faiss = import_optional("faiss", extra="train", purpose="product quantization")
         train = _as2d(train)
         d = train.shape[1]
         if m < 1 or d % m:

