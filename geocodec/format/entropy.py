@@ -18,7 +18,6 @@ platform (see geoparquet_spec/SPEC.md, "Entropy coding").
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -228,12 +227,3 @@ def bytes_to_words(data: bytes, *, bits: int | None = None) -> np.ndarray:
     if bits is not None and bits != 8 * len(data):
         raise BitstreamError(f"code holds {8 * len(data)} bits but its header says {bits} (truncated?)")
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
-
-
-def table_bits_estimate(tables: list[IntegerTable]) -> float:
-    """Entropy of the tables themselves, a quick rate figure for summaries."""
-    total = 0.0
-    for t in tables:
-        p = np.asarray(t.freq, dtype=np.float64) / TOTAL
-        total += float(-(p * np.log2(p)).sum())
-    return total if math.isfinite(total) else float("nan")

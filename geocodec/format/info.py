@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pyarrow.parquet as pq
 
 from geocodec.format.compat import merge_incompatibility
 from geocodec.format.reader import GeocodecFile
@@ -100,7 +99,3 @@ def merge_report(files: list[GeocodecFile]) -> list[str]:
         if reason:
             out.append(f"{files[0].source} and {other.source} cannot be merged without re-encoding: {reason}")
     return out
-
-
-def parquet_row_groups(path: str) -> int:
-    return pq.ParquetFile(path).num_row_groups

@@ -11,7 +11,6 @@ footprints with their ship count), written by :func:`~geocodec.tasks.results.wri
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,15 +40,6 @@ class ShipResult:
     counts: Result       # one row per tile read: tile_id, datetime, count, max_score, geometry (tile footprint)
     threshold: float
     head: str
-
-    def to_geodataframe(self):
-        """The points as a geopandas GeoDataFrame (needs geopandas)."""
-        import geopandas as gpd
-
-        df = self.points.table.to_pandas()
-        crs = self.points.crs
-        geom = gpd.GeoSeries.from_wkb(df.pop("geometry"), crs=json.dumps(crs) if isinstance(crs, dict) else crs)
-        return gpd.GeoDataFrame(df, geometry=geom)
 
 
 def _load_head(head):
