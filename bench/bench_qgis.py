@@ -28,12 +28,10 @@ from pathlib import Path
 import common
 from common import REPO
 
-for _p in os.environ.get("GEOCODEC_QGIS_PATHS", "/usr/lib/python3/dist-packages:/usr/share/qgis/python/plugins"
-                         ).split(os.pathsep):
-    if _p and _p not in sys.path:
-        sys.path.append(_p)
 sys.path.insert(0, str(REPO / "qgis_plugin"))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import headless  # noqa: E402  (qgis_plugin/headless.py: the one headless-QGIS bootstrap)
+
+headless.add_qgis_paths()
 DOC = REPO / "docs" / "qgis-plugin.md"
 MARK = "<!-- bench:qgis -->"
 
@@ -98,18 +96,10 @@ def main():
     print(f"built {big}: {a.rows} tiles from {info['source_tiles']} real tiles, {info['bytes'] / 2**20:.1f} MiB, "
           f"{info['write_s']:.1f} s", flush=True)
 
-    from qgis.core import QgsApplication, QgsRectangle
-
-    app = QgsApplication([], False)
-    app.initQgis()
+    app, plugin = headless.start()
     import processing
-    from processing.core.Processing import Processing
+    from qgis.core import QgsRectangle
 
-    Processing.initialize()
-    from geocodec_qgis.plugin import GeocodecPlugin
-
-    plugin = GeocodecPlugin(None)
-    plugin.initProcessing()
     import geocodec.format.reader  # noqa: F401  (imports outside the timing)
     import pyarrow  # noqa: F401
 

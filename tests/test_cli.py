@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import (UTM18N, edit_ext, edit_geo, footer, grid_points, make_codec, random_codes, rewrite, set_column_value,
+from helpers import (UTM18N, edit_ext, edit_geo, footer, grid_points, make_codec, random_codes, rewrite, set_column_value,
                       write_codes, write_input)
 from geocodec.cli.main import main
 from geocodec.format.embeddings_io import read_embeddings

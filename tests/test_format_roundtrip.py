@@ -14,7 +14,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import (CRS84, grid_points, make_codec, make_tables, random_codes, write_codes,
+from helpers import (CRS84, grid_points, make_codec, make_tables, random_codes, write_codes,
                       write_input)
 from geocodec.codecs.compress import compress, decompress
 from geocodec.format.embeddings_io import read_embeddings, write_geoparquet

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import make_codec, random_codes, write_codes
+from helpers import make_codec, random_codes, write_codes
 from geocodec.cli.main import main
 from geocodec.format.embeddings_io import read_embeddings
 from geocodec.errors import GeocodecError

@@ -17,7 +17,7 @@ import pytest
 import shapely
 from pyproj import CRS
 
-from conftest import UTM18N, edit_geo, grid_points, make_codec, random_codes, rewrite, write_codes
+from helpers import UTM18N, edit_geo, grid_points, make_codec, random_codes, rewrite, write_codes
 from geocodec.format.dataset import open_dataset
 from geocodec.format.query import Query
 from geocodec.format.reader import GeocodecFile

@@ -46,7 +46,7 @@ def test_a_broken_installed_package_keeps_its_own_error(tmp_path, monkeypatch):
 
 def test_the_cli_reports_it_as_one_line(tmp_path, monkeypatch, capsys):
     """``geocodec decode -o OUT.gpkg`` without pyogrio: one line naming the extra, exit status 2."""
-    from conftest import write_input
+    from helpers import write_input
 
     from geocodec.cli.main import main
     from geocodec.codecs.compress import compress

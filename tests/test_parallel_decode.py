@@ -19,7 +19,7 @@ from geocodec.threads import decode_workers, usable_cores
 from geocodec.format.query import Query
 from geocodec.format.reader import GeocodecFile
 
-from conftest import REPO, rewrite, write_input
+from helpers import REPO, rewrite, write_input
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-for _p in os.environ.get("GEOCODEC_QGIS_PATHS", "").split(os.pathsep):
-    if _p and _p not in sys.path:
-        sys.path.append(_p)
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-qgis_core = pytest.importorskip("qgis.core")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "qgis_plugin"))
+import headless  # noqa: E402  (qgis_plugin/headless.py: the one headless-QGIS bootstrap)
+
+headless.add_qgis_paths(debian_default=False)
+qgis_core = pytest.importorskip("qgis.core")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 DATA = REPO.parent / "shared" / "data"
 HAVE_SHIPS = (DATA / "sen2ships" / "genoa").is_dir()
@@ -30,18 +28,7 @@ HAVE_RONDONIA = (DATA / "rondonia" / "rondonia_s2l2a_monthly.npz").is_file()
 
 @pytest.fixture(scope="module")
 def qgs():
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], False)
-    app.initQgis()
-    import processing  # noqa: F401
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    from geocodec_qgis.plugin import GeocodecPlugin
-
-    plugin = GeocodecPlugin(None)
-    plugin.initProcessing()
+    app, plugin = headless.start()
     assert plugin.missing == [], plugin.missing
     yield app
     plugin.unload()

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from conftest import leftovers
+from helpers import leftovers
 from geocodec.errors import InputError
 from geocodec.tasks.results import Result, Style, output_kind, style_path, write_result
 

@@ -21,7 +21,7 @@ from geocodec.format.dataset import GeocodecDataset
 from geocodec.tasks.search import (SearchIndex, Searcher, StaleIndexError, compressed_recall, exact_topk, normalize,
                              open_index, recall_at_k)
 
-from conftest import UTM18N, write_input
+from helpers import UTM18N, write_input
 
 HAVE_RONDONIA = data_root() is not None and (data_root() / RONDONIA_FILE).exists()
 needs_rondonia = pytest.mark.skipif(not HAVE_RONDONIA, reason="../shared/data/rondonia not available")
