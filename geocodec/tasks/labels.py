@@ -92,10 +92,9 @@ def _read_vector(path: str):
         col = geo["columns"][geom_col]
         crs = col["crs"] if "crs" in col else "OGC:CRS84"  # GeoParquet: no crs key means lon/lat
     else:
-        try:
-            import pyogrio
-        except ImportError as exc:
-            raise InputError("reading labels needs pyogrio (pip install 'geocodec[gpkg]')", source=path) from exc
+        from geocodec._optional import import_optional
+
+        pyogrio = import_optional("pyogrio", extra="gpkg", purpose=f"reading the labels {path}")
         try:
             meta, table = pyogrio.read_arrow(path)[:2]
         except Exception as exc:  # noqa: BLE001 - GDAL's own message, with the file named
