@@ -10,6 +10,10 @@ from geocodec.errors import GeocodecError
 
 
 def temp_path_for(path: str) -> str:
+    """A hidden, unique temporary path beside ``path`` (``.NAME.<uuid>.tmp`` in its directory).
+
+    Raises :class:`~geocodec.errors.GeocodecError` if the directory does not exist or ``path`` is a directory.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise GeocodecError(f"output directory {directory} does not exist", source=path)

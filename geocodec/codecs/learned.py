@@ -43,6 +43,10 @@ CODEC_NAME = "geocodec-s2-learned"
 
 
 def model_dir(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
+    """The folder of a model: ``name_or_path`` itself if it is a directory, else the shipped model of that name.
+
+    Raises :class:`~geocodec.errors.InputError` listing the shipped models when neither exists.
+    """
     p = Path(name_or_path)
     if p.is_dir():
         return p
@@ -79,11 +83,16 @@ class LearnedModel:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, *, threads: int | None = None) -> "LearnedModel":
+        """Open the model folder ``name_or_path`` (a path or a shipped model's name) and read its card."""
         path = model_dir(name_or_path)
         return cls(path, read_card(path), threads)
 
     # -- files ---------------------------------------------------------------------------------
     def file_bytes(self, role: str) -> bytes:
+        """The bytes of the model file of ``role`` (``encoder``, ``embedding_decoder``, ``preview_decoder``).
+
+        Raises :class:`~geocodec.errors.MetadataError` when the card names no such file or its sha256 differs.
+        """
         entry = self.card["files"].get(role)
         if entry is None:
             raise MetadataError(f"model has no '{role}' file", source=str(self.path / "model.json"),
@@ -97,23 +106,28 @@ class LearnedModel:
 
     @cached_property
     def encoder(self) -> OnnxDecoder:  # an ONNX session; the class runs any single-input model
+        """The encoder session: reflectance (N, B, H, W) -> latents (N, C, H/stride, W/stride)."""
         return OnnxDecoder(self.file_bytes("encoder"), source=str(self.path / "encoder.onnx"), threads=self.threads)
 
     @cached_property
     def preview_decoder(self) -> OnnxDecoder:
+        """The preview decoder session: dequantized latents (N, C, h, w) -> reflectance (N, B, H, W)."""
         return OnnxDecoder(self.file_bytes("preview_decoder"), source=str(self.path / "preview_decoder.onnx"),
                            threads=self.threads)
 
     @property
     def bands(self) -> list[str]:
+        """The input band names, in the order the encoder expects them."""
         return list(self.card["bands"])
 
     @property
     def stride(self) -> int:
+        """Pixels per latent cell along each axis."""
         return int(self.card["stride"])
 
     @property
     def qualities(self) -> list[int]:
+        """The quality levels the card has step sizes and tables for, ascending."""
         return sorted(int(k) for k in self.card["qualities"])
 
     def _quality(self, quality: int) -> dict:
@@ -123,9 +137,11 @@ class LearnedModel:
         return q
 
     def step(self, quality: int) -> float:
+        """The quantization step at ``quality``; :class:`~geocodec.errors.InputError` if the model lacks it."""
         return float(self._quality(quality)["step"])
 
     def tables(self, quality: int) -> list[IntegerTable]:
+        """One :class:`~geocodec.format.entropy.IntegerTable` per latent channel at ``quality``."""
         return [IntegerTable.from_json(t) for t in self._quality(quality)["tables"]]
 
     # -- encoding --------------------------------------------------------------------------------
@@ -148,6 +164,7 @@ class LearnedModel:
         return q.reshape(q.shape[0], q.shape[1], -1)
 
     def preview(self, q: np.ndarray, quality: int, latent_hw: tuple[int, int]) -> np.ndarray:
+        """Codes ``q`` (N, C, S) at ``quality`` -> preview reflectance (N, B, H, W); ``latent_hw``: (h, w), h*w = S."""
         y = (q.astype(np.float32) * self.step(quality)).reshape(q.shape[0], q.shape[1], *latent_hw)
         return self.preview_decoder(y)
 

@@ -37,6 +37,10 @@ def step_for_quality(quality: int, component_std: np.ndarray) -> float:
 
 
 def check_finite(x: np.ndarray, *, source: str | None = None, row_offset: int = 0) -> None:
+    """Raise :class:`~geocodec.errors.InputError` if ``x`` holds a NaN or infinite value.
+
+    The error names the first such row, counting from ``row_offset``.
+    """
     bad = ~np.isfinite(x)
     if bad.any():
         row = int(np.argwhere(bad.any(axis=tuple(range(1, x.ndim))))[0, 0])
@@ -46,6 +50,12 @@ def check_finite(x: np.ndarray, *, source: str | None = None, row_offset: int = 
 
 @dataclass
 class LinearCodec:
+    """A fitted transform codec: ``codes = round((x - mean) @ components.T / step)``.
+
+    ``mean`` (D,), ``components`` (K, D) orthonormal principal axes ordered by variance, ``step`` (K,) (one value
+    repeated), one entropy table per component and the ``quality`` it was fitted at.
+    """
+
     mean: np.ndarray          # (D,)
     components: np.ndarray    # (K, D), orthonormal rows
     step: np.ndarray          # (K,)
@@ -54,15 +64,23 @@ class LinearCodec:
 
     @property
     def dimension(self) -> int:
+        """D, the length of the input embeddings."""
         return self.components.shape[1]
 
     @property
     def latent_channels(self) -> int:
+        """K, the number of components kept (latent channels)."""
         return self.components.shape[0]
 
     @classmethod
     def fit(cls, x: np.ndarray, quality: int = DEFAULT_QUALITY, *, source: str | None = None,
             seed: int = 0) -> "LinearCodec":
+        """Fit the codec to embeddings ``x`` (N, D) at ``quality`` (1..10).
+
+        Fits on a random sample of :data:`FIT_SAMPLE_ROWS` rows (``seed``) when there are more; keeps the components up
+        to the last one that quantizes to anything but zero. Raises :class:`~geocodec.errors.InputError` for empty,
+        non-finite or constant input or a bad quality.
+        """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] == 0:
             raise InputError("no embeddings to fit the codec on (empty input)", source=source)
@@ -100,6 +118,7 @@ class LinearCodec:
         return np.round(y / self.step).astype(np.int32)[:, :, None]
 
     def decoder_onnx(self, metadata: dict[str, str] | None = None) -> bytes:
+        """The ONNX decoder ``latent @ components + mean`` (see :func:`build_linear_decoder`), serialized."""
         return build_linear_decoder(self.components, self.mean, name="geocodec_linear_decoder",
                                     metadata=metadata)
 

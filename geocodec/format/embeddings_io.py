@@ -24,6 +24,12 @@ ZSTD_LEVEL = 15
 
 @dataclass
 class EmbeddingTable:
+    """A GeoParquet file of float embeddings as read by :func:`read_embeddings`.
+
+    ``table`` holds every column of the input, ``vectors`` the (N, D) float32 embeddings of ``column``, ``geometry`` the
+    shapely geometries of ``geometry_column`` and ``crs`` its CRS as PROJJSON.
+    """
+
     table: pa.Table          # every column of the input
     vectors: np.ndarray      # (N, D) float32
     geometry: np.ndarray     # shapely geometries
@@ -33,6 +39,10 @@ class EmbeddingTable:
 
 
 def read_geo_metadata(kv: dict | None, *, source: str) -> dict:
+    """The parsed ``geo`` footer key of Parquet key-value metadata ``kv``.
+
+    Raises :class:`~geocodec.errors.MetadataError` if it is absent or malformed.
+    """
     raw = (kv or {}).get(GEO_KEY.encode())
     if raw is None:
         raise MetadataError("no 'geo' key in the Parquet footer: not a GeoParquet file", source=source, field="geo")
@@ -100,6 +110,11 @@ def vectors_from_column(arr: pa.ChunkedArray | pa.Array, *, source: str, column:
 
 
 def read_embeddings(path: str | os.PathLike, column: str, *, crs=None) -> EmbeddingTable:
+    """Read a GeoParquet file of float embeddings in ``column`` (``crs`` overrides or supplies its CRS).
+
+    Raises :class:`~geocodec.errors.InputError` for an unreadable file, a non-WKB geometry, a missing column, bad
+    vectors or missing geometries, and :class:`~geocodec.errors.MetadataError` without ``geo`` metadata.
+    """
     path = os.fspath(path)
     try:
         pf = pq.ParquetFile(path)

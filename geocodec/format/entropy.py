@@ -57,14 +57,17 @@ class IntegerTable:
 
     @property
     def n_values(self) -> int:
+        """The number of coded symbols, escape excluded."""
         return len(self.freq) - 1
 
     @property
     def escape_index(self) -> int:
+        """The table index of the escape symbol (the last one)."""
         return len(self.freq) - 1
 
     @cached_property
     def model(self):
+        """The constriction categorical model whose fixed-point CDF is ``cumsum(freq)``."""
         weights = np.asarray(self.freq, dtype=np.float64) - 1.0
         return constriction.stream.model.Categorical(weights, perfect=False)
 
@@ -74,10 +77,12 @@ class IntegerTable:
         return PRECISION - np.log2(np.asarray(self.freq, dtype=np.float64))
 
     def to_json(self) -> dict:
+        """The table as stored in the footer: ``{"min": lo, "freq": [...]}``."""
         return {"min": int(self.lo), "freq": [int(v) for v in self.freq]}
 
     @classmethod
     def from_json(cls, obj: dict) -> "IntegerTable":
+        """Inverse of :meth:`to_json`; :class:`~geocodec.errors.GeocodecError` if malformed or invalid."""
         try:
             return cls(lo=int(obj["min"]), freq=tuple(int(v) for v in obj["freq"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -218,10 +223,16 @@ def cross_entropy_bits(q: np.ndarray, tables: list[IntegerTable]) -> float:
 
 
 def words_to_bytes(words: np.ndarray) -> bytes:
+    """uint32 code words as little-endian bytes."""
     return np.asarray(words, dtype="<u4").tobytes()
 
 
 def bytes_to_words(data: bytes, *, bits: int | None = None) -> np.ndarray:
+    """Little-endian bytes -> uint32 code words.
+
+    Raises :class:`~geocodec.errors.BitstreamError` if the length is not a whole number of words or differs from
+    ``bits`` (the bit count the row records).
+    """
     if len(data) % 4:
         raise BitstreamError(f"code length {len(data)} bytes is not a whole number of 32-bit words (truncated?)")
     if bits is not None and bits != 8 * len(data):

@@ -10,6 +10,10 @@ from geocodec.format.reader import GeocodecFile
 
 
 def summarize(f: GeocodecFile) -> dict:
+    """What ``geocodec info`` reports on an open file, as a JSON-able dict.
+
+    Codec, model, embedding, latent, grid, CRS, bbox, time extent, rows, sizes in bytes and the rate.
+    """
     ext = f.ext
     meta = f.parquet.metadata
     size = _size(f.source)
@@ -64,6 +68,7 @@ def _size(source: str) -> int | None:
 
 
 def format_summary(s: dict) -> str:
+    """A :func:`summarize` dict as indented lines of text."""
     b = s["bytes"]
     lines = [
         f"{s['file']}",

@@ -21,6 +21,12 @@ from geocodec.format.writer import ZSTD_LEVEL, footer_metadata
 
 
 def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
+    """Concatenate the files ``sources`` (one codec) into ``output`` without re-encoding.
+
+    Files are ordered along a Hilbert curve of their bbox centres and their row groups copied as they are. Returns
+    ``rows``, ``files`` and ``bytes`` (of the output). Raises :class:`~geocodec.errors.MetadataError` when the files
+    cannot be merged.
+    """
     files = [GeocodecFile(s) for s in sources]
     problems = merge_report(files)
     if problems:

@@ -116,34 +116,42 @@ class CodecSpec:
 
     @cached_property
     def tables(self) -> list[IntegerTable]:
+        """One entropy table per latent channel."""
         return [IntegerTable.from_json(t) for t in self.ext["entropy_model"]["tables"]]
 
     @cached_property
     def step(self) -> np.ndarray:
+        """Quantization step per latent channel, float32 (C,)."""
         return np.asarray(self.ext["quantization"]["step"], dtype=np.float32)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
+        """The latent of one row: (C,) for a vector, (C, H, W) for a grid."""
         return tuple(self.ext["latent"]["shape"])
 
     @property
     def channels(self) -> int:
+        """C, the number of latent channels."""
         return self.latent_shape[0]
 
     @property
     def positions(self) -> int:
+        """S, the latent positions per channel (H * W for a grid, 1 for a vector)."""
         return int(np.prod(self.latent_shape[1:], dtype=np.int64)) if len(self.latent_shape) > 1 else 1
 
     @property
     def block_rows(self) -> int:
+        """Rows per entropy-coded block."""
         return int(self.ext["entropy_model"]["block_rows"])
 
     @property
     def dimension(self) -> int:
+        """Length of the decoded embedding vectors."""
         return int(self.ext["embedding"]["dimension"])
 
     @property
     def fingerprint(self) -> str:
+        """The :func:`fingerprint` of the extension, recomputed from its fields."""
         return fingerprint(self.ext)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
@@ -156,6 +164,7 @@ def build_extension(*, codec_name: str, codec_version: str, quality: int, latent
                     step: np.ndarray, tables: list[IntegerTable], block_rows: int, decoder_sha256: str,
                     decoder_size: int, decoder_input: str, decoder_output: str, dimension: int,
                     embedding_type: str, semantics: str, model: dict, grid: dict) -> dict:
+    """The ``geocodec`` footer dict of a codec (``temporal_extent`` still None), with its fingerprint."""
     ext = {
         "version": SPEC_VERSION,
         "codec": {"name": codec_name, "version": codec_version, "quality": int(quality)},
@@ -218,10 +227,12 @@ def build_emb(ext: dict) -> dict:
 
 
 def encode_decoder(data: bytes) -> bytes:
+    """Decoder bytes as base64, the form stored under the footer key ``geocodec.decoder``."""
     return base64.b64encode(data)
 
 
 def decode_decoder(value: bytes, *, source: str) -> bytes:
+    """Inverse of :func:`encode_decoder`; :class:`~geocodec.errors.MetadataError` if not valid base64."""
     try:
         return base64.b64decode(value, validate=True)
     except (ValueError, TypeError) as exc:
@@ -229,6 +240,10 @@ def decode_decoder(value: bytes, *, source: str) -> bytes:
 
 
 def parse_json_key(kv: dict, key: str, *, source: str, required: bool = True):
+    """The JSON value of footer key ``key`` in key-value metadata ``kv``.
+
+    Missing: :class:`~geocodec.errors.MetadataError` if ``required``, else None; invalid JSON: MetadataError.
+    """
     raw = kv.get(key.encode()) if kv else None
     if raw is None:
         if required:

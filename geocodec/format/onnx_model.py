@@ -18,6 +18,7 @@ DECODER_OUTPUT = "embedding"
 
 
 def sha256_hex(data: bytes) -> str:
+    """The sha256 of ``data`` as lowercase hex."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -56,6 +57,10 @@ class OnnxDecoder:
 
 def load_decoder(data: bytes, expected_sha256: str, *, source: str, input_name: str | None = None,
                  output_name: str | None = None) -> OnnxDecoder:
+    """An :class:`OnnxDecoder` over ``data``.
+
+    Raises :class:`~geocodec.errors.MetadataError` if the sha256 of ``data`` is not ``expected_sha256``.
+    """
     actual = sha256_hex(data)
     if actual != expected_sha256:
         raise MetadataError(

@@ -44,6 +44,11 @@ def _parse(t: str | None):
 
 
 def stac_item(f: GeocodecFile, *, href: str | None = None):
+    """The :class:`pystac.Item` of an open file.
+
+    WGS84 footprint and time, ``emb:`` and ``geocodec:`` fields (``mlm:`` too for a published model), the ``embeddings``
+    asset and the ``emb:decoder`` link.
+    """
     import pystac
 
     ext = f.ext
@@ -109,6 +114,10 @@ def stac_item(f: GeocodecFile, *, href: str | None = None):
 
 
 def write_stac_item(source: str, output: str, *, href: str | None = None) -> dict:
+    """Write the STAC Item of the file ``source`` as JSON to ``output``; return it as a dict.
+
+    ``href``: the asset href to record (default: the file name).
+    """
     with GeocodecFile(source) as f:
         d = stac_item(f, href=href).to_dict(include_self_link=False)
     with atomic_output(output) as tmp:

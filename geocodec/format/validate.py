@@ -20,6 +20,8 @@ from geocodec.format.writer import CORE_FIELDS
 
 @dataclass
 class Finding:
+    """One validation result: ``level`` (``error`` makes the file invalid, or ``warning``) and ``message``."""
+
     level: str  # "error" | "warning"
     message: str
 

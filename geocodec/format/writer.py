@@ -50,6 +50,10 @@ CODE_COLUMNS = ("code_index", "code_rows", "code", "code_bits", "code_crc32")
 
 
 def file_schema(extra: pa.Schema | None = None) -> pa.Schema:
+    """The Arrow schema of a geocodec file: the core columns, then those of ``extra``.
+
+    Raises :class:`~geocodec.errors.InputError` if an extra column takes a reserved name.
+    """
     fields = list(CORE_FIELDS)
     for f in extra or []:
         if f.name in CORE_NAMES:
@@ -205,6 +209,11 @@ class GeocodecWriter:
 
     # -- finishing -----------------------------------------------------------------------
     def close(self) -> str:
+        """Flush the pending rows, write the footer and move the file into place; return its path.
+
+        Raises :class:`~geocodec.errors.InputError` if no rows were written; on any error the temporary file is removed.
+        Closing again does nothing.
+        """
         if self._closed:
             return self.path
         try:
@@ -225,6 +234,7 @@ class GeocodecWriter:
         return self.path
 
     def abort(self) -> None:
+        """Stop writing and remove the temporary file; any existing file at ``path`` stays untouched."""
         if not self._closed:
             self._closed = True
             try:

@@ -88,6 +88,12 @@ def band_names(model) -> list[str]:
 # -- one chunk -----------------------------------------------------------------------------------------
 @dataclass
 class ChunkCodes:
+    """The codes of one chunk, one value per latent cell (see :func:`encode_chunk`).
+
+    ``q`` (C, h, w) int32 codes, ``valid_fraction`` (h, w) float32 share of valid pixels under each cell, ``stride``
+    pixels per cell and ``pad`` the (bottom, right) pixels added before encoding.
+    """
+
     q: np.ndarray               # (C, h, w) int32 codes of the latent cells
     valid_fraction: np.ndarray  # (h, w) float32, share of valid pixels under each cell
     stride: int

@@ -193,6 +193,7 @@ def _unknown_time(t) -> bool:
 
 
 def date_from_name(path: str):
+    """The date ``YYYY-MM-DD`` in a file name (``20240131`` or ``2024-01-31``), or None."""
     import re
 
     m = re.search(r"(\d{4})-?(\d{2})-?(\d{2})(?:[T_]?(\d{2})(\d{2})?(\d{2})?)?", os.path.basename(path))

@@ -15,6 +15,11 @@ import shapely
 
 @dataclass(frozen=True)
 class TileGrid:
+    """Square tiles of ``tile_px`` pixels of ``pixel_size`` CRS units, row 0 / column 0 at ``origin``.
+
+    ``origin`` is (x of the left edge, y of the top edge); rows count downwards.
+    """
+
     crs: object            # anything pyproj understands
     origin: tuple[float, float]   # x of the left edge, y of the top edge
     pixel_size: float      # metres (or CRS units) per pixel
@@ -22,9 +27,11 @@ class TileGrid:
 
     @property
     def tile_size(self) -> float:
+        """The side of a tile in CRS units."""
         return self.pixel_size * self.tile_px
 
     def tile_id(self, row: int, col: int) -> str:
+        """The id of the tile at (``row``, ``col``): ``rRRRRRcCCCCC``, zero-padded."""
         return f"r{row:05d}c{col:05d}"
 
     @classmethod
@@ -33,11 +40,16 @@ class TileGrid:
         return cls(crs, (float(transform.c), float(transform.f)), float(transform.a), tile_px)
 
     def footprints(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Box polygons (shapely, in the grid's CRS) of the tiles at ``rows``, ``cols``."""
         x0 = self.origin[0] + np.asarray(cols) * self.tile_size
         y1 = self.origin[1] - np.asarray(rows) * self.tile_size
         return shapely.box(x0, y1 - self.tile_size, x0 + self.tile_size, y1)
 
     def to_json(self, grid_id: str | None = None) -> dict:
+        """The grid as the ``grid`` field of the extension metadata.
+
+        ``type`` regular, ``crs`` as PROJJSON, ``origin``, tile sizes in pixels and CRS units, ``id`` ``grid_id``.
+        """
         from pyproj import CRS
 
         return {"type": "regular", "crs": CRS.from_user_input(self.crs).to_json_dict(),

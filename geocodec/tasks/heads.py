@@ -53,12 +53,22 @@ def add_head_metadata(onnx_bytes: bytes, meta: dict) -> bytes:
 
 @dataclass
 class Head:
+    """A task head: its ONNX file's ``path`` and bytes (``data``) and the parsed ``geocodec:*`` metadata ``meta``.
+
+    Build it with :meth:`load`, which also opens the onnxruntime session :meth:`run` uses.
+    """
+
     path: str
     data: bytes
     meta: dict
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike) -> "Head":
+        """Open a head: an ONNX path, or the name of a shipped head (``geocodec/models/heads/NAME.onnx``).
+
+        Raises :class:`~geocodec.errors.MetadataError` when there is no such file, a metadata value is not JSON, or the
+        model has no ``geocodec:task``/``geocodec:input`` (not a geocodec head).
+        """
         p = Path(name_or_path)
         if not p.is_file():
             q = HEADS_DIR / f"{name_or_path}.onnx"
@@ -88,21 +98,26 @@ class Head:
 
     @property
     def task(self) -> str:
+        """The head's task, e.g. ``landcover``, ``ships``, ``monitor`` or ``custom``."""
         return self.meta["task"]
 
     @property
     def class_names(self) -> list[str]:
+        """The class names in output order (empty for a head without ``geocodec:classes``)."""
         return [c["name"] for c in self.meta.get("classes", [])]
 
     @property
     def class_colors(self) -> list[str]:
+        """The ``#rrggbb`` colour per class, ``#888888`` where none is given."""
         return [c.get("color", "#888888") for c in self.meta.get("classes", [])]
 
     @property
     def sha256(self) -> str:
+        """The sha256 of the head's ONNX bytes (hex)."""
         return sha256_hex(self.data)
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        """The head's output for a batch ``x`` (float32, batch axis first, shaped as ``geocodec:input`` says)."""
         return self._session(np.asarray(x, dtype=np.float32))
 
     def check_file(self, ext: dict, source: str) -> None:

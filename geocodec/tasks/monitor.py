@@ -38,6 +38,12 @@ def detect_events(classes, names: list[str], *, from_classes=DEFAULT_FROM, to_cl
 
 @dataclass
 class MonitorResult:
+    """A monitoring head's answer for one place: per date (T) the ``probabilities`` (T, K) and argmax ``classes`` (T,).
+
+    ``dates`` (T,) (indices 0..T-1 when none were given), class ``names`` and ``colors`` (K), and the change ``events``
+    of :func:`detect_events`.
+    """
+
     dates: np.ndarray
     probabilities: np.ndarray          # (T, K)
     classes: np.ndarray                # (T,) indices
@@ -47,6 +53,7 @@ class MonitorResult:
 
     @property
     def class_names(self) -> list[str]:
+        """The class name of each date, (T,)."""
         return [self.names[int(c)] for c in self.classes]
 
 

@@ -19,6 +19,12 @@ from geocodec.format.reader import GeocodecFile
 
 @dataclass
 class Mosaic:
+    """Decoded preview tiles on the file's grid: ``data`` (bands, H, W) float32 reflectance, NaN outside tiles.
+
+    ``bands`` names the bands, ``origin`` is (x left, y top) and ``pixel_size`` the pixel side, both in units of
+    ``crs``.
+    """
+
     data: np.ndarray          # (bands, H, W) float32 reflectance, NaN outside tiles
     bands: list[str]
     origin: tuple[float, float]   # x left, y top
@@ -27,6 +33,7 @@ class Mosaic:
 
     @property
     def transform(self):
+        """The north-up ``affine.Affine`` from pixel (col, row) to CRS coordinates."""
         from affine import Affine
 
         return Affine(self.pixel_size, 0, self.origin[0], 0, -self.pixel_size, self.origin[1])
@@ -37,12 +44,21 @@ class Mosaic:
 
 
 def rgb_image(data: np.ndarray, bands: list[str], percentile: float = 99.0) -> np.ndarray:
+    """(H, W, 3) display image of B04, B03, B02 from ``data`` (bands, H, W).
+
+    Divided by their ``percentile``-th value, clipped to [0, 1]; NaN becomes 0.
+    """
     rgb = np.stack([data[bands.index(b)] for b in RGB_BANDS], axis=-1)
     scale = np.nanpercentile(rgb, percentile) or 1.0
     return np.nan_to_num(np.clip(rgb / scale, 0, 1))
 
 
 def model_for_file(f: GeocodecFile, model: str | None = None) -> LearnedModel:
+    """The :class:`~geocodec.codecs.learned.LearnedModel` that made the file.
+
+    ``model`` (name or folder), else the shipped model the file names. Raises :class:`~geocodec.errors.MetadataError` if
+    its encoder sha256 is not the file's ``model.sha256``.
+    """
     m = LearnedModel.load(model) if model else LearnedModel.load(f.ext["model"]["name"])
     if m.identity()["sha256"] != f.ext["model"].get("sha256"):
         raise MetadataError(f"the file was made by encoder sha256 {f.ext['model'].get('sha256')}, the model folder "

@@ -172,6 +172,10 @@ class SearchIndex:
     # building ---------------------------------------------------------------------------
     @classmethod
     def empty(cls, kind: str, dimension: int, capacity: int = 0) -> "SearchIndex":
+        """An index of ``kind`` "exact" (room for ``capacity`` rows, grown as needed) or "ann" with no rows yet.
+
+        Raises :class:`~geocodec.errors.InputError` for another kind.
+        """
         if kind not in ("exact", "ann"):
             raise InputError(f"index kind must be 'exact' or 'ann', got {kind!r}", field="method")
         idx = cls(kind=kind, dimension=int(dimension))
@@ -214,6 +218,7 @@ class SearchIndex:
         return idx
 
     def finish(self) -> "SearchIndex":
+        """Trim an exact index's spare capacity to its rows; return the index."""
         if self.kind == "exact" and self.vectors.shape[0] != self.rows:
             self.vectors = self.vectors[:self.rows].copy()
         return self
@@ -258,6 +263,7 @@ class SearchIndex:
 
     @property
     def memory_bytes(self) -> int:
+        """Bytes the index holds in memory: the vectors (exact) or usearch's memory usage (ann)."""
         if self.kind == "exact":
             return int(self.vectors.nbytes) if self.vectors is not None else 0
         return int(self.ann.memory_usage)
@@ -332,6 +338,10 @@ class SearchIndex:
 
 
 def choose_kind(method: str, rows: int) -> str:
+    """The index kind for ``method`` over ``rows`` vectors: "auto" is "exact" up to :data:`EXACT_MAX_ROWS`, else "ann".
+
+    Raises :class:`~geocodec.errors.InputError` for a method other than auto, exact or ann.
+    """
     if method == "auto":
         return "exact" if rows <= EXACT_MAX_ROWS else "ann"
     if method not in ("exact", "ann"):
@@ -473,6 +483,7 @@ class Searcher:
         return idx
 
     def close(self):
+        """Close the files of the dataset."""
         self.ds.close()
 
     # rows by global index ------------------------------------------------------------------
@@ -528,6 +539,10 @@ class Searcher:
         return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
     def tiles_by_id(self, tile_id: str) -> QueryTiles:
+        """The rows whose ``tile_id`` is ``tile_id`` (several dates: all of them) and their mean embedding.
+
+        Raises :class:`~geocodec.errors.InputError` if a file has no ``tile_id`` column or no row matches.
+        """
         for f in self.ds.files:
             if "tile_id" not in f.column_names:
                 raise InputError("the file has no tile_id column", source=f.source, field="tile_id")
@@ -556,6 +571,11 @@ class Searcher:
         return QueryTiles(rows, self.decode_rows(rows).mean(axis=0), how)
 
     def tiles_in_polygon(self, polygon, crs=None) -> QueryTiles:
+        """The tiles intersecting ``polygon`` (shapely geometry, WKT or a vector file path) and their mean embedding.
+
+        ``crs``: the polygon's CRS (default: the file's). Raises :class:`~geocodec.errors.InputError` if the polygon is
+        empty or no tile intersects it.
+        """
         import shapely
 
         from geocodec.format.query import Query

