@@ -9,9 +9,10 @@
 * Rate / quality on the model's held-out scenes (sen2ships genoa and hedland,
   SSL4EO location 0181476, 4 seasons): bytes per km2 per date of the
   entropy-coded codes at each quality, preview PSNR (peak 1.0 reflectance) and
-  SSIM, against raw uint16 pixels, JPEG 2000 (GDAL's JP2OpenJPEG through
-  rasterio, lossy 9/7) of the same 5 bands at the same PSNR, and per-pixel
-  int8 embeddings as AlphaEarth (64 B/px) and WorldCereal (128 + 4 B/px) ship them.
+  SSIM, against raw uint16 pixels and per-pixel int8 embeddings as AlphaEarth
+  (64 B/px) and WorldCereal (128 + 4 B/px) ship them. JPEG 2000 at matched PSNR
+  and SSIM is in ``bench/bench_rd.py`` (docs/benchmarks-rd.md), which measures it
+  at any target instead of a fixed QUALITY sweep.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import common
 
 ALPHAEARTH_BYTES_PER_PX = 64
 WORLDCEREAL_BYTES_PER_PX = 128 + 4
-JP2_QUALITIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)  # % of the uncompressed size (GDAL QUALITY)
 
 
 def write_scene_tif(scene, path: str) -> None:
@@ -109,41 +109,7 @@ def codec_rates(model, scenes) -> list[dict]:
     return rows
 
 
-def jp2_curve(scenes, tmp) -> list[dict]:
-    import rasterio
-    from rasterio.transform import from_origin
-
-    from geocodec.codecs.image_metrics import psnr
-
-    rows = []
-    for scene in tqdm(scenes, desc="JPEG 2000"):
-        ok = scene.valid.all(axis=0)
-        dn = np.where(scene.valid, np.round(scene.data * 10000), 0).astype("uint16")
-        orig = np.where(ok, dn * 1e-4, np.nan)
-        c, h, w = dn.shape
-        for qual in JP2_QUALITIES:
-            path = os.path.join(tmp, "x.jp2")
-            with rasterio.open(path, "w", driver="JP2OpenJPEG", width=w, height=h, count=c, dtype="uint16",
-                               crs="EPSG:3857", transform=from_origin(0, 0, 10, 10), QUALITY=str(qual),
-                               REVERSIBLE="NO") as dst:
-                dst.write(dn)
-            with rasterio.open(path) as src:
-                rec = np.where(ok, src.read().astype(np.float32) * 1e-4, np.nan)
-            rows.append({"scene": scene.name, "jp2_quality": qual, "bytes_per_km2": os.path.getsize(path) / (h * w * 1e-4),
-                         "psnr": psnr(orig, rec)})
-    return rows
-
-
-def jp2_at_psnr(curve: list[dict], scene: str, target: float) -> float:
-    pts = sorted((r["psnr"], r["bytes_per_km2"]) for r in curve if r["scene"] == scene)
-    ps = np.array([p for p, _ in pts])
-    bs = np.log(np.array([b for _, b in pts]))
-    if target < ps[0] or target > ps[-1]:
-        return float("nan")
-    return float(np.exp(np.interp(target, ps, bs)))
-
-
-def report(args, speed_rows, rate_rows, jp2_rows, wall) -> str:
+def report(args, speed_rows, rate_rows, wall) -> str:
     lines = [
         "# Producer benchmarks: encode speed, memory, rate and preview quality",
         "",
@@ -167,35 +133,25 @@ def report(args, speed_rows, rate_rows, jp2_rows, wall) -> str:
               "", "## Bytes per km² per date and preview quality, per quality level", "",
               "Per-pixel references: raw uint16, 5 bands: 100,000 B/km²; AlphaEarth int8 (64 B/px): "
               f"{ALPHAEARTH_BYTES_PER_PX * 10000:,} B/km²; WorldCereal Presto (128 x uint8 + float32 scale per px): "
-              f"{WORLDCEREAL_BYTES_PER_PX * 10000:,} B/km². JPEG 2000 bytes are interpolated (log-linear) on each "
-              "scene's JP2 rate–PSNR curve at the geocodec preview's PSNR (nan: outside the curve's range).", "",
-              "| scene | quality | geocodec B/km² | bits/pixel | preview PSNR dB | SSIM | JPEG 2000 B/km² at that PSNR | "
-              "x smaller than raw | x smaller than JPEG 2000 |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              f"{WORLDCEREAL_BYTES_PER_PX * 10000:,} B/km². JPEG 2000 at the same PSNR and SSIM, measured at any "
+              "target on the same scenes: [benchmarks-rd.md](benchmarks-rd.md).", "",
+              "| scene | quality | geocodec B/km² | bits/pixel | preview PSNR dB | SSIM | x smaller than raw |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rate_rows:
-        j = jp2_at_psnr(jp2_rows, r["scene"], r["psnr"])
         lines.append(f"| {r['scene']} | {r['quality']} | {r['bytes_per_km2']:,.0f} | {r['bpp']:.3f} | {r['psnr']:.2f} | "
-                     f"{r['ssim']:.3f} | {j:,.0f} | {100000 / r['bytes_per_km2']:.0f} | "
-                     f"{j / r['bytes_per_km2']:.1f} |")
+                     f"{r['ssim']:.3f} | {100000 / r['bytes_per_km2']:.0f} |")
     lines += ["", "### Mean over the held-out scenes", "",
-              "| quality | geocodec B/km² | preview PSNR dB | SSIM | JPEG 2000 B/km² at that PSNR | AlphaEarth / geocodec | "
-              "WorldCereal / geocodec |", "|---:|---:|---:|---:|---:|---:|---:|"]
+              "| quality | geocodec B/km² | preview PSNR dB | SSIM | AlphaEarth / geocodec | "
+              "WorldCereal / geocodec |", "|---:|---:|---:|---:|---:|---:|"]
     for q in sorted({r["quality"] for r in rate_rows}):
         rs = [r for r in rate_rows if r["quality"] == q]
         b = np.mean([r["bytes_per_km2"] for r in rs])
-        js = [jp2_at_psnr(jp2_rows, r["scene"], r["psnr"]) for r in rs]
-        jm = np.nanmean(js) if np.isfinite(js).any() else float("nan")
         lines.append(f"| {q} | {b:,.0f} | {np.mean([r['psnr'] for r in rs]):.2f} | {np.mean([r['ssim'] for r in rs]):.3f} | "
-                     f"{jm:,.0f} | {ALPHAEARTH_BYTES_PER_PX * 10000 / b:.0f}x | {WORLDCEREAL_BYTES_PER_PX * 10000 / b:.0f}x |")
+                     f"{ALPHAEARTH_BYTES_PER_PX * 10000 / b:.0f}x | {WORLDCEREAL_BYTES_PER_PX * 10000 / b:.0f}x |")
     lines += ["", "- geocodec B/km²: the entropy-coded code bytes (whole 32-bit words, 256-tile blocks) per km² of the "
               "scene for one date; a file adds the per-tile columns and a footer (ONNX decoder and tables, about "
               "0.3 MB once per file).",
-              "- PSNR over valid pixels of all 5 bands, reflectance, peak 1.0; SSIM: mean over bands (7 x 7 window).",
-              "- JPEG 2000: GDAL JP2OpenJPEG, `REVERSIBLE=NO`, `QUALITY` in "
-              f"{', '.join(str(q) for q in JP2_QUALITIES)} % of the uncompressed size, all 5 bands in one file.",
-              "", "### JPEG 2000 rate–PSNR points", "", "| scene | QUALITY % | B/km² | PSNR dB |", "|---|---:|---:|---:|"]
-    for r in jp2_rows:
-        lines.append(f"| {r['scene']} | {r['jp2_quality']} | {r['bytes_per_km2']:,.0f} | {r['psnr']:.2f} |")
+              "- PSNR over valid pixels of all 5 bands, reflectance, peak 1.0; SSIM: mean over bands (7 x 7 window)."]
     return "\n".join(lines) + "\n"
 
 
@@ -213,8 +169,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         speed_rows = [] if a.skip_speed else speed(model, scenes, tmp)
         rate_rows = codec_rates(model, scenes)
-        jp2_rows = jp2_curve(scenes, tmp)
-    text = report(a, speed_rows, rate_rows, jp2_rows, time.time() - t0)
+    text = report(a, speed_rows, rate_rows, time.time() - t0)
     common.write_page(a.out, text)
     print(f"wrote {a.out} in {time.time() - t0:.0f} s")
     return 0
