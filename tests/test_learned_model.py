@@ -220,3 +220,33 @@ def test_tiny_training_run(tmp_path, stack):
     assert q.shape == (1, cfg.channels, 16 * 16)
     assert card["scores"]["sets"]["all held-out"]["tiles"] == 1
     assert "Scores on held-out tiles" in (tmp_path / "card.md").read_text()
+
+
+@pytest.mark.slow
+def test_training_resumes_from_its_checkpoint(tmp_path, stack):
+    """6 steps in one go and 3 + 3 steps with a checkpoint between give the same weights, and a checkpoint of
+    another configuration is refused with the field named."""
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    import torch
+
+    from geocodec.errors import InputError
+    from geocodec.training.train import TrainConfig, load_weights, train
+
+    scenes = [_crop_scene(stack, 0, 0, 160, "crop-a"), _crop_scene(stack, 800, 800, 160, "crop-b")]
+    cfg = TrainConfig(batch=2, quality_steps={1: 4.0, 2: 1.0})
+    kw = dict(config=cfg, seed=3, progress=False, train_scenes=scenes, heldout_scenes=[], threads=1)
+    train(tmp_path / "once", steps=6, **kw)
+    ckpt = tmp_path / "run.pt"
+    train(tmp_path / "part", steps=3, checkpoint=ckpt, **kw)
+    card = train(tmp_path / "resumed", steps=6, checkpoint=ckpt, resume=True, **kw)
+    assert card["training"]["steps"] == 6
+    a = load_weights(tmp_path / "once" / "weights.safetensors").state_dict()
+    b = load_weights(tmp_path / "resumed" / "weights.safetensors").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    # a different run's checkpoint is refused, naming what differs
+    with pytest.raises(InputError, match="another run") as info:
+        train(tmp_path / "other", steps=6, checkpoint=ckpt, resume=True, **{**kw, "seed": 4})
+    assert info.value.field == "seed"

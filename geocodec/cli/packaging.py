@@ -35,7 +35,7 @@ DISTRIBUTIONS = {
 }
 # files of the model folders that only training reads or writes: the torch checkpoint (the ONNX files are what
 # a consumer runs) and the heads' training reports (each head's ONNX carries its own scores in its metadata)
-TRAINING_ONLY = {"weights.safetensors", "scores.json", "ships_scores.json"}
+TRAINING_ONLY = {"weights.safetensors", "checkpoint.pt", "scores.json", "ships_scores.json"}
 WORKER_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 PLUGIN = "geocodec_qgis"
 

@@ -45,7 +45,13 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
     p.add_argument("--report-only", action="store_true",
                    help=f"only write the model card (--card, default {CARD}) from OUT/model.json, without training")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-minutes and at the end "
+                                        "(default OUT/checkpoint.pt)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="minutes between checkpoints (default 5; 0: only at the end)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in the checkpoint (same options and data) up to --steps/--minutes")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run_codec(a: argparse.Namespace) -> int:
@@ -65,7 +71,8 @@ def run_codec(a: argparse.Namespace) -> int:
         (f, v, None) for f, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
                                   ("--device", a.device), ("--data", a.data), ("--card", a.card))])
     card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
-                 progress=not a.quiet, card_path=a.card, command=invoked)
+                 progress=not a.quiet, card_path=a.card, command=invoked, checkpoint=a.checkpoint,
+                 checkpoint_minutes=a.checkpoint_minutes, resume=a.resume)
     tr = card["training"]
     print(f"wrote {a.out}: {card['name']} trained {tr['steps']} steps in {tr['minutes']:.1f} min on {tr['device']}")
     for name, s in card.get("scores", {}).get("sets", {}).items():

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from geocodec.atomic import atomic_output
 from geocodec.codecs.image_metrics import ssim
 from geocodec.training import data as D
+from geocodec.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from geocodec.training.model import LOG_EPS, Codec, info_nce
 
 MODEL_NAME = "s2-5band-v1"
@@ -95,13 +96,20 @@ def _relpath(p: str, root: Path) -> str:
 def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: float | None = None, seed: int = 0,
           device: str | None = None, data_dir: str | os.PathLike | None = None, config: TrainConfig | None = None,
           threads: int = 2, progress: bool = True, card_path: str | os.PathLike | None = None,
-          command: str | None = None, train_scenes=None, heldout_scenes=None, table_tiles: int = 1200) -> dict:
+          command: str | None = None, train_scenes=None, heldout_scenes=None, table_tiles: int = 1200,
+          checkpoint: str | os.PathLike | None = None, checkpoint_minutes: float = 5.0,
+          resume: bool = False) -> dict:
     """Train the codec and write the model folder ``out_dir``; returns the model card (``model.json``) dict.
 
     Stops after ``steps`` optimisation steps or ``minutes`` of wall time, whichever
-    comes first (``SHIPPED_STEPS`` when neither is given). ``train_scenes`` /
-    ``heldout_scenes`` (lists of :class:`.data.Scene`) replace the data folder,
-    for tests.
+    comes first (``SHIPPED_STEPS`` when neither is given); both count the whole run,
+    resumed parts included. ``train_scenes`` / ``heldout_scenes`` (lists of
+    :class:`.data.Scene`) replace the data folder, for tests.
+
+    ``checkpoint`` (default ``out_dir/checkpoint.pt``) is written every ``checkpoint_minutes``
+    and when the loop ends (:mod:`.checkpoint`); with ``resume`` the run continues from it
+    (same configuration, seed and data, or a clear error) and gives the weights an
+    uninterrupted run would have.
     """
     cfg = config or TrainConfig()
     if steps is None and minutes is None:
@@ -135,18 +143,36 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
     rng = np.random.default_rng(seed + 1)
     log_lo, log_hi = math.log(cfg.step_range[0]), math.log(cfg.step_range[1])
 
-    t0 = time.time()
+    ckpt_path = Path(checkpoint) if checkpoint is not None else out / "checkpoint.pt"
+    identity = {"config": json.dumps(_jsonable(asdict(cfg)), sort_keys=True), "seed": seed,
+                "train_scenes": sorted(s.name for s in train_scenes)}
     history = []
-    total = steps if steps is not None else None
-    bar = tqdm(total=total, desc="train", disable=not progress, mininterval=2.0, file=sys.stderr)
-    it = 0
+    it, before = 0, 0.0          # steps and seconds of earlier parts of this run
     run = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "ssl": 0.0, "n": 0}
+    if resume:
+        state = load_checkpoint(ckpt_path, model=model, optimizer=opt, expect=identity)
+        it, before, history, run = state["step"], state["seconds"], state["history"], state["running"]
+        set_rng_state(rng, state["step_rng"])
+        set_rng_state(sampler.rng, state["sampler_rng"])
+
+    def save(elapsed: float) -> None:
+        save_checkpoint(ckpt_path, model=model, optimizer=opt, state={
+            **identity, "step": it, "seconds": elapsed, "history": history, "running": run,
+            "step_rng": rng_state(rng), "sampler_rng": rng_state(sampler.rng)})
+
+    t0 = time.time() - before
+    last_save = time.time()
+    total = steps if steps is not None else None
+    bar = tqdm(total=total, initial=it, desc="train", disable=not progress, mininterval=2.0, file=sys.stderr)
     model.train()
     while True:
         elapsed = time.time() - t0
         frac = max(it / steps if steps else 0.0, elapsed / (60.0 * minutes) if minutes else 0.0)
         if frac >= 1.0:
             break
+        if checkpoint_minutes and time.time() - last_save >= 60.0 * checkpoint_minutes:
+            save(elapsed)
+            last_save = time.time()
         lr = cfg.lr * (cfg.lr_final_fraction if frac > 0.8 else 1.0)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -190,6 +216,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             run = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "ssl": 0.0, "n": 0}
     bar.close()
     train_minutes = (time.time() - t0) / 60.0
+    save(time.time() - t0)
     model.eval().cpu()
 
     # -- integer tables per quality on the training latents ----------------------------------------
