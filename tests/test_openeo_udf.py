@@ -264,7 +264,7 @@ def test_udf_archive(tmp_path, model_path):
         "import json, numpy as np, xarray as xr\n"
         "from openeo.udf import UdfData, XarrayDataCube\n"
         "from openeo.udf.run_code import run_udf_code\n"
-        "cube = xr.DataArray(np.full((1, 6, 40, 40), 700, np.float32), dims=('t', 'bands', 'y', 'x'),\n"
+        "cube = xr.DataArray(np.random.default_rng(0).integers(300, 3000, (1, 6, 40, 40)).astype(np.float32), dims=('t', 'bands', 'y', 'x'),\n"
         "    coords={'bands': ['B02', 'B03', 'B04', 'B08', 'B11', 'SCL']})\n"
         f"code = open({str(udf_path())!r}).read()\n"
         "out = run_udf_code(code, UdfData(proj={'EPSG': 32631}, datacube_list=[XarrayDataCube(cube)],\n"

@@ -122,7 +122,7 @@ def cmd_encode(a) -> int:
         return 0
     r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
                scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
-               keep=a.keep)
+               keep=a.keep, scale=a.scale, offset=a.offset, check_inputs=a.check_inputs)
     print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
           f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
           f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
@@ -419,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this")
     s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
+    s.add_argument("--scale", type=float, help="reflectance = (DN + offset) / scale (default: the rasters' own "
+                   "GDAL scale/offset, else 10000; Sentinel Hub 16-bit exports: 65535)")
+    s.add_argument("--offset", type=float, help="DN offset added before dividing by --scale (default 0; L2A "
+                   "processing baseline >= 04.00 products whose offset is not applied yet: -1000)")
+    s.add_argument("--no-input-check", dest="check_inputs", action="store_false",
+                   help="encode even when a band's values are implausible reflectance (wrong --scale/--offset?)")
     s.add_argument("--embedder", help="your own foundation model as ONNX ([N,B,T,T] reflectance -> [N,D]); the "
                                       "codec is then fitted on its embeddings, as geocodec compress does")
     s.add_argument("--tile-px", type=int, help="tile size for --embedder (default: its input shape, else 128)")

@@ -34,6 +34,7 @@ import numpy as np
 
 from geocodec.codecs.bands import SCL_BAND
 from geocodec.errors import InputError
+from geocodec.producer.radiometry import check_reflectance
 from geocodec.producer.tiling import cut_tiles, join_tiles, pad_to_tiles, tile_counts
 from geocodec.threads import udf_threads
 
@@ -179,11 +180,21 @@ def latent_coords(coord: np.ndarray, stride: int, n: int) -> np.ndarray:
     return first_edge + (np.arange(n) * stride + stride / 2) * step
 
 
+def _chunk_name(cube, xdim: str, ydim: str) -> str:
+    """``chunk at x=…, y=…`` (its first pixel centre), the source an input error names."""
+    try:
+        return f"chunk at x={float(cube.coords[xdim].values[0]):.1f}, y={float(cube.coords[ydim].values[0]):.1f}"
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "chunk"
+
+
 def apply_datacube(cube, context: dict | None = None):
     """The UDF: (t?, bands, y, x) DN cube -> codes + valid_fraction, see docs/producer.md.
 
     Context keys (all optional): ``model`` (folder or shipped name), ``quality``,
-    ``threads``, ``scale``, ``offset``, ``nodata``, ``layout`` (``input``: codes
+    ``threads``, ``scale``, ``offset`` (reflectance = DN * scale + offset, see
+    :mod:`geocodec.producer.radiometry`), ``check_inputs`` (default true: refuse implausible
+    reflectance, naming the band), ``nodata``, ``layout`` (``input``: codes
     repeated over each cell's pixels, the resolution ``apply_neighborhood``
     requires; ``latent``: one pixel per latent cell), ``tile_px``.
     """
@@ -200,6 +211,7 @@ def apply_datacube(cube, context: dict | None = None):
     offset = float(ctx.get("offset", 0.0))
     nodata = ctx.get("nodata", DEFAULT_NODATA)
     nodata = None if nodata is None else float(nodata)
+    check = bool(ctx.get("check_inputs", True))
 
     bdim = _dim(cube, ("bands", "band"), "bands")
     ydim = _dim(cube, ("y", "lat", "latitude"), "y")
@@ -231,6 +243,8 @@ def apply_datacube(cube, context: dict | None = None):
         scl = frame[scl_idx] if scl_idx is not None else None
         valid = pixel_validity(dn, scl=scl, nodata=nodata)
         refl = np.where(valid[None], dn * scale + offset, np.nan)
+        if check:
+            check_reflectance(refl, valid, model.bands, scale=scale, offset=offset, where=_chunk_name(cube, xdim, ydim))
         cc = encode_chunk(model, refl, quality, valid=valid, tile_px=ctx.get("tile_px"))
         if layout == "input":
             q, vf = cc.upsample(h, w)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from geocodec.codecs.bands import SCL_BAND, model_bands
 from geocodec.errors import InputError
+from geocodec.producer.radiometry import udf_context
 
 COLLECTION = "SENTINEL2_L2A"
 DEPS_DIR = "geocodec-deps"
@@ -46,7 +47,8 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
                 udf_url: str | None = None, code: str | None = None, model: str | None = None,
                 collection: str = COLLECTION, chunk_px: int = CHUNK_PX, layout: str = "input",
                 save_at: str = "input", stride: int = 8, resolution: float = 10.0, fmt: str = "netCDF",
-                threads: int = 1, snap: bool = True) -> dict:
+                threads: int = 1, snap: bool = True, scale: float | None = None, offset: float | None = None,
+                check_inputs: bool = True) -> dict:
     """The process graph ``{"process_graph": {...}}`` of one producer job.
 
     ``bbox``: west, south, east, north in ``crs`` (EPSG code; default 4326).
@@ -84,6 +86,10 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
     context = {"quality": int(quality), "layout": layout, "threads": int(threads)}
     if model:
         context["model"] = model
+    if scale is not None or offset is not None:   # reflectance = (DN + offset) / scale; the UDF's default is DN/10000
+        context.update(udf_context(scale, offset))
+    if not check_inputs:
+        context["check_inputs"] = False
     if udf_url:
         # run_udf accepts "source code, an absolute URL or a path"; a URL is passed through as is
         udf = UDF(code=udf_url, runtime="Python", context=context)

@@ -34,17 +34,23 @@ def stage_inputs(inputs: list[str], bands: list[str] | None, folder: str) -> str
     return folder
 
 
-def data_bounds(path: str, model: str | None = None) -> tuple[list[float], str]:
-    """(west, south, east, north) and CRS of the finest band ``model`` takes in the staged data."""
-    import rasterio
-
+def input_files(path: str, model: str | None = None, *, scl: bool = True) -> list[str]:
+    """The raster files of the staged data (a multi-band file, or the band files ``model`` takes, with the
+    SCL file when there is one and ``scl``)."""
     from geocodec.producer.local.runner import _resolve_data
 
     path = _resolve_data(path)
     if os.path.isfile(path):
-        files = [path]
-    else:
-        files = [f for f in band_files(path, model_bands(model), optional=[SCL_BAND]).values() if f]
+        return [path]
+    found = band_files(path, model_bands(model), optional=[SCL_BAND])
+    return [f for b, f in found.items() if f and (scl or b != SCL_BAND)]
+
+
+def data_bounds(path: str, model: str | None = None) -> tuple[list[float], str]:
+    """(west, south, east, north) and CRS of the finest band ``model`` takes in the staged data."""
+    import rasterio
+
+    files = input_files(path, model)
     best = None
     for f in files:
         with rasterio.open(f) as src:
@@ -56,9 +62,13 @@ def data_bounds(path: str, model: str | None = None) -> tuple[list[float], str]:
 def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str] | None = None,
            bbox: list[float] | None = None, bbox_crs: str | None = None, scheduler: str | None = None,
            workers: int = 2, model: str | None = None, date: str | None = None, min_valid: float = 0.0,
-           keep: str | None = None) -> dict:
+           keep: str | None = None, scale: float | None = None, offset: float | None = None,
+           check_inputs: bool = True) -> dict:
     """``geocodec encode``: run the producer graph locally, pack the result into ``output``, write its STAC Item.
 
+    ``scale``/``offset``: reflectance = (DN + offset) / scale; by default the rasters' own GDAL scale/offset
+    when they declare one, else 10000 and 0 (:mod:`geocodec.producer.radiometry`); implausible reflectance
+    is refused naming the band unless ``check_inputs`` is false.
     ``bbox`` (in ``bbox_crs``, default EPSG:4326) defaults to the whole input; ``keep`` names a folder that keeps the
     staged inputs and the raw result (default: a temporary one, removed). Returns the report of
     :func:`geocodec.producer.pack.pack_result` plus ``stac`` (its path) and ``graph_nodes``.
@@ -67,6 +77,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
     from geocodec.producer.backend.graph import build_graph
     from geocodec.producer.pack import pack_result
     from geocodec.format.stac import write_stac_item
+    from geocodec.producer.radiometry import gdal_radiometry
 
     if not inputs:
         raise InputError("no input rasters", field="INPUT")
@@ -83,8 +94,12 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
         else:
             crs = bbox_crs or "EPSG:4326"
         epsg = None if str(crs).upper() in ("EPSG:4326", "OGC:CRS84") else crs
+        if scale is None and offset is None:
+            declared = gdal_radiometry(input_files(data, model, scl=False))
+            if declared is not None:
+                scale, offset = declared
         graph = build_graph(bbox, (date, None) if date else (None, None), crs=epsg, quality=quality,
-                            model=model, snap=False)
+                            model=model, snap=False, scale=scale, offset=offset, check_inputs=check_inputs)
         result_dir = os.path.join(work, "result")
         run = run_graph(graph, data, result_dir, scheduler=scheduler, workers=workers, date=date,
                         band_names=multi_names)
