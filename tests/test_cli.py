@@ -247,8 +247,9 @@ def test_stac(tmp_path, capsys, compressed_file):
     rc, out, err = run(capsys, "stac", src, "--href", "https://example.org/tile.parquet")
     assert rc == 0, err
     item = json.loads((tmp_path / "tile.stac.json").read_text())
-    assert item["id"] == "tile"
-    assert item["properties"]["emb:dimensions"] == 16
+    collection = json.loads((tmp_path / "tile.collection.json").read_text())
+    assert item["id"] == "tile" and item["collection"] == collection["id"]
+    assert collection["emb:dimensions"] == 16 and "emb:dimensions" not in item["properties"]
     assert item["properties"]["geocodec:rows"] == 600
     assert item["assets"]["embeddings"]["href"] == "https://example.org/tile.parquet"
     with GeocodecFile(src) as f:

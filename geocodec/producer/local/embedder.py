@@ -111,7 +111,7 @@ def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quali
     """
     from geocodec.codecs.compress import compress
     from geocodec.format.embeddings_io import write_geoparquet
-    from geocodec.format.stac import write_stac_item
+    from geocodec.format.stac import write_stac
 
     table, identity, grid = embed_scene(inputs, embedder, bands=bands, tile_px=tile_px)
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +119,7 @@ def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quali
         write_geoparquet(table, floats)
         rep = compress(floats, "embedding", output, quality=quality, model=identity,
                        grid=grid.to_json(f"{identity['name']}-{grid.tile_px}px"))
-    rep["stac"] = os.path.splitext(output)[0] + ".stac.json"
-    write_stac_item(output, rep["stac"])
+    stac = write_stac(output, os.path.splitext(output)[0] + ".stac.json",
+                      sources=[os.fspath(i) for i in inputs if os.path.exists(i)])
+    rep["stac"], rep["stac_collection"] = stac["item"], stac["collection"]
     return rep

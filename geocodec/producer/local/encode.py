@@ -76,7 +76,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
     from geocodec.producer.local.runner import run_graph
     from geocodec.producer.backend.graph import build_graph
     from geocodec.producer.pack import pack_result
-    from geocodec.format.stac import write_stac_item
+    from geocodec.format.stac import write_stac
     from geocodec.producer.radiometry import gdal_radiometry
 
     if not inputs:
@@ -105,8 +105,8 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
                         band_names=multi_names)
         report = pack_result(run["outputs"], output, model=model, quality=quality, min_valid=min_valid)
         stac_path = os.path.splitext(output)[0] + ".stac.json"
-        write_stac_item(output, stac_path)
-        report["stac"] = stac_path
+        stac = write_stac(output, stac_path, sources=[os.fspath(i) for i in inputs if os.path.exists(i)])
+        report["stac"], report["stac_collection"] = stac["item"], stac["collection"]
         report["graph_nodes"] = len(graph["process_graph"])
         return report
     finally:
