@@ -40,6 +40,7 @@ def multihash_sha256(hex_digest: str) -> str:
 
 
 def file_sha256(path: str) -> str:
+    """Hex sha256 of the file at ``path``, read in 1 MiB pieces."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
