@@ -56,7 +56,9 @@ def data_bounds(path: str, model: str | None = None) -> tuple[list[float], str]:
 def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str] | None = None,
            bbox: list[float] | None = None, bbox_crs: str | None = None, scheduler: str | None = None,
            workers: int = 2, model: str | None = None, date: str | None = None, min_valid: float = 0.0,
-           keep: str | None = None) -> dict:
+           keep: str | None = None, embed_decoder: bool = False) -> dict:
+    """Encode rasters into ``output`` (+ its STAC Item); ``embed_decoder`` writes a self-contained
+    file instead of naming the published model's decoder and tables by reference."""
     from geocodec.producer.local.runner import run_graph
     from geocodec.producer.backend.graph import build_graph
     from geocodec.producer.pack import pack_result
@@ -82,7 +84,8 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
         result_dir = os.path.join(work, "result")
         run = run_graph(graph, data, result_dir, scheduler=scheduler, workers=workers, date=date,
                         band_names=multi_names)
-        report = pack_result(run["outputs"], output, model=model, quality=quality, min_valid=min_valid)
+        report = pack_result(run["outputs"], output, model=model, quality=quality, min_valid=min_valid,
+                             embed_decoder=embed_decoder)
         stac_path = os.path.splitext(output)[0] + ".stac.json"
         write_stac_item(output, stac_path)
         report["stac"] = stac_path
