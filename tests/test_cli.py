@@ -178,7 +178,9 @@ def test_validate_warns_about_compression(tmp_path, capsys, block17):
 def test_info_text_and_json(capsys, compressed_file):
     rc, out, _ = run(capsys, "info", compressed_file)
     assert rc == 0
-    assert "geocodec spec 0.1.0, codec geocodec-linear 0.1.0, quality 5" in out
+    assert "geocodec spec 0.2.0, codec geocodec-linear 0.1.0, quality 5" in out
+    # a fitted codec is not published: its decoder and tables travel in the file
+    assert "(embedded in the footer)" in out and "entropy tables: embedded in the footer" in out
     assert "rows: 600 in 6 row group(s), code blocks of 20 rows" in out
     assert "OGC:CRS84" in out and "extra columns: label" in out
     rc, out, _ = run(capsys, "info", "--json", compressed_file)

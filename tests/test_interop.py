@@ -126,7 +126,9 @@ def test_duckdb_reads_the_file(compressed_file):
     assert blobs == [c for c in pq.read_table(compressed_file, columns=["code"]).column("code").to_pylist()
                      if c is not None]
     kv = dict(con.execute("SELECT key, value FROM parquet_kv_metadata(?)", [compressed_file]).fetchall())
-    assert json.loads(kv[b"geocodec"])["version"] == "0.1.0"
+    from geocodec.format.metadata import SPEC_VERSION
+
+    assert json.loads(kv[b"geocodec"])["version"] == SPEC_VERSION
 
 
 def test_duckdb_hive_partitions(tmp_path):

@@ -231,30 +231,61 @@ def spec_row_group_codes(columns: dict, tables, positions) -> np.ndarray:
     return out
 
 
+def spec_tables_sha256(tables: list) -> str:
+    """4.5: SHA-256 of the canonical JSON (sorted keys, no spaces) of the list of tables."""
+    canon = [{"min": t["min"], "freq": t["freq"]} for t in tables]
+    return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def spec_fingerprint(ext: dict) -> str:
-    """4.2: SHA-256 of the canonical JSON of what decoding depends on."""
+    """4.2: SHA-256 of the canonical JSON of what decoding depends on (0.2.0: tables by their SHA-256)."""
     core = {k: ext.get(k) for k in ("codec", "latent", "quantization", "entropy_model", "decoder",
                                     "embedding", "model")}
     core["codec"] = {k: v for k, v in core["codec"].items() if k != "fingerprint"}
     core["decoder"] = {k: v for k, v in core["decoder"].items() if k in ("format", "sha256", "input", "output")}
     core["embedding"] = {k: v for k, v in core["embedding"].items() if k != "semantics"}
-    core["model"] = {k: v for k, v in core["model"].items() if k != "href"}
+    if ext["version"] == "0.1.0":
+        core["model"] = {k: v for k, v in core["model"].items() if k != "href"}
+    else:
+        core["model"] = {k: v for k, v in core["model"].items() if k not in ("href", "normalisation")}
+        em = core["entropy_model"]
+        digest = spec_tables_sha256(em["tables"]) if "tables" in em else em["tables_ref"]["sha256"]
+        core["entropy_model"] = {**{k: v for k, v in em.items() if k not in ("tables", "tables_ref")},
+                                 "tables_sha256": digest}
     text = json.dumps(core, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def spec_footer(path: str) -> tuple[dict, dict, bytes]:
-    """Section 3: geo, geocodec and the decoder bytes (base64, sha256-checked) of a file."""
+def spec_footer(path: str, models_dir: str | None = None) -> tuple[dict, dict, bytes]:
+    """Sections 3 and 4.14: geo, geocodec (tables inline) and the decoder bytes (sha256-checked) of a file.
+
+    An embedded decoder is base64 in ``geocodec.decoder``; a referenced decoder and tables are
+    taken from the installed package's ``<models_dir>/<name>/embedding_decoder.onnx`` and
+    ``model.json`` (``qualities[<quality>].tables``), the first place of the resolution order.
+    """
     import pyarrow.parquet as pq
 
     kv = pq.ParquetFile(path).metadata.metadata
     geo = json.loads(kv[b"geo"])
     ext = json.loads(kv[b"geocodec"])
-    assert ext["version"] == "0.1.0"
-    assert ext["decoder"]["href"] == "#geocodec.decoder"
-    decoder = base64.b64decode(kv[b"geocodec.decoder"], validate=True)
+    assert ext["version"] in ("0.1.0", "0.2.0")
+    if ext["decoder"]["href"] == "#geocodec.decoder":
+        decoder = base64.b64decode(kv[b"geocodec.decoder"], validate=True)
+    else:
+        assert ext["version"] != "0.1.0" and b"geocodec.decoder" not in kv
+        pub = ext["decoder"]["published"]
+        with open(os.path.join(models_dir, pub["name"], "embedding_decoder.onnx"), "rb") as f:
+            decoder = f.read()
     if hashlib.sha256(decoder).hexdigest() != ext["decoder"]["sha256"]:
         raise SpecError("decoder sha256 mismatch")
+    em = ext["entropy_model"]
+    if "tables_ref" in em:
+        ref = em["tables_ref"]
+        with open(os.path.join(models_dir, ref["name"], "model.json")) as f:
+            tables = json.load(f)["qualities"][str(ref["quality"])]["tables"]
+        if spec_tables_sha256(tables) != ref["sha256"]:
+            raise SpecError("tables sha256 mismatch")
+        ext = {**ext, "entropy_model": {**em, "tables": tables}}
     return geo, ext, decoder
 
 
@@ -550,3 +581,38 @@ def test_reference_shell(tmp_path):
     part, part_emb = reference.read(path, bbox=(0, 0, 250, 250))
     assert 0 < part.num_rows < 700 and part_emb.shape == (part.num_rows, 8)
     assert [f for f in reference.validate(path) if f.level == "error"] == []
+
+
+def test_spec_decoder_reads_a_by_reference_file(tmp_path):
+    """4.14: a file naming a published model's decoder and tables by reference decodes, from the spec
+    alone with the installed package's model folder, to the very codes and vectors of its embedded twin."""
+    import onnxruntime as ort
+    import pyarrow.parquet as pq
+
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.producer.pack import LatentGrid, pack_grid
+    from geocodec.resources import MODELS_DIR
+
+    model = LearnedModel.load()
+    rng = np.random.default_rng(3)
+    q = np.round(rng.laplace(0, 0.7, (1, model.card["channels"], 32, 32))).astype(np.int32)
+    grid = LatentGrid(q, np.ones((1, 32, 32), np.float32), [None], (500000.0, 5000000.0), 10.0, "EPSG:32633")
+    out = {}
+    for name, embed in (("ref", False), ("emb", True)):
+        path = str(tmp_path / f"{name}.parquet")
+        pack_grid(grid, model, 5, path, embed_decoder=embed)
+        geo, ext, decoder = spec_footer(path, models_dir=str(MODELS_DIR))
+        assert spec_fingerprint(ext) == ext["codec"]["fingerprint"]
+        tables, step, _, positions = spec_codec(ext)
+        cols = pq.ParquetFile(path).read_row_group(0, columns=[
+            "code_index", "code_rows", "code", "code_bits", "code_crc32"]).to_pydict()
+        codes = spec_row_group_codes(cols, tables, positions)
+        latent = spec_dequantize(codes, step, ext["latent"]["shape"])
+        session = ort.InferenceSession(decoder, providers=["CPUExecutionProvider"])
+        out[name] = (codes, session.run([ext["decoder"]["output"]], {ext["decoder"]["input"]: latent})[0],
+                     ext["codec"]["fingerprint"])
+    raw = json.loads(pq.ParquetFile(str(tmp_path / "ref.parquet")).metadata.metadata[b"geocodec"])
+    assert "tables" not in raw["entropy_model"] and raw["decoder"]["href"].startswith("https://")
+    np.testing.assert_array_equal(out["ref"][0], out["emb"][0])
+    np.testing.assert_array_equal(out["ref"][1], out["emb"][1])
+    assert out["ref"][2] == out["emb"][2]

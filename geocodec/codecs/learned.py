@@ -36,10 +36,14 @@ from geocodec.format.entropy import IntegerTable
 from geocodec.errors import InputError, MetadataError
 from geocodec.format.metadata import build_extension
 from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
+from geocodec.format.published import reference_form
 from geocodec.resources import MODELS_DIR
 
 DEFAULT_MODEL = "s2-5band-v1"
 CODEC_NAME = "geocodec-s2-learned"
+#: where a published model's files are downloadable (the release assets of the project); a card's
+#: ``published.base_url`` overrides it. Files name their decoder and tables by these URLs.
+RELEASE_URL = "https://github.com/geocodec/geocodec/releases/download/{name}-{version}/"
 
 
 def model_dir(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
@@ -175,8 +179,28 @@ class LearnedModel:
                 "bands": self.bands, "resolution_m": self.card.get("resolution_m", 10.0),
                 "normalisation": self.card.get("normalisation"), "href": None}
 
-    def extension(self, *, quality: int, latent_hw: tuple[int, int], grid: dict, block_rows: int = 16) -> tuple[dict, bytes]:
-        """(``geocodec`` metadata dict, embedded decoder bytes) for files made with this model."""
+    @property
+    def published(self) -> bool:
+        """True for a model shipped in the installed package (``geocodec/models/<name>``, the folder named
+        as the card): readers find its decoder and tables there, so files may name them by reference."""
+        try:
+            return self.path.resolve().parent == MODELS_DIR.resolve() and self.path.name == self.card["name"]
+        except OSError:
+            return False
+
+    def release_url(self, filename: str) -> str:
+        """The download URL of one of the model's files (:data:`RELEASE_URL`, or the card's ``published.base_url``)."""
+        base = (self.card.get("published") or {}).get("base_url") or RELEASE_URL
+        return base.format(name=self.card["name"], version=self.card["version"]) + filename
+
+    def extension(self, *, quality: int, latent_hw: tuple[int, int], grid: dict, block_rows: int = 16,
+                  embed: bool = True) -> tuple[dict, bytes]:
+        """(``geocodec`` metadata dict, decoder bytes) for files made with this model.
+
+        ``embed`` False, for a :attr:`published` model, names the decoder and the quality's
+        tables by reference (model name, version, sha256, release URL) instead of carrying them
+        (about 290 KB less per file); an unpublished model's are always embedded.
+        """
         dec = self.file_bytes("embedding_decoder")
         c = int(self.card["channels"])
         ext = build_extension(
@@ -188,4 +212,9 @@ class LearnedModel:
             semantics=f"per-tile vector from a {c} x {latent_hw[0]} x {latent_hw[1]} latent grid "
                       f"({self.stride * float(self.card.get('resolution_m', 10.0)):.0f} m cells)",
             model=self.identity(), grid=grid)
+        if not embed and self.published:
+            efile = self.card["files"]["embedding_decoder"]["path"]
+            ext = reference_form(ext, name=self.card["name"], version=str(self.card["version"]), quality=quality,
+                                 decoder_href=self.release_url(efile),
+                                 model_tables=self._quality(quality)["tables"], tables_href=self.release_url("model.json"))
         return ext, dec

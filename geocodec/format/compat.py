@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def merge_incompatibility(a, b) -> str | None:
     """Why two :class:`~geocodec.format.reader.GeocodecFile` cannot be concatenated without
-    re-encoding (codec, CRS or extra columns differ), or None if they can."""
+    re-encoding (spec version, codec, CRS or extra columns differ), or None if they can."""
+    if a.ext.get("version") != b.ext.get("version"):
+        return f"the spec versions differ ({a.ext.get('version')} vs {b.ext.get('version')})"
     if a.spec.fingerprint != b.spec.fingerprint:
         for field in ("codec", "latent", "quantization", "entropy_model", "decoder", "embedding", "model"):
             va, vb = a.ext.get(field), b.ext.get(field)

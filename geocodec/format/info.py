@@ -42,7 +42,8 @@ def summarize(f: GeocodecFile) -> dict:
         "rows": rows,
         "row_groups": meta.num_row_groups,
         "block_rows": f.spec.block_rows,
-        "decoder": {k: ext["decoder"].get(k) for k in ("format", "sha256", "href", "size_bytes")},
+        "decoder": {k: ext["decoder"].get(k) for k in ("format", "sha256", "href", "size_bytes", "published")},
+        "storage": f.storage(fetch=False),
         "extra_columns": f.extra_columns,
         "bytes": {
             "file": size,
@@ -81,7 +82,9 @@ def format_summary(s: dict) -> str:
         f"  rows: {s['rows']} in {s['row_groups']} row group(s), code blocks of {s['block_rows']} rows",
         f"  CRS: {s['crs']}; bbox: {s['bbox']}",
         f"  time: {s['temporal_extent']}",
-        f"  decoder: {s['decoder']['format']} sha256 {s['decoder']['sha256'][:12]}... ({s['decoder']['href']})",
+        f"  decoder: {s['decoder']['format']} sha256 {s['decoder']['sha256'][:12]}... "
+        f"({_storage_line(s['storage']['decoder'], s['decoder'].get('href'))})",
+        f"  entropy tables: {_storage_line(s['storage']['tables'], None)}",
         f"  size: {b['file']} bytes on disk ({b.get('per_row')} B/row), codes {b['code_column']} bytes; "
         f"raw float32 {b['raw_float32']} bytes"
         + (f" -> {b['compression_ratio_vs_float32']}x smaller" if b.get("compression_ratio_vs_float32") else ""),
@@ -94,6 +97,17 @@ def format_summary(s: dict) -> str:
     if s["extra_columns"]:
         lines.append(f"  extra columns: {', '.join(s['extra_columns'])}")
     return "\n".join(lines)
+
+
+def _storage_line(st: dict, href) -> str:
+    """'embedded in the footer' or 'by reference, resolves from ...' / '... does not resolve: why'."""
+    if st["storage"] == "embedded":
+        return "embedded in the footer"
+    if st["resolves"]:
+        return f"by reference, resolves from the {st['where']}: {st['detail']}"
+    if st["resolves"] is None:
+        return f"by reference, not installed or cached; a read fetches {href or 'its href'} once"
+    return f"by reference, does not resolve: {st['detail']}"
 
 
 def merge_report(files: list[GeocodecFile]) -> list[str]:

@@ -15,17 +15,19 @@ from tqdm.auto import tqdm
 from geocodec.atomic import atomic_output
 from geocodec.errors import MetadataError
 from geocodec.format.hilbert import hilbert_order
+from geocodec.format.published import embedded_form
 from geocodec.format.reader import GeocodecFile
 from geocodec.format.info import merge_report
-from geocodec.format.writer import ZSTD_LEVEL, footer_metadata
+from geocodec.format.writer import ZSTD_LEVEL, footer_metadata, statistics_columns
 
 
-def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
+def merge(sources: list[str], output: str, *, progress: bool = True, embed_decoder: bool = False) -> dict:
     """Concatenate the files ``sources`` (one codec) into ``output`` without re-encoding.
 
-    Files are ordered along a Hilbert curve of their bbox centres and their row groups copied as they are. Returns
-    ``rows``, ``files`` and ``bytes`` (of the output). Raises :class:`~geocodec.errors.MetadataError` when the files
-    cannot be merged.
+    Files are ordered along a Hilbert curve of their bbox centres and their row groups copied as they are. The
+    decoder and tables are stored as in the first file (embedded or by reference); ``embed_decoder`` embeds them
+    (resolving any reference). Returns ``rows``, ``files`` and ``bytes`` (of the output). Raises
+    :class:`~geocodec.errors.MetadataError` when the files cannot be merged.
     """
     files = [GeocodecFile(s) for s in sources]
     problems = merge_report(files)
@@ -44,7 +46,7 @@ def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
     total = sum(f.parquet.num_row_groups for f in files)
     with atomic_output(output) as tmp:
         writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                                  use_dictionary=["tile_id"], write_statistics=True)
+                                  use_dictionary=["tile_id"], write_statistics=statistics_columns(schema))
         try:
             bar = tqdm(total=total, unit="row group", desc="merge", disable=not progress)
             for f in files:
@@ -63,8 +65,11 @@ def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
             bar.close()
             extent = [min(times), max(times)] if times else None
             rate["cross_entropy_bits"] = round(rate["cross_entropy_bits"], 3)
-            writer.add_key_value_metadata(footer_metadata(first.ext, first.crs, bbox, sorted(types), extent, rate,
-                                                          first.decoder_bytes))
+            ext = first.ext
+            if embed_decoder:
+                ext = embedded_form(ext, first.spec.tables_json)
+            decoder = first.decoder_bytes if embed_decoder or first.decoder_embedded else None
+            writer.add_key_value_metadata(footer_metadata(ext, first.crs, bbox, sorted(types), extent, rate, decoder))
         finally:
             writer.close()
     for f in files:

@@ -18,13 +18,13 @@ import numpy as np
 from geocodec.format.entropy import ESCAPE_BITS, PRECISION, IntegerTable
 from geocodec.errors import MetadataError
 
-SPEC_VERSION = "0.1.0"
-KNOWN_VERSIONS = ("0.1.0",)
+SPEC_VERSION = "0.2.0"
+KNOWN_VERSIONS = ("0.1.0", "0.2.0")
 GEO_KEY = "geo"
 EMB_KEY = "emb"
 EXT_KEY = "geocodec"
 DECODER_KEY = "geocodec.decoder"
-DECODER_HREF = "#" + DECODER_KEY  # the decoder is embedded in the footer under this key
+DECODER_HREF = "#" + DECODER_KEY  # the decoder is embedded in the footer under this key (else: by reference)
 GEOPARQUET_VERSION = "1.1.0"
 CODER = "rans-u32-u64"
 CODER_LIBRARY = "constriction==0.5.0"
@@ -50,16 +50,35 @@ def _validator(version: str):
     return jsonschema.Draft202012Validator(schema)
 
 
+def tables_sha256(tables: list) -> str:
+    """sha256 of the canonical JSON of entropy tables (a list of ``{"min", "freq"}``; SPEC.md 4.5)."""
+    canon = [{"min": int(t["min"]), "freq": [int(f) for f in t["freq"]]} for t in tables]
+    return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def fingerprint(ext: dict) -> str:
-    """sha256 over the canonical JSON of what decoding depends on."""
+    """sha256 over the canonical JSON of what decoding depends on (SPEC.md 4.2).
+
+    From spec 0.2.0 on, the tables enter as their sha256 (``tables_sha256``) whether they are
+    embedded or referenced, and ``model.normalisation`` (descriptive text, left out of by-reference
+    files: the model card has it) does not enter, so a file and its by-reference twin share one
+    fingerprint.
+    """
     core = {k: ext.get(k) for k in FINGERPRINT_FIELDS}
     core["codec"] = {k: v for k, v in (core["codec"] or {}).items() if k != "fingerprint"}
     core["decoder"] = {k: v for k, v in (core["decoder"] or {}).items() if k in ("format", "sha256", "input", "output")}
+    if ext.get("version") != "0.1.0" and isinstance(core["entropy_model"], dict):
+        em = core["entropy_model"]
+        ref = em.get("tables_ref") if isinstance(em.get("tables_ref"), dict) else {}
+        digest = tables_sha256(em["tables"]) if isinstance(em.get("tables"), list) else ref.get("sha256")
+        core["entropy_model"] = {**{k: v for k, v in em.items() if k not in ("tables", "tables_ref")},
+                                 "tables_sha256": digest}
     # descriptive text does not change how codes decode
     if isinstance(core["embedding"], dict):
         core["embedding"] = {k: v for k, v in core["embedding"].items() if k != "semantics"}
     if isinstance(core["model"], dict):
-        core["model"] = {k: v for k, v in core["model"].items() if k != "href"}
+        descriptive = ("href",) if ext.get("version") == "0.1.0" else ("href", "normalisation")
+        core["model"] = {k: v for k, v in core["model"].items() if k not in descriptive}
     text = json.dumps(core, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -96,16 +115,28 @@ def _check_consistency(ext: dict, source: str) -> None:
     if ext["latent"]["layout"] == "grid" and len(shape) != 3:
         raise MetadataError("a 'grid' latent has shape [channels, height, width]", source=source,
                             field="geocodec.latent.shape")
-    for field in ("quantization.step", "entropy_model.tables"):
-        a, b = field.split(".")
-        if len(ext[a][b]) != channels:
-            raise MetadataError(f"{len(ext[a][b])} entries for {channels} latent channels", source=source,
-                                field=f"geocodec.{field}")
-    for i, t in enumerate(ext["entropy_model"]["tables"]):
-        total = sum(t["freq"])
+    if len(ext["quantization"]["step"]) != channels:
+        raise MetadataError(f"{len(ext['quantization']['step'])} entries for {channels} latent channels",
+                            source=source, field="geocodec.quantization.step")
+    if "tables" in ext["entropy_model"]:
+        check_tables(ext["entropy_model"]["tables"], channels, source=source, field="geocodec.entropy_model.tables")
+
+
+def check_tables(tables: list, channels: int, *, source: str, field: str) -> None:
+    """One table per latent channel, each summing to ``2**PRECISION`` (embedded or resolved tables)."""
+    if not isinstance(tables, list) or len(tables) != channels:
+        n = len(tables) if isinstance(tables, list) else "no list of"
+        raise MetadataError(f"{n} entries for {channels} latent channels", source=source, field=field)
+    for i, t in enumerate(tables):
+        freq = t.get("freq") if isinstance(t, dict) else None
+        if not isinstance(freq, list) or not all(isinstance(f, int) and f >= 1 for f in freq) or \
+                not isinstance(t.get("min"), int) or len(freq) < 2:
+            raise MetadataError("a table is {\"min\": integer, \"freq\": [integers >= 1, ...]}", source=source,
+                                field=f"{field}.{i}")
+        total = sum(freq)
         if total != 1 << PRECISION:
             raise MetadataError(f"table frequencies sum to {total}, not 2**{PRECISION}", source=source,
-                                field=f"geocodec.entropy_model.tables.{i}.freq")
+                                field=f"{field}.{i}.freq")
 
 
 @dataclass
@@ -113,11 +144,26 @@ class CodecSpec:
     """What the reader needs to turn code bytes into latents: decoded from ``geocodec``."""
 
     ext: dict
+    #: the file the metadata belongs to, for errors and for resolving referenced tables
+    source: str | None = None
+
+    @cached_property
+    def tables_json(self) -> list[dict]:
+        """The entropy tables as JSON dicts: embedded, or resolved from ``entropy_model.tables_ref``
+        (:func:`geocodec.format.published.resolve_tables`: package, cache, href; hash-checked)."""
+        em = self.ext["entropy_model"]
+        if "tables" in em:
+            return em["tables"]
+        from geocodec.format.published import TABLES_FIELD, resolve_tables
+
+        tables = resolve_tables(em["tables_ref"], source=self.source).data
+        check_tables(tables, self.channels, source=self.source, field=TABLES_FIELD)
+        return tables
 
     @cached_property
     def tables(self) -> list[IntegerTable]:
-        """One entropy table per latent channel."""
-        return [IntegerTable.from_json(t) for t in self.ext["entropy_model"]["tables"]]
+        """One :class:`IntegerTable` per latent channel."""
+        return [IntegerTable.from_json(t) for t in self.tables_json]
 
     @cached_property
     def step(self) -> np.ndarray:

@@ -39,7 +39,8 @@ from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, Co
                                       parse_json_key, validate_extension)
 from geocodec.format.onnx_model import OnnxDecoder, load_decoder
 from geocodec.format.query import Query, matching_row_groups, row_mask
-from geocodec.format.sources import fetch_asset, open_binary
+from geocodec.format.published import decoder_embedded, resolve_decoder, storage_report, tables_embedded
+from geocodec.format.sources import open_binary
 from geocodec.format.writer import CODE_COLUMNS, CORE_NAMES
 
 DECODER_BATCH_ROWS = 8192    # rows per ONNX decoder call
@@ -88,7 +89,7 @@ class GeocodecFile:
         self.geo = parse_json_key(kv, GEO_KEY, source=self.source)
         self.emb = parse_json_key(kv, EMB_KEY, source=self.source, required=False)
         self.ext = validate_extension(parse_json_key(kv, EXT_KEY, source=self.source), source=self.source)
-        self.spec = CodecSpec(self.ext)
+        self.spec = CodecSpec(self.ext, source=self.source)
         self._decoder_b64 = kv.get(DECODER_KEY.encode())
         names = self.parquet.schema_arrow.names
         missing = [c for c in CORE_NAMES if c not in names]
@@ -155,16 +156,31 @@ class GeocodecFile:
         crc = self.parquet.read(columns=["code_crc32"]).column("code_crc32")
         return pa.compute.drop_null(crc).to_numpy(zero_copy_only=False).astype("<u4")
 
+    @property
+    def decoder_embedded(self) -> bool:
+        """True when the decoder is in the footer; False when the file names it by reference."""
+        return decoder_embedded(self.ext)
+
+    @property
+    def tables_embedded(self) -> bool:
+        """True when the entropy tables are in the footer; False when they are named by reference."""
+        return tables_embedded(self.ext)
+
     @cached_property
     def decoder_bytes(self) -> bytes:
-        """The ONNX decoder: embedded in the footer, or fetched from its href (relative to the file)."""
-        href = self.ext["decoder"]["href"]
-        if href == "#" + DECODER_KEY:
+        """The ONNX decoder: embedded in the footer, or resolved by reference (the installed package, the
+        user cache, then ``decoder.href``: https or relative to the file; see :mod:`.published`)."""
+        if self.decoder_embedded:
             if self._decoder_b64 is None:
                 raise MetadataError(f"the decoder should be embedded under footer key '{DECODER_KEY}' but is not",
                                     source=self.source, field="decoder.href")
             return decode_decoder(self._decoder_b64, source=self.source)
-        return fetch_asset(href, source=self.source)
+        return resolve_decoder(self.ext["decoder"], source=self.source).data
+
+    def storage(self, *, fetch: bool = False) -> dict:
+        """How the decoder and tables are stored and whether they resolve
+        (:func:`geocodec.format.published.storage_report`; ``fetch`` False: no network)."""
+        return storage_report(self.ext, source=self.source, fetch=fetch)
 
     @cached_property
     def decoder(self) -> OnnxDecoder:

@@ -4,8 +4,8 @@ The one rule every reader and task follows (:func:`expand_sources`): a URL is on
 file; a directory is every ``.parquet``/``.geoparquet`` file under it, walked
 recursively (so hive-style partitions such as ``date=2024-01-01/part-0.parquet`` are
 found), sorted by path, hidden files (``.name``) left out; anything else is a file.
-Also: opening a source for reading (:func:`open_binary`) and fetching an asset
-(the ONNX decoder) named by an href relative to the file (:func:`fetch_asset`).
+Also: opening a source for reading (:func:`open_binary`). What a file names by href (a
+referenced decoder or tables) is read by :mod:`.hrefs`, under its security rules.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from geocodec.errors import InputError, MetadataError
+from geocodec.errors import InputError
 
 #: file names a directory walk picks up
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
@@ -57,28 +57,3 @@ def open_binary(source: str):
         # fetches exactly the requested ranges, whatever the block size.
         return fs.open(source, "rb", block_size=1 << 20, cache_type="none")
     return open(source, "rb")
-
-
-def fetch_asset(href: str, *, source: str) -> bytes:
-    """The bytes of ``href``: a URL, or a path relative to the file (or URL) ``source``."""
-    try:
-        if is_url(href):
-            import fsspec
-
-            with fsspec.open(href, "rb") as f:
-                return f.read()
-        if is_url(source):  # relative to the file's own URL
-            from urllib.parse import urljoin
-
-            import fsspec
-
-            with fsspec.open(urljoin(source, href), "rb") as f:
-                return f.read()
-        path = href
-        if not os.path.isabs(path):
-            path = os.path.join(os.path.dirname(os.path.abspath(source)), href)
-        with open(path, "rb") as f:
-            return f.read()
-    except (OSError, ValueError) as exc:
-        raise MetadataError(f"decoder asset {href} could not be read: {exc}", source=source,
-                            field="decoder.href") from exc

@@ -20,9 +20,10 @@ from geocodec.format.writer import CORE_FIELDS
 
 @dataclass
 class Finding:
-    """One validation result: ``level`` (``error`` makes the file invalid, or ``warning``) and ``message``."""
+    """One validation result: ``level`` (``error`` makes the file invalid; ``warning``; ``info`` says how the
+    decoder and tables are stored) and ``message``."""
 
-    level: str  # "error" | "warning"
+    level: str  # "error" | "warning" | "info"
     message: str
 
     def __str__(self):
@@ -95,8 +96,27 @@ def _schema_findings(f: GeocodecFile) -> list[Finding]:
     return out
 
 
-def validate_file(source: str, *, deep: bool = True) -> list[Finding]:
-    """All findings for one file; an empty list means valid."""
+def _storage_findings(f: GeocodecFile, storage: dict) -> list[Finding]:
+    """One ``info`` line each for the decoder and the tables: embedded, or by reference and where from."""
+    out = []
+    for part in ("decoder", "tables"):
+        st = storage[part]
+        if st["storage"] == "embedded":
+            text = "embedded in the footer"
+        elif st["resolves"]:
+            text = f"by reference, resolves from the {st['where']} ({st['detail']})"
+        else:
+            text = f"by reference, not installed or cached: {st['detail']}"
+        out.append(Finding("info", f"{f.source}: {part}: {text}"))
+    return out
+
+
+def validate_file(source: str, *, deep: bool = True, storage: bool = False) -> list[Finding]:
+    """All findings for one file; no ``error`` finding means valid, an empty list means no remark.
+
+    ``storage`` adds an ``info`` finding each for the decoder and the tables: embedded, or
+    by reference and where they resolve from (referenced ones are resolved and hash-checked
+    in any case; an unresolvable reference is an error)."""
     try:
         f = GeocodecFile(source)
     except GeocodecError as exc:
@@ -108,10 +128,14 @@ def validate_file(source: str, *, deep: bool = True) -> list[Finding]:
     if stored is not None and stored != fingerprint(f.ext):
         findings.append(Finding("error", f"{f.source}: field 'geocodec.codec.fingerprint': stored {stored} but the "
                                          f"metadata hashes to {fingerprint(f.ext)} (edited metadata?)"))
+    before = f.storage(fetch=False) if storage else None
     try:
-        _ = f.decoder  # hash check and ONNX load
+        _ = f.spec.tables  # referenced tables: resolved and hash-checked
+        _ = f.decoder  # hash check and ONNX load (a referenced decoder: package, cache, then its href)
     except GeocodecError as exc:
-        return findings + [Finding("error", str(exc))]
+        return findings + (_storage_findings(f, before) if storage else []) + [Finding("error", str(exc))]
+    if storage:
+        findings += _storage_findings(f, f.storage(fetch=False))
     if not deep:
         return findings
     geo_bbox = f.geo["columns"][f.geo["primary_column"]]["bbox"]

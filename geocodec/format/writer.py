@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import shapely
 
 from geocodec.atomic import temp_path_for
-from geocodec.format.entropy import cross_entropy_bits, encode_block, words_to_bytes
+from geocodec.format.entropy import IntegerTable, cross_entropy_bits, encode_block, words_to_bytes
 from geocodec.errors import GeocodecError, InputError
-from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, build_emb, build_geo,
-                       encode_decoder, fingerprint, validate_extension)
+from geocodec.format.metadata import (DECODER_HREF, DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, build_emb,
+                                      build_geo, encode_decoder, fingerprint, tables_sha256, validate_extension)
+from geocodec.format.onnx_model import sha256_hex
 
 DEFAULT_ROW_GROUP_ROWS = 65_536
 DEFAULT_BLOCK_ROWS = 256
@@ -98,14 +99,23 @@ class GeocodecWriter:
 
     Use as a context manager; leaving the block with an exception removes the
     temporary file and leaves any existing file at ``path`` untouched.
+
+    ``ext`` says how the decoder and tables are stored: embedded (``decoder.href``
+    ``"#geocodec.decoder"``, ``entropy_model.tables``; ``decoder`` holds the bytes) or by
+    reference to a published model (``decoder.published``, ``entropy_model.tables_ref``;
+    see :mod:`geocodec.format.published`), where ``decoder`` may be None and ``tables``
+    may give the referenced tables (else they resolve from the package or cache).
     """
 
-    def __init__(self, path: str | os.PathLike, ext: dict, decoder: bytes, crs: dict, *,
-                 extra_schema: pa.Schema | None = None, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS):
+    def __init__(self, path: str | os.PathLike, ext: dict, decoder: bytes | None, crs: dict, *,
+                 extra_schema: pa.Schema | None = None, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+                 tables: list[IntegerTable] | None = None):
         self.path = os.fspath(path)
         crs = projjson(crs, source=self.path)
         self.ext = validate_extension(dict(ext), source=self.path)
-        self.spec = CodecSpec(self.ext)
+        self.spec = CodecSpec(self.ext, source=self.path)
+        check_stored_parts(self.ext, decoder, tables, self.spec, source=self.path)
+        _ = self.spec.tables  # referenced tables resolve (or fail) before anything is written
         if row_group_rows % self.spec.block_rows:
             row_group_rows -= row_group_rows % self.spec.block_rows
         self.row_group_rows = max(row_group_rows, self.spec.block_rows)
@@ -116,7 +126,7 @@ class GeocodecWriter:
         self.tmp_path = temp_path_for(self.path)
         self._writer = pq.ParquetWriter(
             self.tmp_path, self.schema, compression="zstd", compression_level=ZSTD_LEVEL,
-            use_dictionary=["tile_id"], write_statistics=True)
+            use_dictionary=["tile_id"], write_statistics=statistics_columns(self.schema))
         self._pending: list[dict] = []
         self._pending_rows = 0
         self.rows = 0
@@ -267,16 +277,61 @@ def projjson(crs, *, source: str | None = None) -> dict:
         raise InputError(f"not a CRS pyproj understands: {exc}", source=source, field="crs") from exc
 
 
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    """Column paths that get Parquet min/max statistics: every column but the code columns and the binary
+    ones (``geometry``, ``valid_cells`` ...), whose min/max are whole blobs (up to 8 KB per row group in
+    the footer) that no query can use; ``bbox`` and the times keep theirs for row-group pruning."""
+    out = []
+    for f in schema:
+        if f.name in CODE_COLUMNS:
+            continue
+        if pa.types.is_struct(f.type):
+            out += [f"{f.name}.{c.name}" for c in f.type if not pa.types.is_binary(c.type)]
+        elif not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)):
+            out.append(f.name)
+    return out
+
+
+def check_stored_parts(ext: dict, decoder: bytes | None, tables: list[IntegerTable] | None, spec: CodecSpec, *,
+                       source: str) -> None:
+    """The decoder bytes and tables a writer is given must be the ones ``ext`` names.
+
+    An embedded decoder (``href`` ``"#geocodec.decoder"``) needs its bytes; a referenced one
+    may come without. Tables given for ``entropy_model.tables_ref`` are checked against its
+    sha256 and used for coding (else they are resolved as a reader would: package, cache).
+    """
+    want = ext["decoder"]["sha256"]
+    if decoder is None and ext["decoder"]["href"] == DECODER_HREF:
+        raise InputError("an embedded decoder needs its bytes", source=source, field="decoder")
+    if decoder is not None and sha256_hex(decoder) != want:
+        raise InputError(f"the decoder bytes hash to {sha256_hex(decoder)}, the metadata says {want}",
+                         source=source, field="geocodec.decoder.sha256")
+    if tables is not None:
+        em = ext["entropy_model"]
+        given = [t.to_json() for t in tables]
+        want_tables = em["tables_ref"]["sha256"] if "tables_ref" in em else tables_sha256(em["tables"])
+        if tables_sha256(given) != want_tables:
+            raise InputError("the tables given are not the ones the metadata names", source=source,
+                             field="geocodec.entropy_model.tables_ref.sha256")
+        spec.__dict__["tables_json"] = given  # fills CodecSpec's cached property
+
+
 def footer_metadata(ext: dict, crs: dict, bbox, geometry_types: list[str], temporal_extent, rate: dict,
-                    decoder: bytes) -> dict:
-    """The four footer keys of a finished file."""
+                    decoder: bytes | None) -> dict:
+    """The footer keys of a finished file: ``geo``, ``emb``, ``geocodec`` and, when the decoder is
+    embedded (``decoder.href`` ``"#geocodec.decoder"``), ``geocodec.decoder`` (``decoder``'s bytes)."""
     ext = dict(ext)
     ext["temporal_extent"] = temporal_extent
     ext["rate"] = rate
     ext["codec"] = dict(ext["codec"], fingerprint=fingerprint(ext))
     geo = build_geo(crs=crs, bbox=bbox, geometry_types=geometry_types)
-    return {GEO_KEY: json.dumps(geo), EMB_KEY: json.dumps(build_emb(ext)), EXT_KEY: json.dumps(ext),
-            DECODER_KEY: encode_decoder(decoder)}
+    compact = {"separators": (",", ":")}
+    out = {GEO_KEY: json.dumps(geo, **compact), EMB_KEY: json.dumps(build_emb(ext), **compact), EXT_KEY: json.dumps(ext, **compact)}
+    if ext["decoder"]["href"] == DECODER_HREF:
+        if decoder is None:
+            raise InputError("the decoder is to be embedded but no decoder bytes were given", field="decoder")
+        out[DECODER_KEY] = encode_decoder(decoder)
+    return out
 
 
 _GEOJSON_TYPES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString",

@@ -97,7 +97,8 @@ def _check_blocks(full: np.ndarray, s: int) -> None:
 
 
 def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: int | None = None,
-              min_valid: float = 0.0, block_rows: int = 256, row_group_rows: int = 65_536) -> dict:
+              min_valid: float = 0.0, block_rows: int = 256, row_group_rows: int = 65_536,
+              embed_decoder: bool = False) -> dict:
     """Write a :class:`LatentGrid` as a geocodec GeoParquet file: one row per tile of
     ``tile_cells x tile_cells`` latent cells (default: the model's tile), per date.
 
@@ -105,6 +106,9 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     tiles with no valid pixel at all). Each row carries ``valid_fraction`` (mean
     over its cells) and ``valid_cells``: one bit per cell, row-major, set where
     the cell's valid fraction is at least 0.5 (``numpy.unpackbits``, big-endian bits).
+
+    A published model's decoder and tables are named by reference (SPEC.md 4.14) unless
+    ``embed_decoder``: then the file carries them and reads anywhere without the model.
     """
     import pyarrow as pa
     from pyproj import CRS
@@ -118,11 +122,12 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     ny, nx = tile_counts(h, w, k, pad=True)
     tgrid = TileGrid(grid.crs, grid.origin, grid.pixel_size, k * s)
     ext, decoder = model.extension(quality=quality, latent_hw=(k, k), grid=tgrid.to_json(),
-                                   block_rows=block_rows)
+                                   block_rows=block_rows, embed=embed_decoder)
     crs_json = CRS.from_user_input(grid.crs).to_json_dict()
     extra = pa.schema([pa.field("valid_cells", pa.binary())])
     rows = 0
-    with GeocodecWriter(out_path, ext, decoder, crs_json, extra_schema=extra, row_group_rows=row_group_rows) as wr:
+    with GeocodecWriter(out_path, ext, decoder, crs_json, extra_schema=extra, row_group_rows=row_group_rows,
+                        tables=model.tables(quality)) as wr:
         for ti in range(t_count):
             rr, cc, tq = cut_tiles(grid.q[ti], k, pad=True)
             tq = tq.reshape(ny * nx, c, k * k)

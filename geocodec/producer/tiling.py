@@ -52,7 +52,7 @@ class TileGrid:
         """
         from pyproj import CRS
 
-        return {"type": "regular", "crs": CRS.from_user_input(self.crs).to_json_dict(),
+        return {"type": "regular", "crs": compact_crs(CRS.from_user_input(self.crs)),
                 "origin": [float(self.origin[0]), float(self.origin[1])],
                 "tile_size_px": [self.tile_px, self.tile_px],
                 "tile_size_m": [self.tile_size, self.tile_size], "id": grid_id}
@@ -102,3 +102,17 @@ def join_tiles(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:
     x = tiles.reshape(rows, cols, *lead, th, tw)
     x = x.transpose(*range(2, 2 + n), 0, 2 + n, 1, 3 + n)
     return x.reshape(*lead, rows * th, cols * tw)
+
+
+def compact_crs(crs):
+    """An authority string (``"EPSG:32633"``) when one names ``crs`` exactly, else its PROJJSON: the grid's
+    CRS repeats the file's, whose full PROJJSON is already in ``geo`` (saves about 3 KB of footer)."""
+    from pyproj import CRS
+
+    auth = crs.to_authority()
+    if auth is not None:
+        text = f"{auth[0]}:{auth[1]}"
+        if CRS.from_user_input(text) == crs:
+            return text
+    return crs.to_json_dict()
+
