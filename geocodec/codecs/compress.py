@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from geocodec.atomic import atomic_output
 from geocodec.codecs.linear import DEFAULT_QUALITY, LinearCodec
-from geocodec.format.embeddings_io import ZSTD_LEVEL, read_embeddings
+from geocodec.format.embeddings_io import ZSTD_LEVEL, arrow_schema_entry, read_embeddings
 from geocodec.errors import InputError
 from geocodec.format.hilbert import hilbert_order
 from geocodec.format.metadata import GEO_KEY, build_extension, build_geo
@@ -109,8 +109,10 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                                             pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), d))
                 if writer is None:
                     schema = table.schema.remove_metadata()
+                    # store_schema=False: the Arrow schema is written at the end, when 'geo' is known
                     writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                                              use_dictionary=["tile_id"], write_statistics=True)
+                                              use_dictionary=["tile_id"], write_statistics=True,
+                                              store_schema=False)
                 if table.num_rows:
                     b = table.column("bbox").combine_chunks()
                     bounds = [min(bounds[0], pa.compute.min(b.field("xmin")).as_py()),
@@ -128,7 +130,8 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                             geometry_types=col.get("geometry_types", []))
             import json
 
-            writer.add_key_value_metadata({GEO_KEY: json.dumps(geo)})
+            meta = {GEO_KEY: json.dumps(geo)}
+            writer.add_key_value_metadata({**meta, **arrow_schema_entry(writer.schema, meta)})
         finally:
             if writer is not None:
                 writer.close()

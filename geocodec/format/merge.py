@@ -38,7 +38,8 @@ def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
     total = sum(f.parquet.num_row_groups for f in files)
     with atomic_output(output) as tmp:
         writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                                  use_dictionary=["tile_id"], write_statistics=True)
+                                  use_dictionary=["tile_id"], write_statistics=True,
+                                  store_schema=False)  # the footer keys are the Arrow schema metadata (writer.py)
         try:
             bar = tqdm(total=total, unit="row group", desc="merge", disable=not progress)
             for f in files:

@@ -15,6 +15,7 @@ import shapely
 from geocodec.errors import GeocodecError
 from geocodec.format.metadata import fingerprint
 from geocodec.format.reader import GeocodecFile
+from geocodec.format.rewritten import diagnose_footer, rewrite_diagnosis
 from geocodec.format.writer import CORE_FIELDS
 
 
@@ -98,7 +99,8 @@ def validate_file(source: str, *, deep: bool = True) -> list[Finding]:
     try:
         f = GeocodecFile(source)
     except GeocodecError as exc:
-        return [Finding("error", str(exc))]
+        lost = rewrite_diagnosis(source)  # a clearer error for a file a rewriting tool stripped
+        return [Finding("error", lost or str(exc))]
     findings = _geo_findings(f) + _schema_findings(f)
     if any(x.level == "error" for x in findings):
         return findings
@@ -109,7 +111,8 @@ def validate_file(source: str, *, deep: bool = True) -> list[Finding]:
     try:
         _ = f.decoder  # hash check and ONNX load
     except GeocodecError as exc:
-        return findings + [Finding("error", str(exc))]
+        lost = diagnose_footer(f.parquet.metadata.metadata, f.parquet.schema_arrow.names, f.source)
+        return findings + [Finding("error", lost or str(exc))]
     if not deep:
         return findings
     geo_bbox = f.geo["columns"][f.geo["primary_column"]]["bbox"]
