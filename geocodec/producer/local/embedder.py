@@ -98,17 +98,17 @@ def embed_scene(inputs: list[str], embedder: str, *, bands: list[str] | None = N
 
 
 def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quality: int = 5,
-                         bands: list[str] | None = None, tile_px: int | None = None) -> dict:
+                         bands: list[str] | None = None, tile_px: int | None = None, progress: bool = True) -> dict:
     from geocodec.codecs.compress import compress
     from geocodec.format.embeddings_io import write_geoparquet
     from geocodec.format.stac import write_stac_item
 
-    table, identity, grid = embed_scene(inputs, embedder, bands=bands, tile_px=tile_px)
+    table, identity, grid = embed_scene(inputs, embedder, bands=bands, tile_px=tile_px, progress=progress)
     with tempfile.TemporaryDirectory() as tmp:
         floats = os.path.join(tmp, "embeddings.parquet")
         write_geoparquet(table, floats)
         rep = compress(floats, "embedding", output, quality=quality, model=identity,
-                       grid=grid.to_json(f"{identity['name']}-{grid.tile_px}px"))
+                       grid=grid.to_json(f"{identity['name']}-{grid.tile_px}px"), progress=progress)
     rep["stac"] = os.path.splitext(output)[0] + ".stac.json"
     write_stac_item(output, rep["stac"])
     return rep

@@ -56,7 +56,7 @@ def data_bounds(path: str, model: str | None = None) -> tuple[list[float], str]:
 def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str] | None = None,
            bbox: list[float] | None = None, bbox_crs: str | None = None, scheduler: str | None = None,
            workers: int = 2, model: str | None = None, date: str | None = None, min_valid: float = 0.0,
-           keep: str | None = None) -> dict:
+           keep: str | None = None, progress: bool = True) -> dict:
     from geocodec.producer.local.runner import run_graph
     from geocodec.producer.backend.graph import build_graph
     from geocodec.producer.pack import pack_result
@@ -81,7 +81,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
                             model=model, snap=False)
         result_dir = os.path.join(work, "result")
         run = run_graph(graph, data, result_dir, scheduler=scheduler, workers=workers, date=date,
-                        band_names=multi_names)
+                        band_names=multi_names, progress=progress)
         report = pack_result(run["outputs"], output, model=model, quality=quality, min_valid=min_valid)
         stac_path = os.path.splitext(output)[0] + ".stac.json"
         write_stac_item(output, stac_path)
