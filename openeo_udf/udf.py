@@ -8,8 +8,21 @@
 #   "udf-dependency-archives": ["<URL of geocodec-udf.zip>#geocodec-deps"]
 # (built by `geocodec udf-archive`): the backend unpacks the zip into the
 # working directory as ./geocodec-deps, which holds the geocodec package and
-# the model folder. onnxruntime, numpy, pyarrow, shapely, pyproj and
-# constriction must be importable too (in the archive or on the workers).
+# the model folder. The PyPI packages the UDF imports besides those are
+# declared in the PEP 723 block below (backends that read it, such as
+# openeo-geopyspark-driver, install them; elsewhere put them in the archive
+# with `geocodec udf-archive --with-packages`). numpy and xarray are not
+# listed: every openEO Python UDF runtime has them, and installing a second
+# copy beside the backend's own would shadow it. The floors are pyproject's.
+#
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#     "onnxruntime>=1.17",
+#     "constriction==0.5.0",
+#     "shapely>=2.0",
+# ]
+# ///
 #
 # Context keys (all optional): model, quality (default 5), threads (default:
 # GEOCODEC_THREADS or 1), scale (1e-4), offset (0), nodata (0),

@@ -190,6 +190,22 @@ def test_info_text_and_json(capsys, compressed_file):
     assert info["rate"]["code_bits"] > 0 and info["bytes"]["file"] == os.path.getsize(compressed_file)
 
 
+def test_info_says_larger_or_smaller_the_right_way_round(capsys, compressed_file):
+    from geocodec.format.info import size_vs_raw
+
+    assert size_vs_raw(1000, 4000) == "4.0x larger"
+    assert size_vs_raw(4000, 1000) == "4.0x smaller"
+    assert size_vs_raw(64_000, 1000) == "64.0x smaller"
+    assert size_vs_raw(1000, 1020) == size_vs_raw(1020, 1000) == "about the same size as raw float32"
+    rc, out, _ = run(capsys, "info", "--json", compressed_file)
+    b = json.loads(out)["bytes"]
+    rc, out, _ = run(capsys, "info", compressed_file)
+    ratio = b["raw_float32"] / b["file"]
+    want = f"{ratio:.1f}x smaller" if ratio > 1 else f"{1 / ratio:.1f}x larger"
+    assert f"raw float32 {b['raw_float32']} bytes -> {want}" in out
+    assert "0." not in out.split("->")[1].split("x")[0]      # never "0.25x smaller"
+
+
 def test_info_on_files_that_cannot_merge(tmp_path, capsys):
     e5, d5 = make_codec(channels=3, quality=5)
     e8, d8 = make_codec(channels=3, quality=8)
@@ -281,3 +297,56 @@ def test_compress_with_utm_input(tmp_path, capsys):
     assert rc == 0, err
     with GeocodecFile(out) as f:
         assert f.crs["id"] == {"authority": "EPSG", "code": 32618}
+
+
+# -- the parser: help on every option, -q/-v on every command ----------------------------------------
+def _commands(parser, path=("geocodec",)):
+    """(command path, parser) of the parser and every sub-command under it."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, path + (name,))
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from geocodec.cli.main import build_parser
+
+    missing = [f"{' '.join(path)} {a.option_strings[0] if a.option_strings else a.dest}"
+               for path, p in _commands(build_parser()) for a in p._actions
+               if not isinstance(a, argparse._SubParsersAction) and not (a.help or "").strip()]
+    assert missing == []
+    paths = [path for path, _ in _commands(build_parser())]
+    assert ("geocodec", "train", "ships") in paths and ("geocodec", "stac") in paths and len(paths) >= 24
+
+
+def test_every_command_takes_quiet_and_verbose():
+    from geocodec.cli.main import build_parser
+
+    for path, p in _commands(build_parser()):
+        opts = {o for a in p._actions for o in a.option_strings}
+        assert {"-q", "--quiet", "-v", "--verbose"} <= opts, path
+
+
+def test_quiet_and_verbose(tmp_path, capsys, input_file):
+    import logging
+
+    from geocodec.verbosity import common_options, levels
+
+    out = tmp_path / "c.parquet"
+    rc, stdout, err = run(capsys, "compress", input_file, "--column", "embedding", "-o", out, "-v")
+    assert rc == 0 and "geocodec compress took" in err and "compress:" in err      # timing + progress bar
+    assert "fitted" in err                                                            # a step's detail
+    rc, stdout, err = run(capsys, "-q", "merge", out, out, "-o", tmp_path / "m.parquet")
+    assert rc == 0 and err == "" and "wrote" in stdout                           # no bar, no log; the result
+    rc, _, err = run(capsys, "merge", out, out, "-o", tmp_path / "m2.parquet", "-vv")
+    assert rc == 0 and "row group" in err                                         # -vv: per row group
+    assert logging.getLogger("geocodec").handlers == []                           # restored after the command
+    assert levels(common_options().parse_args([])) == (False, 0)
+    assert levels(common_options().parse_args(["-vv"])) == (False, 2)
+    with pytest.raises(SystemExit):
+        common_options().parse_args(["-q", "-v"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "geocodec"
-FOUNDATION = {"errors", "atomic", "resources", "_lazy", "_optional", "threads"}
+FOUNDATION = {"errors", "atomic", "resources", "_lazy", "_optional", "threads", "verbosity"}
 # layer -> the geocodec subpackages it may import (besides the foundation modules and itself)
 ALLOWED = {
     "format": set(),

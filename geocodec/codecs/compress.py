@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +13,7 @@ from tqdm.auto import tqdm
 
 from geocodec.atomic import atomic_output
 from geocodec.codecs.linear import DEFAULT_QUALITY, LinearCodec
-from geocodec.format.embeddings_io import ZSTD_LEVEL, read_embeddings
+from geocodec.format.embeddings_io import ZSTD_LEVEL, arrow_schema_entry, read_embeddings
 from geocodec.errors import InputError
 from geocodec.format.hilbert import hilbert_order
 from geocodec.format.metadata import GEO_KEY, build_extension, build_geo
@@ -23,6 +25,7 @@ from geocodec.format.writer import CORE_NAMES, DEFAULT_BLOCK_ROWS, DEFAULT_ROW_G
 CODEC_NAME = "geocodec-linear"
 CODEC_VERSION = "0.1.0"
 TIME_COLUMNS = ("datetime", "end_datetime")
+log = logging.getLogger(__name__)
 ID_COLUMNS = ("tile_id", "id")
 
 
@@ -43,8 +46,12 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     if os.path.abspath(input_path) == os.path.abspath(output_path):
         raise InputError("output would overwrite the input", source=output_path)
+    t0 = time.perf_counter()
     src = read_embeddings(input_path, column, crs=crs)
+    t1 = time.perf_counter()
     codec = LinearCodec.fit(src.vectors, quality, source=input_path)
+    log.info("read %d x %d vectors in %.2f s; fitted the codec at quality %d (%d latent channels) in %.2f s",
+             *src.vectors.shape, t1 - t0, codec.quality, codec.latent_channels, time.perf_counter() - t1)
     decoder = codec.decoder_onnx({"geocodec:role": "decoder", "geocodec:codec": CODEC_NAME,
                                   "geocodec:quality": str(codec.quality)})
     import shapely
@@ -109,8 +116,10 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                                             pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), d))
                 if writer is None:
                     schema = table.schema.remove_metadata()
+                    # store_schema=False: the Arrow schema is written at the end, when 'geo' is known
                     writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                                              use_dictionary=["tile_id"], write_statistics=True)
+                                              use_dictionary=["tile_id"], write_statistics=True,
+                                              store_schema=False)
                 if table.num_rows:
                     b = table.column("bbox").combine_chunks()
                     bounds = [min(bounds[0], pa.compute.min(b.field("xmin")).as_py()),
@@ -118,6 +127,7 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                               max(bounds[2], pa.compute.max(b.field("xmax")).as_py()),
                               max(bounds[3], pa.compute.max(b.field("ymax")).as_py())]
                 writer.write_table(table.cast(writer.schema))
+                log.debug("%s: %d rows decoded and written", output_path, table.num_rows)
                 rows += table.num_rows
                 bar.update(table.num_rows)
             bar.close()
@@ -128,7 +138,8 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                             geometry_types=col.get("geometry_types", []))
             import json
 
-            writer.add_key_value_metadata({GEO_KEY: json.dumps(geo)})
+            meta = {GEO_KEY: json.dumps(geo)}
+            writer.add_key_value_metadata({**meta, **arrow_schema_entry(writer.schema, meta)})
         finally:
             if writer is not None:
                 writer.close()

@@ -165,6 +165,20 @@ def embeddings_table(vectors: np.ndarray, geometry, crs: dict, columns: dict | N
     return table.replace_schema_metadata({GEO_KEY: json.dumps(geo)})
 
 
+def arrow_schema_entry(schema: pa.Schema, metadata: dict) -> dict[str, str]:
+    """The ``ARROW:schema`` footer entry pyarrow would write, with ``metadata`` as the schema metadata.
+
+    For a streaming writer opened with ``store_schema=False`` whose ``geo`` is known only
+    when it closes: adding this entry with the final ``geo`` makes the key visible through
+    the Arrow schema (``pq.read_schema(f).metadata``) as geopandas-written files have it,
+    and pyarrow keeps exact Arrow types (fixed-size lists) on read.
+    """
+    import base64
+
+    meta = {k if isinstance(k, str) else k.decode(): v for k, v in metadata.items()}
+    return {"ARROW:schema": base64.b64encode(schema.with_metadata(meta).serialize().to_pybytes()).decode()}
+
+
 def write_geoparquet(table: pa.Table, path: str | os.PathLike, *, row_group_rows: int = 65_536) -> str:
     """Atomic GeoParquet write with distribution settings (zstd 15, no dictionary on floats)."""
     path = os.fspath(path)

@@ -68,6 +68,17 @@ def _size(source: str) -> int | None:
     return None
 
 
+def size_vs_raw(raw: int, size: int) -> str:
+    """How a file of ``size`` bytes compares with ``raw`` bytes of float32: ``"4.0x smaller"``,
+    ``"4.0x larger"`` (a small file whose footer outweighs its vectors), or ``"about the same size"``."""
+    if raw <= 0 or size <= 0:
+        return "size unknown"
+    ratio = raw / size
+    if round(ratio, 1) == 1.0 or round(1 / ratio, 1) == 1.0:
+        return "about the same size as raw float32"
+    return f"{ratio:.1f}x smaller" if ratio > 1 else f"{1 / ratio:.1f}x larger"
+
+
 def format_summary(s: dict) -> str:
     """A :func:`summarize` dict as indented lines of text."""
     b = s["bytes"]
@@ -87,7 +98,7 @@ def format_summary(s: dict) -> str:
         f"  entropy tables: {_storage_line(s['storage']['tables'], None)}",
         f"  size: {b['file']} bytes on disk ({b.get('per_row')} B/row), codes {b['code_column']} bytes; "
         f"raw float32 {b['raw_float32']} bytes"
-        + (f" -> {b['compression_ratio_vs_float32']}x smaller" if b.get("compression_ratio_vs_float32") else ""),
+        + (f" -> {size_vs_raw(b['raw_float32'], b['file'])}" if b.get("compression_ratio_vs_float32") else ""),
     ]
     r = s.get("rate") or {}
     if r.get("code_bits"):

@@ -6,6 +6,7 @@ the footer (bbox, time extent, rate) is recomputed.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -19,6 +20,8 @@ from geocodec.format.published import embedded_form
 from geocodec.format.reader import GeocodecFile
 from geocodec.format.info import merge_report
 from geocodec.format.writer import ZSTD_LEVEL, footer_metadata, statistics_columns
+
+log = logging.getLogger(__name__)
 
 
 def merge(sources: list[str], output: str, *, progress: bool = True, embed_decoder: bool = False) -> dict:
@@ -46,7 +49,8 @@ def merge(sources: list[str], output: str, *, progress: bool = True, embed_decod
     total = sum(f.parquet.num_row_groups for f in files)
     with atomic_output(output) as tmp:
         writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                                  use_dictionary=["tile_id"], write_statistics=statistics_columns(schema))
+                                  use_dictionary=["tile_id"], write_statistics=statistics_columns(schema),
+                                  store_schema=False)  # the footer keys are the Arrow schema metadata (writer.py)
         try:
             bar = tqdm(total=total, unit="row group", desc="merge", disable=not progress)
             for f in files:
@@ -61,6 +65,7 @@ def merge(sources: list[str], output: str, *, progress: bool = True, embed_decod
                 for rg in range(f.parquet.num_row_groups):
                     table = f.parquet.read_row_group(rg)
                     writer.write_table(table.cast(schema), row_group_size=table.num_rows)
+                    log.debug("%s: row group %d (%d rows) copied", f.source, rg, table.num_rows)
                     bar.update(1)
             bar.close()
             extent = [min(times), max(times)] if times else None

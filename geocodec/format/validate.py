@@ -15,6 +15,7 @@ import shapely
 from geocodec.errors import GeocodecError
 from geocodec.format.metadata import fingerprint
 from geocodec.format.reader import GeocodecFile
+from geocodec.format.rewritten import diagnose_footer, rewrite_diagnosis
 from geocodec.format.writer import CORE_FIELDS
 
 
@@ -120,7 +121,8 @@ def validate_file(source: str, *, deep: bool = True, storage: bool = False) -> l
     try:
         f = GeocodecFile(source)
     except GeocodecError as exc:
-        return [Finding("error", str(exc))]
+        lost = rewrite_diagnosis(source)  # a clearer error for a file a rewriting tool stripped
+        return [Finding("error", lost or str(exc))]
     findings = _geo_findings(f) + _schema_findings(f)
     if any(x.level == "error" for x in findings):
         return findings
@@ -133,7 +135,8 @@ def validate_file(source: str, *, deep: bool = True, storage: bool = False) -> l
         _ = f.spec.tables  # referenced tables: resolved and hash-checked
         _ = f.decoder  # hash check and ONNX load (a referenced decoder: package, cache, then its href)
     except GeocodecError as exc:
-        return findings + (_storage_findings(f, before) if storage else []) + [Finding("error", str(exc))]
+        lost = diagnose_footer(f.parquet.metadata.metadata, f.parquet.schema_arrow.names, f.source)
+        return findings + (_storage_findings(f, before) if storage else []) + [Finding("error", lost or str(exc))]
     if storage:
         findings += _storage_findings(f, f.storage(fetch=False))
     if not deep:

@@ -124,9 +124,12 @@ class GeocodecWriter:
         self.schema = file_schema(extra_schema)
         self.extra_names = [f.name for f in extra_schema or []]
         self.tmp_path = temp_path_for(self.path)
+        # store_schema=False: no ARROW:schema key, so Arrow readers take the schema metadata from the
+        # footer keys written at close (geo, emb, geocodec, geocodec.decoder) and a pyarrow read -> write
+        # keeps them; an ARROW:schema written at open would hide them (SPEC.md, "Rewriting tools")
         self._writer = pq.ParquetWriter(
             self.tmp_path, self.schema, compression="zstd", compression_level=ZSTD_LEVEL,
-            use_dictionary=["tile_id"], write_statistics=statistics_columns(self.schema))
+            use_dictionary=["tile_id"], write_statistics=statistics_columns(self.schema), store_schema=False)
         self._pending: list[dict] = []
         self._pending_rows = 0
         self.rows = 0

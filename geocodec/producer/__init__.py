@@ -11,7 +11,7 @@ from geocodec._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "get_model": ".chunks", "pixel_validity": ".chunks", "encode_chunk": ".chunks", "fill_tiles": ".chunks",
-    "apply_datacube": ".chunks", "apply_metadata": ".chunks", "band_names": ".chunks",
+    "apply_datacube": ".chunks", "apply_metadata": ".chunks", "band_names": ".chunks", "output_band_names": ".chunks",
     "LatentGrid": ".pack", "pack_grid": ".pack", "read_result": ".pack", "pack_result": ".pack",
     "transfer_budget": ".pack",
     "TileGrid": ".tiling", "cut_tiles": ".tiling", "pad_to_tiles": ".tiling", "join_tiles": ".tiling",

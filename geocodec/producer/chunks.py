@@ -272,14 +272,15 @@ def apply_datacube(cube, context: dict | None = None):
     return result
 
 
+def output_band_names(name_or_path=None) -> list[str]:
+    """:func:`band_names` of a model read from its ``model.json`` alone (no ONNX session): the
+    model ``name_or_path``, else ``$GEOCODEC_MODEL``, else the default model."""
+    from geocodec.codecs.learned import DEFAULT_MODEL, model_dir, read_card
+
+    card = read_card(model_dir(name_or_path or os.environ.get("GEOCODEC_MODEL") or DEFAULT_MODEL))
+    return [f"{CODE_PREFIX}{c:03d}" for c in range(int(card["channels"]))] + [VALID_BAND]
+
+
 def apply_metadata(metadata, context: dict | None = None):
     """The UDF's metadata function: name the output bands (codes then valid_fraction)."""
-    import json
-
-    from geocodec.codecs.learned import model_dir
-
-    ctx = context or {}
-    card = json.loads((model_dir(ctx.get("model") or os.environ.get("GEOCODEC_MODEL") or "s2-5band-v1")
-                       / "model.json").read_text())
-    names = [f"{CODE_PREFIX}{c:03d}" for c in range(int(card["channels"]))] + [VALID_BAND]
-    return metadata.rename_labels(dimension="bands", target=names)
+    return metadata.rename_labels(dimension="bands", target=output_band_names((context or {}).get("model")))

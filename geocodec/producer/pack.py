@@ -15,6 +15,7 @@ import numpy as np
 
 from geocodec.errors import InputError
 from geocodec.producer.chunks import DEFAULT_QUALITY, _dim, band_names, get_model, tile_size
+from geocodec.producer.tiling import tile_counts
 
 # -- saved result -> GeoParquet ---------------------------------------------------------------------
 @dataclass
@@ -109,12 +110,17 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
 
     A published model's decoder and tables are named by reference (SPEC.md 4.14) unless
     ``embed_decoder``: then the file carries them and reads anywhere without the model.
+
+    Rows are sorted along a Hilbert curve of the tile centres as ``geocodec compress``
+    sorts them (SPEC.md section 2), the dates of one tile in date order; the codes of
+    each row do not depend on the order.
     """
     import pyarrow as pa
     from pyproj import CRS
 
-    from geocodec.producer.tiling import TileGrid, cut_tiles, tile_counts
+    from geocodec.format.hilbert import hilbert_order
     from geocodec.format.writer import GeocodecWriter
+    from geocodec.producer.tiling import TileGrid
 
     s = model.stride
     k = int(tile_cells or tile_size(model) // s)
@@ -125,28 +131,55 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
                                    block_rows=block_rows, embed=embed_decoder)
     crs_json = CRS.from_user_input(grid.crs).to_json_dict()
     extra = pa.schema([pa.field("valid_cells", pa.binary())])
-    rows = 0
+    dates, rows, cols = _kept_tiles(grid.valid_fraction, k, min_valid)
+    if len(dates) == 0:
+        raise InputError("no tile has valid pixels: nothing to write", source=os.fspath(out_path))
+    x0 = grid.origin[0] + cols * tgrid.tile_size
+    y1 = grid.origin[1] - rows * tgrid.tile_size
+    order = hilbert_order(np.stack([x0, y1 - tgrid.tile_size, x0 + tgrid.tile_size, y1], axis=1))
+    times = np.array([np.datetime64("NaT", "ms") if t is None else np.datetime64(t, "ms") for t in grid.times])
     with GeocodecWriter(out_path, ext, decoder, crs_json, extra_schema=extra, row_group_rows=row_group_rows,
                         tables=model.tables(quality)) as wr:
-        for ti in range(t_count):
-            rr, cc, tq = cut_tiles(grid.q[ti], k, pad=True)
-            tq = tq.reshape(ny * nx, c, k * k)
-            tv = cut_tiles(grid.valid_fraction[ti], k, pad=True)[2].reshape(ny * nx, k * k)
-            frac = tv.mean(axis=1)
-            keep = frac > min_valid
-            if not keep.any():
-                continue
-            bits = np.packbits(tv[keep] >= 0.5, axis=1)
-            wr.write(tile_id=[tgrid.tile_id(r, col) for r, col in zip(rr[keep], cc[keep])],
-                     geometry=tgrid.footprints(rr[keep], cc[keep]), q=tq[keep],
-                     datetime=None if grid.times[ti] is None else np.full(int(keep.sum()), grid.times[ti]),
-                     valid_fraction=frac[keep], extra={"valid_cells": [b.tobytes() for b in bits]})
-            rows += int(keep.sum())
-        if rows == 0:
-            raise InputError("no tile has valid pixels: nothing to write", source=os.fspath(out_path))
-    return {"rows": rows, "tiles_per_date": ny * nx, "dates": t_count, "code_bits": wr.code_bits,
+        for lo in range(0, len(order), wr.row_group_rows):
+            sel = order[lo:lo + wr.row_group_rows]
+            ti, rr, cc = dates[sel], rows[sel], cols[sel]
+            tv = _gather_tiles(grid.valid_fraction[:, None], ti, rr, cc, k)[:, 0]      # (n, k*k)
+            bits = np.packbits(tv >= 0.5, axis=1)
+            t = times[ti]
+            wr.write(tile_id=[tgrid.tile_id(r, col) for r, col in zip(rr, cc)],
+                     geometry=tgrid.footprints(rr, cc), q=_gather_tiles(grid.q, ti, rr, cc, k),
+                     datetime=None if np.isnat(t).all() else t, valid_fraction=tv.mean(axis=1),
+                     extra={"valid_cells": [b.tobytes() for b in bits]})
+    return {"rows": int(len(order)), "tiles_per_date": ny * nx, "dates": t_count, "code_bits": wr.code_bits,
             "cross_entropy_bits": wr.cross_entropy, "file_bytes": os.path.getsize(out_path),
             "tile_cells": k, "path": os.fspath(out_path)}
+
+
+def _kept_tiles(valid_fraction: np.ndarray, k: int, min_valid: float):
+    """(date, tile row, tile col) of every tile whose mean valid fraction is ``> min_valid``, date by date."""
+    from geocodec.producer.tiling import cut_tiles
+
+    dates, rows, cols = [], [], []
+    for ti in range(valid_fraction.shape[0]):
+        rr, cc, tv = cut_tiles(valid_fraction[ti], k, pad=True)
+        keep = tv.reshape(len(rr), -1).mean(axis=1) > min_valid
+        dates.append(np.full(int(keep.sum()), ti))
+        rows.append(rr[keep])
+        cols.append(cc[keep])
+    return np.concatenate(dates), np.concatenate(rows), np.concatenate(cols)
+
+
+def _gather_tiles(a: np.ndarray, dates, rows, cols, k: int) -> np.ndarray:
+    """Tiles ``(n, C, k*k)`` (cells row-major) of ``a`` (T, C, h, w) at the given dates and tile positions;
+    cells beyond the grid's bottom and right edges are 0, as :func:`~geocodec.producer.tiling.cut_tiles`
+    pads them."""
+    _, c, h, w = a.shape
+    ys = rows[:, None] * k + np.arange(k)                                # (n, k)
+    xs = cols[:, None] * k + np.arange(k)
+    out = a[dates[:, None, None, None], np.arange(c)[None, :, None, None],
+            np.minimum(ys, h - 1)[:, None, :, None], np.minimum(xs, w - 1)[:, None, None, :]]
+    inside = (ys < h)[:, None, :, None] & (xs < w)[:, None, None, :]
+    return np.where(inside, out, 0).astype(a.dtype, copy=False).reshape(len(dates), c, k * k)
 
 
 def read_result(paths, *, crs=None):

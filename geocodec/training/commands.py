@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from geocodec.verbosity import CommandParser, verbosity
+
 TARGETS = ("codec", "heads", "ships")
 #: ``python -m`` module of each target
 MODULES = {"codec": "geocodec.training.train", "heads": "geocodec.training.heads",
@@ -39,7 +41,7 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
     p.add_argument("--minutes", type=float,
                    help="stop after this much wall time (whichever of steps/minutes comes first)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of data order and initialisation (default 0)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
     p.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data beside the project)")
     p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
@@ -51,7 +53,6 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
                    help="minutes between checkpoints (default 5; 0: only at the end)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in the checkpoint (same options and data) up to --steps/--minutes")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run_codec(a: argparse.Namespace) -> int:
@@ -95,14 +96,14 @@ def add_heads_arguments(p: argparse.ArgumentParser) -> None:
     d = HEADS_DEFAULTS
     p.add_argument("--out", default=d["out"], help=f"folder of the heads and scores.json (default {d['out']})")
     p.add_argument("--docs", default=d["docs"], help=f"page to write (default {d['docs']})")
-    p.add_argument("--plot", default=d["plot"])
-    p.add_argument("--plot-monitor", default=d["plot_monitor"])
-    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--plot", default=d["plot"], help=f"rate-utility figure to write (default {d['plot']})")
+    p.add_argument("--plot-monitor", default=d["plot_monitor"],
+                   help=f"monitoring-head figure to write (default {d['plot_monitor']})")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help=f"training epochs of the heads (default {d['epochs']})")
     p.add_argument("--threads", type=int, default=d["threads"], help="torch and faiss threads")
     p.add_argument("--folds", type=int, nargs="*", help="only these folds (default all; fold 0 is always run)")
     p.add_argument("--report-only", action="store_true",
                    help="only write --docs and the plots from OUT/scores.json, without training")
-    p.add_argument("-q", "--quiet", action="store_true")
 
 
 def run_heads(a: argparse.Namespace) -> int:
@@ -137,9 +138,10 @@ def add_ships_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``geocodec train ships`` (it writes geocodec/models/heads/ships.onnx, ships_scores.json,
     docs/ships.md and docs/img/rate_utility_ships.png)."""
     d = SHIPS_DEFAULTS
-    p.add_argument("--steps", type=int, default=d["steps"])
-    p.add_argument("--pixel-steps", type=int, default=d["pixel_steps"])
-    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--steps", type=int, default=d["steps"], help=f"optimisation steps of the head (default {d['steps']})")
+    p.add_argument("--pixel-steps", type=int, default=d["pixel_steps"],
+                   help=f"optimisation steps of the raw-pixel baseline head (default {d['pixel_steps']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
     p.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data)")
     p.add_argument("--report-only", action="store_true",
                    help="only write docs/ships.md and its plot from geocodec/models/heads/ships_scores.json, "
@@ -198,11 +200,11 @@ def with_default_target(argv: list[str]) -> list[str]:
 
 def parser(target: str) -> argparse.ArgumentParser:
     """The parser of ``python -m <MODULES[target]>``: the options of ``geocodec train <target>``."""
-    return _finish(argparse.ArgumentParser(prog=f"python -m {MODULES[target]}", description=f"Train {HELP[target]}."),
-                   target)
+    return _finish(CommandParser(prog=f"python -m {MODULES[target]}", description=f"Train {HELP[target]}."), target)
 
 
 def main(target: str, argv: list[str] | None = None) -> int:
     """``python -m geocodec.training.<module>``: parse ``argv`` (default ``sys.argv[1:]``) and run ``target``."""
     a = parser(target).parse_args(sys.argv[1:] if argv is None else argv)
-    return a.func(a)
+    with verbosity(a, f"python -m {MODULES[target]}"):
+        return a.func(a)

@@ -5,8 +5,14 @@ The graph (built with the openeo client, no connection needed)::
     load_collection(SENTINEL2_L2A, the model's bands (B02 B03 B04 B08 B11) + SCL, extent, eo:cloud_cover <= N)
       -> mask(data, SCL in {3, 8, 9, 10})              # reduce_dimension(bands, array_element/eq/or)
       -> apply_neighborhood(run_udf(openeo_udf/udf.py), 128 x 128 px, overlap 0, whole t axis)
+      -> rename_labels(bands -> code_000 .. code_{C-1}, valid_fraction)
       [-> resample_spatial(resolution = 10 m x stride, method "near")]   # --save-at latent
       -> save_result(netCDF | GTiff)
+
+The band names are set twice: by the UDF's ``apply_metadata`` (an experimental hook that not
+every backend calls) and by ``rename_labels`` after the UDF, with ``target`` only, so that the
+names do not rest on the hook alone (the WorldCereal pattern; the openeo client's metadata, which
+openeo-geopyspark-driver uses, renames by position without comparing labels).
 
 Dependencies reach the workers through the job option
 ``udf-dependency-archives: ["URL#geocodec-deps"]`` (see :func:`job_options` and
@@ -19,6 +25,7 @@ import json
 from pathlib import Path
 
 from geocodec.codecs.bands import SCL_BAND, model_bands
+from geocodec.producer.chunks import output_band_names
 from geocodec.errors import InputError
 from geocodec.producer.radiometry import udf_context
 
@@ -99,6 +106,7 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
         process=udf,
         size=[{"dimension": "x", "unit": "px", "value": chunk_px}, {"dimension": "y", "unit": "px", "value": chunk_px}],
         overlap=[{"dimension": "x", "unit": "px", "value": 0}, {"dimension": "y", "unit": "px", "value": 0}])
+    cube = cube.rename_labels(dimension="bands", target=output_band_names(model))
     if save_at == "latent" and layout == "input":
         cube = cube.process("resample_spatial", data=cube, resolution=resolution * stride, method="near")
     cube = cube.save_result(format=fmt)

@@ -103,7 +103,7 @@ def embed_scene(inputs: list[str], embedder: str, *, bands: list[str] | None = N
 
 
 def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quality: int = 5,
-                         bands: list[str] | None = None, tile_px: int | None = None) -> dict:
+                         bands: list[str] | None = None, tile_px: int | None = None, progress: bool = True) -> dict:
     """``geocodec encode --embedder``: embed the scene's tiles, fit the transform codec, write ``output``.
 
     Returns the report of :func:`geocodec.codecs.compress.compress` plus ``stac``, the path of the STAC Item written
@@ -113,12 +113,12 @@ def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quali
     from geocodec.format.embeddings_io import write_geoparquet
     from geocodec.format.stac import write_stac
 
-    table, identity, grid = embed_scene(inputs, embedder, bands=bands, tile_px=tile_px)
+    table, identity, grid = embed_scene(inputs, embedder, bands=bands, tile_px=tile_px, progress=progress)
     with tempfile.TemporaryDirectory() as tmp:
         floats = os.path.join(tmp, "embeddings.parquet")
         write_geoparquet(table, floats)
         rep = compress(floats, "embedding", output, quality=quality, model=identity,
-                       grid=grid.to_json(f"{identity['name']}-{grid.tile_px}px"))
+                       grid=grid.to_json(f"{identity['name']}-{grid.tile_px}px"), progress=progress)
     stac = write_stac(output, os.path.splitext(output)[0] + ".stac.json",
                       sources=[os.fspath(i) for i in inputs if os.path.exists(i)])
     rep["stac"], rep["stac_collection"] = stac["item"], stac["collection"]

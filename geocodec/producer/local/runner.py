@@ -24,6 +24,9 @@ this module supplies:
     the chunk cast to float32. A ``udf`` given as a URL is replaced by the
     local file named with ``udf_file`` (default: this repository's
     openeo_udf/udf.py); nothing is downloaded.
+``rename_labels``
+    openeo-processes-dask's, except that renaming labels to the ones they already
+    have (the UDF named its bands) is a no-op instead of LabelExists.
 ``save_result``
     ``netCDF`` (one file, variables = bands, with the CRS) or ``GTiff`` (one
     file per date, band descriptions = labels), written block by block in
@@ -658,16 +661,31 @@ def _base_registry():
     return registry
 
 
+def make_rename_labels(base):
+    """``rename_labels`` as openeo-processes-dask has it (``base``), except that renaming the labels
+    to the ones they already have is a no-op (openeo-processes-dask raises LabelExists): after the
+    UDF named its bands (as ``apply_metadata`` does on a backend) the graph's ``rename_labels``
+    repeats the names."""
+    def rename_labels(data, dimension, target, source=None):
+        if not source and dimension in data.dims and [str(v) for v in data[dimension].values] == \
+                [str(v) for v in target]:
+            return data
+        return base(data=data, dimension=dimension, target=target, source=source or [])
+    return rename_labels
+
+
 def build_registry(run: Run):
     """The process registry of a run: openeo-processes-dask's processes plus four of this module.
 
     Those are ``load_collection``, ``apply_neighborhood``, ``run_udf`` and ``save_result``.
     """
     from openeo_pg_parser_networkx.process_registry import Process
+    from openeo_processes_dask.process_implementations.cubes.general import rename_labels
 
     registry = _base_registry()
     own = {"load_collection": run.load_collection, "apply_neighborhood": make_apply_neighborhood(run),
-           "run_udf": make_run_udf(run.env()), "save_result": run.save_result}
+           "run_udf": make_run_udf(run.env()), "save_result": run.save_result,
+           "rename_labels": make_rename_labels(rename_labels)}
     for name, fn in own.items():
         registry[name] = Process(spec=_spec(name), implementation=fn)
     return registry
