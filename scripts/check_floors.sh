@@ -15,7 +15,8 @@ echo "check_floors: ${pins[*]}"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pins[@]}" pytest "hypothesis>=6.100"
 echo "check_floors: venv ready in $(( $(date +%s) - start )) s"
 "$venv/bin/python" -m pip freeze --disable-pip-version-check | grep -iE "^($(IFS='|'; echo "${pins[*]%%==*}"))==" || true
-# the consumer subset: format round trip, bad input, reader API, entropy coding, CLI decode/validate/info, search
+# the consumer subset: format round trip, bad input, reader API, entropy coding, CLI decode/validate/info, search,
+# HTTP range reads (fsspec + aiohttp), partitioned folders, parallel decoding
 # (one deselected: it writes a GeoPackage, i.e. needs the gpkg extra's pyogrio, which the consumer install has not)
 cd "$(mktemp -d)"
 PYTHONPATH="$repo:$repo/tests" "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not slow" \
@@ -23,5 +24,6 @@ PYTHONPATH="$repo:$repo/tests" "$venv/bin/python" -m pytest -q -p no:cacheprovid
   --rootdir "$repo" -c "$repo/pyproject.toml" \
   "$repo/tests/test_format_roundtrip.py" "$repo/tests/test_bad_input.py" "$repo/tests/test_reader_api.py" \
   "$repo/tests/test_entropy.py" "$repo/tests/test_cli.py" "$repo/tests/test_search.py" \
+  "$repo/tests/test_http_reader.py" "$repo/tests/test_partitioned.py" "$repo/tests/test_parallel_decode.py" \
   -k "not test_polygon_over_every_tile_gives_an_empty_layer" "$@"
 echo "check_floors: done in $(( $(date +%s) - start )) s"
