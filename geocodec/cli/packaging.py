@@ -19,11 +19,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
 from geocodec.errors import GeocodecError, InputError
-from geocodec.resources import MODELS_DIR, PACKAGE_DIR, package_data_dir
+from geocodec.resources import MODELS_DIR, PACKAGE_DIR, package_data_dir, source_checkout
 
 __all__ = ["DISTRIBUTIONS", "TRAINING_ONLY", "WORKER_PLATFORMS", "PLUGIN", "package_files",
            "build_udf_archive", "build_plugin_zip"]
@@ -117,18 +118,29 @@ def _add_wheels(z: zipfile.ZipFile, packages, platform, python_version) -> dict[
 
 
 def plugin_source() -> Path:
-    """``qgis_plugin/geocodec_qgis`` of the source checkout."""
-    here = PACKAGE_DIR.parent / "qgis_plugin" / PLUGIN
-    if not (here / "metadata.txt").is_file():
+    """``qgis_plugin/geocodec_qgis`` of the source checkout (the plugin is not installed with the wheel)."""
+    root = source_checkout()
+    here = (root or PACKAGE_DIR.parent) / "qgis_plugin" / PLUGIN
+    if root is None or not (here / "metadata.txt").is_file():
         raise GeocodecError("the QGIS plugin sources (qgis_plugin/geocodec_qgis) are not beside this geocodec "
                             "install: build the zip from a source checkout (pip install -e .)", source=str(here))
     return here
 
 
 def build_plugin_zip(out_dir: str | os.PathLike) -> dict:
-    """The installable plugin zip: the plugin folder at the zip root, the ``qgis`` distribution, the shipped
-    models and heads vendored under ``geocodec_qgis/vendor/``."""
+    """The installable plugin zip: the plugin folder at the zip root with the repository's LICENSE, the ``qgis``
+    distribution, the shipped models and heads vendored under ``geocodec_qgis/vendor/``. Refuses to build
+    with a ``requirements.txt`` that pyproject.toml no longer gives, or a zip plugins.qgis.org would refuse
+    (:func:`geocodec.cli.plugin_check.check_plugin_zip`)."""
+    from geocodec.cli.plugin_check import check_plugin_zip, placeholder_contacts
+    from geocodec.cli.plugin_requirements import stale_requirements
+
     src = plugin_source()
+    root = src.parents[1]
+    stale = stale_requirements(src, root / "pyproject.toml")
+    if stale:
+        raise GeocodecError(f"{stale}: run `python -m geocodec.cli.plugin_requirements`",
+                            source=str(src / "requirements.txt"))
     meta = configparser.ConfigParser()
     meta.read(src / "metadata.txt")
     version = meta["general"]["version"]
@@ -138,7 +150,7 @@ def build_plugin_zip(out_dir: str | os.PathLike) -> dict:
     vendor = f"{PLUGIN}/vendor"
     n = 0
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.write(PACKAGE_DIR.parent / "LICENSE", f"{PLUGIN}/LICENSE")  # plugins.qgis.org requires one
+        z.write(root / "LICENSE", f"{PLUGIN}/LICENSE")  # plugins.qgis.org requires one
         n += 1
         for f in _walk(src):
             if f.relative_to(src).parts[0] != "vendor":
@@ -156,5 +168,15 @@ def build_plugin_zip(out_dir: str | os.PathLike) -> dict:
             if f.relative_to(spec).parts[0] != "examples":
                 z.write(f, f"{vendor}/geoparquet_spec/{f.relative_to(spec).as_posix()}")
                 n += 1
+    problems = check_plugin_zip(tmp, PLUGIN)
+    if problems:
+        tmp.unlink()
+        raise GeocodecError("the plugin zip would be refused by plugins.qgis.org:\n  " + "\n  ".join(problems),
+                            source=str(path))
     os.replace(tmp, path)
-    return {"path": str(path), "files": n, "bytes": path.stat().st_size, "version": version}
+    placeholders = placeholder_contacts(path)
+    if placeholders:
+        warnings.warn(f"{src / 'metadata.txt'}: placeholder contact {', '.join(placeholders)}: "
+                      "set a real one before uploading to plugins.qgis.org", stacklevel=2)
+    return {"path": str(path), "files": n, "bytes": path.stat().st_size, "version": version,
+            "placeholder_contacts": placeholders}

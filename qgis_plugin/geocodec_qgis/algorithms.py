@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsFeatureSink, QgsProcessing, QgsProcessingAlgorithm,
-                       QgsProcessingException, QgsProcessingParameterDefinition, QgsProcessingParameterExtent,
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterPoint, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterString, QgsProcessingUtils)
 
+from .compat import (BYTE, FAST_INSERT, FILE_BEHAVIOR, FLAG_ADVANCED, NUMBER_DOUBLE, SOURCE_ANY_GEOMETRY, SOURCE_POINT,
+                     SOURCE_POLYGON)
 from .layers import SOURCE_PROPERTY, apply_style, features_from_table, fields_for, geometry_type, qgis_crs
 
 
@@ -58,7 +59,7 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
 
     # -- shared parameters -------------------------------------------------------------------
     def add_input(self, desc="geocodec file (.parquet)"):
-        self.addParameter(QgsProcessingParameterFile("INPUT", desc, behavior=QgsProcessingParameterFile.File,
+        self.addParameter(QgsProcessingParameterFile("INPUT", desc, behavior=FILE_BEHAVIOR,
                                                      fileFilter="GeoParquet (*.parquet *.geoparquet)"))
 
     def add_query(self):
@@ -89,7 +90,7 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
         for i, feat in enumerate(feats):
             if feedback.isCanceled():
                 break
-            sink.addFeature(feat, QgsFeatureSink.FastInsert)
+            sink.addFeature(feat, FAST_INSERT)
             if i % 1000 == 0:
                 feedback.setProgress(90 + 10 * i / n)
         self._dest = dest
@@ -137,7 +138,7 @@ class LoadFile(GeocodecAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_input()
         self.add_query()
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Tiles", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Tiles", SOURCE_POLYGON))
 
     def process(self, parameters, context, feedback):
         import pyarrow as pa
@@ -179,7 +180,7 @@ class Classify(GeocodecAlgorithm):
         self.add_input()
         self.addParameter(QgsProcessingParameterString("HEAD", "Head (shipped name or .onnx path)",
                                                        defaultValue="landcover"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", SOURCE_POLYGON))
 
     def process(self, parameters, context, feedback):
         from geocodec.tasks.classify import classify_file
@@ -210,9 +211,9 @@ class Ships(GeocodecAlgorithm):
         self.add_query()
         self.addParameter(QgsProcessingParameterString("HEAD", "Head", defaultValue="ships"))
         self.addParameter(QgsProcessingParameterNumber("THRESHOLD", "Threshold (empty: the head's)", optional=True,
-                                                       type=QgsProcessingParameterNumber.Double,
+                                                       type=NUMBER_DOUBLE,
                                                        minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Ships", QgsProcessing.TypeVectorPoint))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Ships", SOURCE_POINT))
 
     def process(self, parameters, context, feedback):
         from geocodec.tasks.ships import detect_ships
@@ -239,11 +240,11 @@ class Monitor(GeocodecAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFile("INPUT", "geocodec file or folder of files",
-                                                     behavior=QgsProcessingParameterFile.File))
+                                                     behavior=FILE_BEHAVIOR))
         self.addParameter(QgsProcessingParameterPoint("POINT", "Place", optional=True))
         self.addParameter(QgsProcessingParameterString("TILE_ID", "…or tile id", optional=True))
         self.addParameter(QgsProcessingParameterString("HEAD", "Head", defaultValue="monitor"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Dates", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Dates", SOURCE_POLYGON))
         self.addParameter(QgsProcessingParameterFileDestination("PLOT", "Time-series chart", "PNG (*.png)",
                                                                 optional=True))
 
@@ -289,7 +290,7 @@ class Preview(GeocodecAlgorithm):
 
     def process(self, parameters, context, feedback):
         import numpy as np
-        from qgis.core import Qgis, QgsRasterBlock, QgsRasterFileWriter, QgsRectangle
+        from qgis.core import QgsRasterBlock, QgsRasterFileWriter, QgsRectangle
         from qgis.PyQt.QtCore import QByteArray
 
         from geocodec.tasks.preview import preview_mosaic
@@ -309,12 +310,12 @@ class Preview(GeocodecAlgorithm):
         extent = QgsRectangle(x0, y1 - h * m.pixel_size, x0 + w * m.pixel_size, y1)
         writer = QgsRasterFileWriter(out)
         writer.setOutputFormat("GTiff")
-        provider = writer.createMultiBandRaster(Qgis.Byte, w, h, extent, qgis_crs(crs), 4)
+        provider = writer.createMultiBandRaster(BYTE, w, h, extent, qgis_crs(crs), 4)
         if provider is None or not provider.isValid():
             raise QgsProcessingException(f"could not write {out}")
         bands = [rgb[..., 0], rgb[..., 1], rgb[..., 2], np.where(valid, 255, 0).astype(np.uint8)]
         for b, arr in enumerate(bands, start=1):
-            block = QgsRasterBlock(Qgis.Byte, w, h)
+            block = QgsRasterBlock(BYTE, w, h)
             block.setData(QByteArray(np.ascontiguousarray(arr).tobytes()))
             provider.writeBlock(block, b, 0, 0)
         provider.setEditable(False)
@@ -332,10 +333,10 @@ class Search(GeocodecAlgorithm):
         self.add_input()
         self.addParameter(QgsProcessingParameterString("TILE_ID", "Query tile id", optional=True))
         self.addParameter(QgsProcessingParameterFeatureSource("POLYGON", "…or query polygon(s)",
-                                                              [QgsProcessing.TypeVectorPolygon], optional=True))
+                                                              [SOURCE_POLYGON], optional=True))
         self.addParameter(QgsProcessingParameterNumber("K", "Number of results", defaultValue=10, minValue=1))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Similar tiles",
-                                                            QgsProcessing.TypeVectorPolygon))
+                                                            SOURCE_POLYGON))
 
     def process(self, parameters, context, feedback):
         import shapely
@@ -377,13 +378,13 @@ class TrainHead(GeocodecAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.add_input()
         self.addParameter(QgsProcessingParameterFeatureSource("LABELS", "Labels (points or polygons)",
-                                                              [QgsProcessing.TypeVectorAnyGeometry]))
+                                                              [SOURCE_ANY_GEOMETRY]))
         self.addParameter(QgsProcessingParameterField("FIELD", "Class field", parentLayerParameterName="LABELS"))
         p = QgsProcessingParameterNumber("STEPS", "Training steps", defaultValue=300, minValue=10)
-        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        p.setFlags(p.flags() | FLAG_ADVANCED)
         self.addParameter(p)
         self.addParameter(QgsProcessingParameterFileDestination("HEAD", "Head", "ONNX (*.onnx)"))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Classes", SOURCE_POLYGON))
 
     def process(self, parameters, context, feedback):
         import shapely

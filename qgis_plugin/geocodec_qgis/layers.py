@@ -6,8 +6,10 @@ import datetime as _dt
 
 from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsField, QgsFields, QgsGeometry, QgsVectorLayer,
                        QgsWkbTypes)
-from qgis.PyQt.QtCore import QDateTime, QVariant
+from qgis.PyQt.QtCore import QDateTime
 from qgis.PyQt.QtXml import QDomDocument
+
+from .compat import WKB_POLYGON, field_type
 
 SOURCE_PROPERTY = "geocodec/source"
 
@@ -36,14 +38,14 @@ def _field_type(arrow_type):
 
     t = arrow_type
     if pa.types.is_boolean(t):
-        return QVariant.Bool
+        return field_type("Bool")
     if pa.types.is_integer(t):
-        return QVariant.LongLong if t.bit_width > 32 else QVariant.Int
+        return field_type("LongLong" if t.bit_width > 32 else "Int")
     if pa.types.is_floating(t):
-        return QVariant.Double
+        return field_type("Double")
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return QVariant.DateTime
-    return QVariant.String
+        return field_type("QDateTime")
+    return field_type("QString")
 
 
 def _value(v):
@@ -82,7 +84,7 @@ def features_from_table(table, fields: QgsFields, geometry_column: str = "geomet
 
 def geometry_type(table, geometry_column: str = "geometry"):
     if table.num_rows == 0:
-        return QgsWkbTypes.Polygon
+        return WKB_POLYGON
     g = QgsGeometry()
     g.fromWkb(table.column(geometry_column)[0].as_py())
     return g.wkbType()

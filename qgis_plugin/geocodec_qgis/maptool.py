@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsPointXY, QgsProject, QgsWkbTypes
+from qgis.core import QgsCoordinateTransform, QgsGeometry, QgsPointXY, QgsProject
 from qgis.gui import QgsMapTool, QgsRubberBand
-from qgis.PyQt.QtCore import Qt
 
+from .compat import POLYGON_GEOMETRY, RIGHT_BUTTON, SHIFT_MODIFIER
 from .layers import SOURCE_PROPERTY, qgis_crs, result_layer
 
 
@@ -37,11 +37,11 @@ class SimilarityMapTool(QgsMapTool):
         pt = event.mapPoint()
         crs = self.canvas().mapSettings().destinationCrs()
         try:
-            if event.button() == Qt.RightButton:
+            if event.button() == RIGHT_BUTTON:
                 if len(self.vertices) >= 3:
                     self.search_polygon([(p.x(), p.y()) for p in self.vertices], crs)
                 self._clear_polygon()
-            elif self.vertices or event.modifiers() & Qt.ShiftModifier:
+            elif self.vertices or event.modifiers() & SHIFT_MODIFIER:
                 self._add_vertex(pt)
             else:
                 self.search_at(pt.x(), pt.y(), crs)
@@ -52,13 +52,13 @@ class SimilarityMapTool(QgsMapTool):
     def _add_vertex(self, pt):
         self.vertices.append(QgsPointXY(pt))
         if self.band is None:
-            self.band = QgsRubberBand(self.canvas(), QgsWkbTypes.PolygonGeometry)
+            self.band = QgsRubberBand(self.canvas(), POLYGON_GEOMETRY)
         self.band.setToGeometry(QgsGeometry.fromPolygonXY([self.vertices]), None)
 
     def _clear_polygon(self):
         self.vertices = []
         if self.band is not None:
-            self.band.reset(QgsWkbTypes.PolygonGeometry)
+            self.band.reset(POLYGON_GEOMETRY)
 
     def searcher(self, source):
         from geocodec.tasks.search import Searcher

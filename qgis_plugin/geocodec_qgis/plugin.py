@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog
+from qgis.core import QgsApplication, QgsMessageLog
 
 from . import PLUGIN_DIR, deps_dir, setup_paths
+from .compat import MESSAGE_LEVELS
 
 
 class GeocodecPlugin:
@@ -26,7 +27,7 @@ class GeocodecPlugin:
         return self.missing
 
     def message(self, text: str, level: str = "info"):
-        lv = {"info": Qgis.Info, "warning": Qgis.Warning, "critical": Qgis.Critical, "success": Qgis.Success}[level]
+        lv = MESSAGE_LEVELS[level]
         QgsMessageLog.logMessage(text, "geocodec", lv)
         if self.iface is not None and hasattr(self.iface, "messageBar"):
             self.iface.messageBar().pushMessage("geocodec", text, lv, 10)
@@ -40,11 +41,11 @@ class GeocodecPlugin:
         text = ("The geocodec plugin needs Python packages that QGIS's Python does not have: "
                 f"{', '.join(self.missing)}.\n\nInstall them now into {deps_dir()}?\n\n{cmd}")
         parent = self.iface.mainWindow() if self.iface is not None else None
-        if QMessageBox.question(parent, "geocodec: missing packages", text) != QMessageBox.Yes:
+        if QMessageBox.question(parent, "geocodec: missing packages", text) != QMessageBox.StandardButton.Yes:
             self.message(f"missing packages {', '.join(self.missing)}; install with: {cmd}", "warning")
             return
         ok, out = install(self.missing)
-        QgsMessageLog.logMessage(out, "geocodec", Qgis.Info)
+        QgsMessageLog.logMessage(out, "geocodec", MESSAGE_LEVELS["info"])
         if ok:
             self.message("packages installed: restart QGIS to use geocodec", "success")
         else:
