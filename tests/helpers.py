@@ -159,23 +159,24 @@ def rewrite(src, dst, *, table=None, meta=None) -> str:
     return os.fspath(dst)
 
 
-def edit_ext(fn):
-    """A ``meta`` function for :func:`rewrite` that edits the parsed ``geocodec`` dict in place."""
+def edit_key(key: bytes, fn):
+    """A ``meta`` function for :func:`rewrite` that edits the parsed JSON footer key ``key`` in place."""
     def meta(kv):
-        ext = json.loads(kv[b"geocodec"])
-        fn(ext)
-        kv[b"geocodec"] = json.dumps(ext).encode()
+        value = json.loads(kv[key])
+        fn(value)
+        kv[key] = json.dumps(value).encode()
         return kv
     return meta
+
+
+def edit_ext(fn):
+    """:func:`edit_key` of the ``geocodec`` key."""
+    return edit_key(b"geocodec", fn)
 
 
 def edit_geo(fn):
-    def meta(kv):
-        geo = json.loads(kv[b"geo"])
-        fn(geo)
-        kv[b"geo"] = json.dumps(geo).encode()
-        return kv
-    return meta
+    """:func:`edit_key` of the ``geo`` key."""
+    return edit_key(b"geo", fn)
 
 
 def set_column_value(name: str, row: int, value):

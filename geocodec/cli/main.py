@@ -11,14 +11,24 @@ from geocodec.training.commands import add_train_parser, with_default_target
 from geocodec.verbosity import CommandParser, verbosity
 
 
-def _bbox(text: str):
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--bbox wants xmin,ymin,xmax,ymax numbers, got {text!r}")
-    if len(vals) != 4:
-        raise argparse.ArgumentTypeError(f"--bbox wants 4 numbers, got {len(vals)}")
-    return vals
+def _numbers(flag: str, names: str):
+    """An argparse type: ``len(names.split(","))`` comma-separated numbers for ``flag`` (e.g. ``X,Y``)."""
+    n = len(names.split(","))
+
+    def parse(text: str) -> list[float]:
+        try:
+            vals = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} wants {names} numbers, got {text!r}") from None
+        if len(vals) != n:
+            raise argparse.ArgumentTypeError(f"{flag} wants {n} numbers, got {len(vals)}")
+        return vals
+
+    return parse
+
+
+_bbox = _numbers("--bbox", "xmin,ymin,xmax,ymax")
+_point = _numbers("--point", "X,Y")
 
 
 def _time(text: str):
@@ -220,16 +230,6 @@ def _embed_decoder_option(s) -> None:
     s.add_argument("--embed-decoder", action="store_true",
                    help="carry the decoder and entropy tables in the file (self-contained, about 290 KB more); "
                         "by default a shipped (published) model's are named by reference: name, version, sha256, URL")
-
-
-def _point(text: str):
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--point wants X,Y numbers, got {text!r}")
-    if len(vals) != 2:
-        raise argparse.ArgumentTypeError(f"--point wants 2 numbers, got {len(vals)}")
-    return vals
 
 
 def cmd_decode(a) -> int:
