@@ -563,8 +563,8 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
         f"{platform.python_version()}, numpy {np.__version__}, onnxruntime {onnxruntime.__version__} "
         f"({args.threads} threads), imagecodecs {imagecodecs.__version__} with OpenJPEG "
         f"{imagecodecs.jpeg2k_version().split()[-1]}, geocodec {__version__}",
-        "- **Model:** `s2-5band-v1` (docs/model-card.md), qualities 1–5, 128 px tiles, 5 bands B02, B03, B04, "
-        "B08, B11, reflectance = DN / 10000.",
+        f"- **Model:** `{args.model or 's2-5band-v1'}`" + (" (docs/model-card.md)" if not args.model else "")
+        + ", qualities 1–5, 128 px tiles, 5 bands B02, B03, B04, B08, B11, reflectance = DN / 10000.",
         f"- **Figure:** [{fig_rel}]({fig_rel}) — PSNR against bytes per km² for every scene.",
         "",
         "## Outcome",
@@ -794,6 +794,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, help="data folder (default: geocodec's, ../shared/data)")
     ap.add_argument("--scenes", nargs="*", default=None, help="only scenes whose name contains one of these")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    ap.add_argument("--model", default=None, help="model name or folder (default: the shipped s2-5band-v1)")
     a = ap.parse_args(argv)
     cmd = ["python", "bench/bench_rd.py"] + (argv if argv is not None else sys.argv[1:])
     a.command = " ".join(cmd)
@@ -814,7 +815,7 @@ def main(argv=None) -> int:
     if not plan:
         print("no scene to measure", file=sys.stderr)
         return 1
-    model = get_model(threads=a.threads)
+    model = get_model(a.model, threads=a.threads)
     results = []
     bar = tqdm(plan, desc="rate–distortion", unit="scene")
     for name, load in bar:

@@ -47,6 +47,9 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
     p.add_argument("--report-only", action="store_true",
                    help=f"only write the model card (--card, default {CARD}) from OUT/model.json, without training")
+    p.add_argument("--distortion", choices=["log", "linear"], default="log",
+                   help="distortion term: MSE of standardised log bands (the shipped model) or of reflectance "
+                        "over each band's variance (as PSNR weighs errors)")
     p.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-minutes and at the end "
                                         "(default OUT/checkpoint.pt)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
@@ -70,8 +73,12 @@ def run_codec(a: argparse.Namespace) -> int:
 
     invoked = _command(f"{a.prog} --out {a.out}", [
         (f, v, None) for f, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
+                                  ("--distortion", None if a.distortion == "log" else a.distortion),
                                   ("--device", a.device), ("--data", a.data), ("--card", a.card))])
+    from geocodec.training.train import TrainConfig
+
     card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
+                 config=TrainConfig(distortion=a.distortion),
                  progress=not a.quiet, card_path=a.card, command=invoked, checkpoint=a.checkpoint,
                  checkpoint_minutes=a.checkpoint_minutes, resume=a.resume)
     tr = card["training"]

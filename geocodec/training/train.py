@@ -75,6 +75,9 @@ class TrainConfig:
     shift: int = 32                  # second-view offset (px) for the contrastive term
     jitter: float = 0.05             # second-view per-band gain
     grad_clip: float = 5.0
+    # D: "log" = MSE of the standardised log bands (the shipped model); "linear" = per-band MSE of the reflectance
+    # itself over the band's variance, which weighs errors as PSNR on reflectance does
+    distortion: str = "log"
     source_weights: dict = field(default_factory=lambda: dict(SOURCE_WEIGHTS))
     quality_steps: dict = field(default_factory=lambda: dict(QUALITY_STEPS))
 
@@ -135,6 +138,10 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
         raise FileNotFoundError(f"no training scenes under {data_root}")
     weights = {k: v for k, v in cfg.source_weights.items() if any(s.source == k for s in train_scenes)}
     mean, std = D.band_statistics(train_scenes, weights, log_eps=LOG_EPS)
+    if cfg.distortion not in ("log", "linear"):
+        raise ValueError(f"TrainConfig.distortion must be 'log' or 'linear', got {cfg.distortion!r}")
+    lin_var = torch.as_tensor(D.band_statistics(train_scenes, weights)[1] ** 2, dtype=torch.float32
+                              ).reshape(1, -1, 1, 1)
     sampler = D.CropSampler(train_scenes, weights, tile=cfg.tile, shift=cfg.shift, jitter=cfg.jitter, seed=seed)
 
     model = Codec(len(D.BANDS), cfg.channels, tuple(cfg.widths), cfg.embedding_dimension, mean, std,
@@ -188,9 +195,11 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             yb = model.encoder(xb)
         bpp = model.density.bits(model.add_noise(y, step), step) / (xa.shape[0] * xa.shape[2] * xa.shape[3])
         yq = model.quantize_ste(y, step)
-        rec = model.preview.normalised(yq)
-        target = model.encoder.norm(xa)
-        mse = (((rec - target) ** 2) * ma).sum() / ma.sum().clamp_min(1.0)
+        if cfg.distortion == "linear":
+            err = (model.preview(yq) - xa) ** 2 / lin_var.to(dev)
+        else:
+            err = (model.preview.normalised(yq) - model.encoder.norm(xa)) ** 2
+        mse = (err * ma).sum() / ma.sum().clamp_min(1.0)
         ea = model.embedding(yq)
         eb = model.embedding(model.quantize_ste(yb, step))
         ssl = info_nce(model.projection(ea), model.projection(eb), cfg.temperature)
@@ -279,8 +288,10 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             },
             "objective": {
                 "loss": "lambda(step) * D + R + w_ssl * InfoNCE",
-                "D": "MSE of the preview reconstruction of all 5 bands in the standardised log domain, "
-                     "nodata (DN 0) masked",
+                "D": ("MSE of the preview reconstruction of all 5 bands in the standardised log domain, "
+                      "nodata (DN 0) masked") if cfg.distortion == "log" else
+                     ("per-band MSE of the preview reconstruction in reflectance, each band divided by its "
+                      "reflectance variance over the training data, nodata (DN 0) masked"),
                 "R": "bits per pixel of the noisy latents under the factorized density",
                 "lambda": f"lambda0 / step**2 with lambda0 = {cfg.lambda0}",
                 "step_sampling": f"log-uniform in [{cfg.step_range[0]}, {cfg.step_range[1]}] per batch",
@@ -300,6 +311,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             "torch": torch.__version__,
             "stopped_by": "minutes" if (minutes and (steps is None or it < steps)) else "steps",
             "command": f"geocodec train codec --out {out_dir} --steps {it} --seed {seed}"
+                       + (f" --distortion {cfg.distortion}" if cfg.distortion != "log" else "")
                        + (f" --card {card_path}" if card_path is not None else ""),
             "invoked": command or "geocodec.training.train.train(...)",
             "history": history,
