@@ -21,6 +21,7 @@ from geocodec.codecs.compress import compress, decompress
 from geocodec.format.embeddings_io import embeddings_table, read_embeddings, write_geoparquet
 from geocodec.errors import BitstreamError, GeocodecError, InputError, MetadataError
 from geocodec.format.dataset import open_dataset
+from geocodec.format.metadata import fingerprint
 from geocodec.format.reader import GeocodecFile
 from geocodec.format.validate import validate_file
 from geocodec.format.writer import GeocodecWriter
@@ -274,6 +275,7 @@ def test_decoder_that_is_not_onnx(tmp_path, valid_file):
         kv[b"geocodec.decoder"] = base64.b64encode(junk)
         ext = json.loads(kv[b"geocodec"])
         ext["decoder"]["sha256"] = sha256_hex(junk)
+        ext["codec"]["fingerprint"] = fingerprint(ext)  # a consistent forgery: the ONNX load must refuse it
         kv[b"geocodec"] = json.dumps(ext).encode()
         return kv
     path = broken(tmp_path, valid_file, meta=swap)
@@ -637,7 +639,7 @@ def test_validate_rejects_a_crs_string(tmp_path, valid_file):
 def test_validate_reports_an_edited_fingerprint(tmp_path, valid_file):
     def edit(ext):
         ext["quantization"]["step"][0] *= 2  # decoding changes, stored fingerprint no longer matches
-    path = broken(tmp_path, valid_file, meta=edit_ext(edit))
+    path = broken(tmp_path, valid_file, meta=edit_ext(edit, refingerprint=False))
     errors = [str(f) for f in validate_file(path) if f.level == "error"]
     assert any("geocodec.codec.fingerprint" in e and path in e for e in errors)
 

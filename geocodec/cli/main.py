@@ -49,7 +49,8 @@ def cmd_compress(a) -> int:
                  block_rows=a.block_rows, row_group_rows=a.row_group_rows, progress=not a.quiet)
     print(f"wrote {a.output}: {r['rows']} vectors of {r['dimension']} floats, quality {r['quality']}, "
           f"{r['code_bits'] / r['rows']:.1f} bits/vector coded (cross-entropy {r['cross_entropy_bits'] / r['rows']:.1f}), "
-          f"{r['file_bytes']} bytes on disk vs {r['raw_float32_bytes']} raw float32")
+          f"{r['file_bytes']} bytes on disk vs {r['raw_float32_bytes']} raw float32; "
+          f"worst row {r['worst_row']}: max abs error {r['worst_row_error']:.4g}")
     return 0
 
 
@@ -115,7 +116,10 @@ def cmd_stac(a) -> int:
     ``NAME.collection.json``); return 0."""
     from geocodec.format.stac import write_stac
 
+    from geocodec.format.overwrite import refuse_overwrite
+
     out = a.output or a.input.rsplit(".", 1)[0] + ".stac.json"
+    refuse_overwrite(out, [a.input])
     r = write_stac(a.input, out, a.collection, href=a.href, model_href=a.model_href, sources=a.source,
                    license=a.license)
     print(f"wrote STAC Item {r['item']} and Collection {r['collection']}")
@@ -598,6 +602,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the arguments a command writes, and those it reads (checked by :func:`check_outputs` for every command)
+OUTPUT_ARGS = ("output", "counts", "png", "plot")
+INPUT_ARGS = ("input", "files", "inputs", "head", "labels", "embedder", "graph")
+
+
+def check_outputs(args) -> None:
+    """Refuse (InputError) any output argument of a parsed command that names one of its inputs."""
+    from geocodec.format.overwrite import refuse_overwrite
+
+    inputs = []
+    for name in INPUT_ARGS:
+        value = getattr(args, name, None)
+        inputs += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    for name in OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            refuse_overwrite(value, inputs, field=name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the sub-command; return its exit status.
 
@@ -608,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(with_default_target(sys.argv[1:] if argv is None else argv))
     try:
         with verbosity(args, f"geocodec {args.command}"):
+            check_outputs(args)
             return args.func(args)
     except GeocodecError as exc:
         print(f"geocodec {args.command}: error: {exc}", file=sys.stderr)

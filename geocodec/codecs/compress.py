@@ -17,6 +17,8 @@ from geocodec.format.embeddings_io import ZSTD_LEVEL, arrow_schema_entry, read_e
 from geocodec.errors import InputError
 from geocodec.format.hilbert import hilbert_order
 from geocodec.format.metadata import GEO_KEY, build_extension, build_geo
+from geocodec.format.overwrite import refuse_overwrite
+from geocodec.format.rowchecks import check_rows
 from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT, sha256_hex
 from geocodec.format.dataset import GeocodecDataset
 from geocodec.format.query import Query
@@ -35,6 +37,33 @@ def _time_column(table: pa.Table, name: str):
     return None
 
 
+def check_coordinates(geometry, *, source: str, field: str) -> None:
+    """Refuse (InputError naming the row) a geometry with a NaN or infinite coordinate, or an empty one:
+    its bbox would be NaN and the file invalid."""
+    import shapely
+
+    bad = np.flatnonzero(~np.isfinite(shapely.bounds(geometry)).all(axis=1))
+    if bad.size:
+        raise InputError("geometry is empty or has a NaN or infinite coordinate", source=source, row=int(bad[0]),
+                         field=field)
+
+
+def extra_columns(schema: pa.Schema, geometry: str, column: str, id_col: str | None, *, source: str) -> list:
+    """The input columns carried into the file as they are: all but the geometry, the vectors, the id and
+    the columns the layout fills (bbox, times, valid_fraction). A column of another role under a name the
+    layout reserves (``code``, ``code_rows``, a second ``geometry`` ...) is refused, never dropped; so is a
+    time column that is not a timestamp. InputError, field the column."""
+    used = {geometry, column, id_col, "bbox", *TIME_COLUMNS, "valid_fraction"}
+    for f in schema:
+        if f.name in CORE_NAMES and f.name not in used:
+            raise InputError(f"column '{f.name}' has a name the geocodec layout reserves ({', '.join(CORE_NAMES)}); "
+                             "rename it", source=source, field=f.name)
+        if f.name in TIME_COLUMNS and not pa.types.is_timestamp(f.type):
+            raise InputError(f"column '{f.name}' is {f.type}, not a timestamp; cast it or rename it", source=source,
+                             field=f.name)
+    return [f for f in schema if f.name not in used and f.name not in CORE_NAMES]
+
+
 def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUALITY, crs=None,
              model: dict | None = None, grid: dict | None = None, block_rows: int = DEFAULT_BLOCK_ROWS,
              row_group_rows: int = DEFAULT_ROW_GROUP_ROWS, progress: bool = True) -> dict:
@@ -44,10 +73,10 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
     ``grid`` the tiling grid when the rows are tiles of a regular grid (TileGrid.to_json()).
     """
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
-    if os.path.abspath(input_path) == os.path.abspath(output_path):
-        raise InputError("output would overwrite the input", source=output_path)
+    refuse_overwrite(output_path, [input_path])
     t0 = time.perf_counter()
     src = read_embeddings(input_path, column, crs=crs)
+    check_coordinates(src.geometry, source=input_path, field=src.geometry_column)
     t1 = time.perf_counter()
     codec = LinearCodec.fit(src.vectors, quality, source=input_path)
     log.info("read %d x %d vectors in %.2f s; fitted the codec at quality %d (%d latent channels) in %.2f s",
@@ -58,10 +87,10 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
 
     order = hilbert_order(shapely.bounds(src.geometry))
     table = src.table
-    tile_ids = next((table.column(c).to_numpy(zero_copy_only=False).astype(str) for c in ID_COLUMNS
-                     if c in table.column_names), np.arange(table.num_rows).astype(str))
-    skip = {src.geometry_column, column, "bbox", *TIME_COLUMNS, *ID_COLUMNS, "valid_fraction"}
-    extra_fields = [f for f in table.schema if f.name not in skip and f.name not in CORE_NAMES]
+    id_col = next((c for c in ID_COLUMNS if c in table.column_names), None)
+    tile_ids = table.column(id_col).to_numpy(zero_copy_only=False).astype(str) if id_col else \
+        np.arange(table.num_rows).astype(str)
+    extra_fields = extra_columns(table.schema, src.geometry_column, column, id_col, source=input_path)
     model = dict(model or {"name": "external", "version": "", "sha256": None})
     model.setdefault("version", "")
     model.setdefault("sha256", None)
@@ -79,11 +108,15 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
     with GeocodecWriter(output_path, ext, decoder, src.crs, extra_schema=pa.schema(extra_fields),
                         row_group_rows=row_group_rows) as writer:
         bar = tqdm(total=n, unit="vec", desc="compress", disable=not progress)
+        worst = (-1.0, -1)
         for lo in range(0, n, writer.row_group_rows):
             rows = order[lo:lo + writer.row_group_rows]
+            q = codec.quantize(src.vectors[rows], source=input_path)
+            err = np.abs(codec.reconstruct(q) - src.vectors[rows]).max(axis=1)
+            if err.size and float(err.max()) > worst[0]:
+                worst = (float(err.max()), int(rows[int(err.argmax())]))
             writer.write(
-                tile_id=tile_ids[rows], geometry=src.geometry[rows],
-                q=codec.quantize(src.vectors[rows], source=input_path),
+                tile_id=tile_ids[rows], geometry=src.geometry[rows], q=q,
                 datetime=None if start is None else start[rows],
                 end_datetime=None if end is None else end[rows],
                 valid_fraction=None if valid is None else valid[rows],
@@ -91,7 +124,10 @@ def compress(input_path, column: str, output_path, *, quality: int = DEFAULT_QUA
             bar.update(len(rows))
         bar.close()
     raw = int(src.vectors.size * 4)
-    return {"rows": n, "dimension": codec.dimension, "quality": codec.quality,
+    if worst[0] > 0.5 * float(np.abs(src.vectors).max(initial=0.0)):
+        log.warning("%s: row %d decodes with an error of %.4g (max abs): it lies far outside the other rows",
+                    input_path, worst[1], worst[0])
+    return {"rows": n, "worst_row": worst[1], "worst_row_error": worst[0], "dimension": codec.dimension, "quality": codec.quality,
             "latent_channels": codec.latent_channels, "code_bits": writer.code_bits,
             "cross_entropy_bits": writer.cross_entropy, "file_bytes": os.path.getsize(output_path),
             "raw_float32_bytes": raw}
@@ -101,6 +137,7 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                progress: bool = True) -> dict:
     """Decode an extension file back to a plain GeoParquet of float32 vectors, streaming row groups."""
     output_path = os.fspath(output_path)
+    refuse_overwrite(output_path, [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path))
     ds = GeocodecDataset(input_path)
     query = Query.make(bbox, time)
     first = ds.files[0]
@@ -110,7 +147,10 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
     with atomic_output(output_path) as tmp:
         try:
             bar = tqdm(total=ds.num_rows, unit="vec", desc="decompress", disable=not progress)
-            for table, emb in ds.iter_decoded(query):
+            for part in ds.iter_rows(query, what="embeddings"):
+                table, emb = part.table, part.values
+                check_rows(table, part.file.geometry_column, source=part.file.source,
+                           rows=part.rows - ds.row_offsets[ds.files.index(part.file)])
                 d = emb.shape[1]
                 table = table.append_column(pa.field(column, pa.list_(pa.float32(), d)),
                                             pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), d))
@@ -119,7 +159,7 @@ def decompress(input_path, output_path, *, bbox=None, time=None, column: str = "
                     # store_schema=False: the Arrow schema is written at the end, when 'geo' is known
                     writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
                                               use_dictionary=["tile_id"], write_statistics=True,
-                                              store_schema=False)
+                                              store_schema=False, write_page_checksum=True)
                 if table.num_rows:
                     b = table.column("bbox").combine_chunks()
                     bounds = [min(bounds[0], pa.compute.min(b.field("xmin")).as_py()),

@@ -17,13 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from geocodec.format.entropy import IntegerTable
+from geocodec.format.entropy import ESCAPE_OFFSET, IntegerTable
 from geocodec.errors import InputError
 from geocodec.format.onnx_model import DECODER_INPUT, DECODER_OUTPUT
 
 QUALITY_LEVELS = range(1, 11)
 DEFAULT_QUALITY = 5
 FIT_SAMPLE_ROWS = 200_000
+#: the fit leaves out rows farther from the median vector than this many MADs of the distances ...
+OUTLIER_MADS = 10.0
+#: ... but never more than this fraction of the rows; left-out rows are coded through the escape symbol
+MAX_OUTLIER_FRACTION = 0.01
+#: the largest code magnitude the escape symbol carries (entropy.py: +-2**19)
+MAX_CODE = ESCAPE_OFFSET - 1
 
 
 def step_for_quality(quality: int, component_std: np.ndarray) -> float:
@@ -46,6 +52,17 @@ def check_finite(x: np.ndarray, *, source: str | None = None, row_offset: int = 
         row = int(np.argwhere(bad.any(axis=tuple(range(1, x.ndim))))[0, 0])
         kind = "NaN" if np.isnan(x[row]).any() else "infinite"
         raise InputError(f"embedding has a {kind} value", source=source, row=row_offset + row)
+
+
+def inlier_rows(x: np.ndarray) -> np.ndarray:
+    """Bool mask of the rows of ``x`` (N, D) to fit on: those within :data:`OUTLIER_MADS` median absolute
+    deviations of the median distance to the coordinate-wise median (at least all but
+    :data:`MAX_OUTLIER_FRACTION` of the rows). One wild row then cannot set the step of all the others."""
+    r = np.sqrt(np.square(x - np.median(x, axis=0)).sum(axis=1))
+    mid = float(np.median(r))
+    mad = float(np.median(np.abs(r - mid)))
+    cut = max(mid + OUTLIER_MADS * 1.4826 * mad, float(np.quantile(r, 1.0 - MAX_OUTLIER_FRACTION)))
+    return r <= cut
 
 
 @dataclass
@@ -77,7 +94,8 @@ class LinearCodec:
             seed: int = 0) -> "LinearCodec":
         """Fit the codec to embeddings ``x`` (N, D) at ``quality`` (1..10).
 
-        Fits on a random sample of :data:`FIT_SAMPLE_ROWS` rows (``seed``) when there are more; keeps the components up
+        Fits on a random sample of :data:`FIT_SAMPLE_ROWS` rows (``seed``) when there are more, leaving out outlier
+        rows (:func:`inlier_rows`: they are coded through the escape symbol); keeps the components up
         to the last one that quantizes to anything but zero. Raises :class:`~geocodec.errors.InputError` for empty,
         non-finite or constant input or a bad quality.
         """
@@ -88,6 +106,7 @@ class LinearCodec:
         if x.shape[0] > FIT_SAMPLE_ROWS:
             pick = np.random.default_rng(seed).choice(x.shape[0], FIT_SAMPLE_ROWS, replace=False)
             x = x[np.sort(pick)]
+        x = x[inlier_rows(x)]
         mean = x.mean(axis=0)
         centred = x - mean
         # principal axes; sign fixed so the fit is deterministic
@@ -108,14 +127,20 @@ class LinearCodec:
                    step=np.full(len(keep), step, dtype=np.float32), tables=tables, quality=int(quality))
 
     def quantize(self, x: np.ndarray, *, source: str | None = None, row_offset: int = 0) -> np.ndarray:
-        """Float embeddings (N, D) -> int32 codes (N, K, 1)."""
+        """Float embeddings (N, D) -> int32 codes (N, K, 1), clipped to what the escape symbol carries
+        (+-:data:`MAX_CODE`; :meth:`reconstruct` shows the error that leaves)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dimension:
             raise InputError(f"expected embeddings of dimension {self.dimension}, got shape {x.shape}",
                              source=source)
         check_finite(x, source=source, row_offset=row_offset)
         y = (x - self.mean) @ self.components.T
-        return np.round(y / self.step).astype(np.int32)[:, :, None]
+        return np.clip(np.round(y / self.step), -MAX_CODE, MAX_CODE).astype(np.int32)[:, :, None]
+
+    def reconstruct(self, q: np.ndarray) -> np.ndarray:
+        """Codes (N, K, 1) -> the float32 vectors (N, D) the decoder gives for them."""
+        y = q[:, :, 0].astype(np.float32) * self.step
+        return (y @ self.components + self.mean).astype(np.float32)
 
     def decoder_onnx(self, metadata: dict[str, str] | None = None) -> bytes:
         """The ONNX decoder ``latent @ components + mean`` (see :func:`build_linear_decoder`), serialized."""

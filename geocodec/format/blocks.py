@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from geocodec.errors import BitstreamError, GeocodecError
 from geocodec.format.entropy import IntegerTable, bytes_to_words, decode_block
@@ -190,6 +191,9 @@ def start_decode(table: pa.Table, spec: CodecSpec, *, source: str, row_offset: i
     Arguments as :func:`decode_code_columns`, which is ``start_decode(...).result()``.
     """
     blocks, zeros, error = _scan_blocks(table, spec, source=source, row_offset=row_offset, needed=needed)
+    if error is None:  # declared sizes bounded by what the bytes can hold, before allocating
+        bits = pa.compute.sum(table.column("code_bits")).as_py() or 0
+        spec.check_decode(table.num_rows, bits, len(blocks) + len(zeros), source=source, row=row_offset)
     out = np.empty((table.num_rows, spec.channels, spec.positions), dtype=np.int32)
     for start, m in zeros:
         out[start:start + m] = 0

@@ -18,6 +18,7 @@ import shapely
 from geocodec.atomic import atomic_output
 from geocodec.errors import InputError, MetadataError
 from geocodec.format.metadata import GEO_KEY, build_geo
+from geocodec.format.sources import check_regular_file
 
 ZSTD_LEVEL = 15
 
@@ -117,7 +118,7 @@ def read_embeddings(path: str | os.PathLike, column: str, *, crs=None) -> Embedd
     """
     path = os.fspath(path)
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(check_regular_file(path), page_checksum_verification=True)
     except FileNotFoundError as exc:
         raise InputError("no such file", source=path) from exc
     except (pa.ArrowInvalid, OSError) as exc:
@@ -185,5 +186,6 @@ def write_geoparquet(table: pa.Table, path: str | os.PathLike, *, row_group_rows
     dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type)]
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", compression_level=ZSTD_LEVEL,
-                       use_dictionary=dict_cols, row_group_size=row_group_rows, write_statistics=True)
+                       use_dictionary=dict_cols, row_group_size=row_group_rows, write_statistics=True,
+                       write_page_checksum=True)
     return path

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from geocodec.atomic import atomic_output
 from geocodec.errors import MetadataError
 from geocodec.format.hilbert import hilbert_order
+from geocodec.format.overwrite import refuse_overwrite
 from geocodec.format.published import embedded_form
 from geocodec.format.reader import GeocodecFile
 from geocodec.format.info import merge_report
@@ -32,6 +33,7 @@ def merge(sources: list[str], output: str, *, progress: bool = True, embed_decod
     (resolving any reference). Returns ``rows``, ``files`` and ``bytes`` (of the output). Raises
     :class:`~geocodec.errors.MetadataError` when the files cannot be merged.
     """
+    refuse_overwrite(output, sources)
     files = [GeocodecFile(s) for s in sources]
     problems = merge_report(files)
     if problems:
@@ -50,7 +52,8 @@ def merge(sources: list[str], output: str, *, progress: bool = True, embed_decod
     with atomic_output(output) as tmp:
         writer = pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=ZSTD_LEVEL,
                                   use_dictionary=["tile_id"], write_statistics=statistics_columns(schema),
-                                  store_schema=False)  # the footer keys are the Arrow schema metadata (writer.py)
+                                  store_schema=False,  # the footer keys are the Arrow schema metadata (writer.py)
+                                  write_page_checksum=True)
         try:
             bar = tqdm(total=total, unit="row group", desc="merge", disable=not progress)
             for f in files:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -28,6 +29,12 @@ DECODER_HREF = "#" + DECODER_KEY  # the decoder is embedded in the footer under 
 GEOPARQUET_VERSION = "1.1.0"
 CODER = "rans-u32-u64"
 CODER_LIBRARY = "constriction==0.5.0"
+
+#: bounds on declared sizes (the JSON Schemas say the same), checked before anything is allocated
+MAX_DIMENSION = 1 << 16          # embedding.dimension
+MAX_LATENT_VALUES = 1 << 20      # product of latent.shape: values per row
+MAX_DECODE_BYTES = 8 << 30       # the int32 codes of one row group, decoded
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 #: the fields whose values determine how codes decode: files that agree on them concatenate
 FINGERPRINT_FIELDS = ("codec", "latent", "quantization", "entropy_model", "decoder", "embedding", "model")
@@ -104,7 +111,35 @@ def validate_extension(ext: object, *, source: str) -> dict:
         path = ".".join(["geocodec", *[str(p) for p in err.path]])
         raise MetadataError(f"invalid extension metadata: {err.message}", source=source, field=path)
     _check_consistency(ext, source)
+    _check_sizes(ext, source)
     return ext
+
+
+def check_fingerprint(ext: dict, *, source: str) -> None:
+    """Refuse an extension whose stored ``codec.fingerprint`` is not the hash of its fields (SPEC.md 4.2, 8):
+    edited metadata would decode every row differently. :class:`~geocodec.errors.MetadataError`, field
+    ``geocodec.codec.fingerprint``."""
+    stored = (ext.get("codec") or {}).get("fingerprint")
+    if stored is None:
+        raise MetadataError("no codec fingerprint: writers must write it", source=source,
+                            field="geocodec.codec.fingerprint")
+    got = fingerprint(ext)
+    if stored != got:
+        raise MetadataError(f"stored {stored} but the metadata hashes to {got}: the metadata was edited, "
+                            "the codes would not decode to what was written", source=source,
+                            field="geocodec.codec.fingerprint")
+
+
+def _check_sizes(ext: dict, source: str) -> None:
+    values = 1
+    for s in ext["latent"]["shape"]:
+        values *= int(s)
+    if values > MAX_LATENT_VALUES:
+        raise MetadataError(f"latent of {values} values per row, more than {MAX_LATENT_VALUES}", source=source,
+                            field="geocodec.latent.shape")
+    if int(ext["embedding"]["dimension"]) > MAX_DIMENSION:
+        raise MetadataError(f"embedding dimension {ext['embedding']['dimension']}, more than {MAX_DIMENSION}",
+                            source=source, field="geocodec.embedding.dimension")
 
 
 def _check_consistency(ext: dict, source: str) -> None:
@@ -118,6 +153,10 @@ def _check_consistency(ext: dict, source: str) -> None:
     if len(ext["quantization"]["step"]) != channels:
         raise MetadataError(f"{len(ext['quantization']['step'])} entries for {channels} latent channels",
                             source=source, field="geocodec.quantization.step")
+    for i, step in enumerate(ext["quantization"]["step"]):
+        if not (isinstance(step, (int, float)) and math.isfinite(step) and 0 < step <= FLOAT32_MAX):
+            raise MetadataError(f"step {step!r} is not a finite float32 > 0", source=source,
+                                field=f"geocodec.quantization.step.{i}")
     if "tables" in ext["entropy_model"]:
         check_tables(ext["entropy_model"]["tables"], channels, source=source, field="geocodec.entropy_model.tables")
 
@@ -199,6 +238,28 @@ class CodecSpec:
     def fingerprint(self) -> str:
         """The :func:`fingerprint` of the extension, recomputed from its fields."""
         return fingerprint(self.ext)
+
+    @cached_property
+    def min_bits_per_row(self) -> float:
+        """The fewest bits the entropy coder can spend on one row: every value its channel's most probable
+        symbol. A block of ``m`` rows holds at least ``m`` times this, less 64 bits (the coder's state)."""
+        return self.positions * sum(PRECISION - math.log2(max(t.freq)) for t in self.tables)
+
+    def check_decode(self, rows: int, code_bits: int, blocks: int = 1, *, source: str | None = None,
+                     row: int | None = None) -> None:
+        """Refuse, before allocating, to decode ``rows`` rows from ``code_bits`` bits of code: more than
+        :data:`MAX_DECODE_BYTES` of codes, or more rows than the bits can hold under the tables
+        in ``blocks`` blocks (a footer declaring a huge latent). :class:`~geocodec.errors.MetadataError`."""
+        need = rows * self.channels * self.positions * 4
+        if need > MAX_DECODE_BYTES:
+            raise MetadataError(f"{rows} rows of {self.channels * self.positions} latent values would take "
+                                f"{need / 2**30:.1f} GiB to decode, more than {MAX_DECODE_BYTES >> 30} GiB",
+                                source=source or self.source, row=row, field="geocodec.latent.shape")
+        least = rows * self.min_bits_per_row - 64 * blocks
+        if least > code_bits:
+            raise MetadataError(f"{rows} rows of latent {list(self.latent_shape)} need at least {least:.0f} bits "
+                                f"under the entropy tables, the code holds {code_bits}", source=source or self.source,
+                                row=row, field="geocodec.latent.shape")
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """int codes (N, C, S) -> float32 latents shaped (N, *latent_shape)."""
@@ -300,6 +361,12 @@ def parse_json_key(kv: dict, key: str, *, source: str, required: bool = True):
             raise MetadataError(f"no '{key}' key in the Parquet footer: not a geocodec file", source=source, field=key)
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MetadataError(f"footer key '{key}' is not valid JSON: {exc}", source=source, field=key) from exc
+    except ValueError as exc:  # NaN, Infinity: Python's json reads them, JSON has no such numbers
+        raise MetadataError(f"footer key '{key}' is not valid JSON: {exc}", source=source, field=key) from exc
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")

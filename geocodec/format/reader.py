@@ -35,11 +35,13 @@ import pyarrow.parquet as pq
 from geocodec.errors import GeocodecError, InputError, MetadataError
 from geocodec.format.blocks import decode_code_columns, start_decode
 from geocodec.threads import decode_workers
-from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, decode_decoder,
+from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, check_fingerprint,
+                                      decode_decoder,
                                       parse_json_key, validate_extension)
 from geocodec.format.onnx_model import OnnxDecoder, load_decoder
 from geocodec.format.query import Query, matching_row_groups, row_mask
 from geocodec.format.published import decoder_embedded, resolve_decoder, storage_report, tables_embedded
+from geocodec.format.rowchecks import check_text
 from geocodec.format.sources import open_binary
 from geocodec.format.writer import CODE_COLUMNS, CORE_NAMES
 
@@ -80,7 +82,8 @@ class GeocodecFile:
         self.source = os.fspath(source)
         try:
             self._handle = open_binary(self.source)
-            self.parquet = pq.ParquetFile(self._handle)
+            # pages written with a CRC (geocodec's writers write them) are checked when read
+            self.parquet = pq.ParquetFile(self._handle, page_checksum_verification=True)
         except FileNotFoundError as exc:
             raise GeocodecError("no such file", source=self.source) from exc
         except (pa.ArrowInvalid, OSError) as exc:
@@ -89,6 +92,7 @@ class GeocodecFile:
         self.geo = parse_json_key(kv, GEO_KEY, source=self.source)
         self.emb = parse_json_key(kv, EMB_KEY, source=self.source, required=False)
         self.ext = validate_extension(parse_json_key(kv, EXT_KEY, source=self.source), source=self.source)
+        check_fingerprint(self.ext, source=self.source)
         self.spec = CodecSpec(self.ext, source=self.source)
         self._decoder_b64 = kv.get(DECODER_KEY.encode())
         names = self.parquet.schema_arrow.names
@@ -196,10 +200,12 @@ class GeocodecFile:
 
     def _read(self, rg: int, columns: list[str] | None) -> pa.Table:
         try:
-            return self.parquet.read_row_group(rg, columns=columns)
+            table = self.parquet.read_row_group(rg, columns=columns)
         except (pa.ArrowInvalid, OSError) as exc:
             raise GeocodecError(f"row group {rg} could not be read: {exc}", source=self.source,
                                 row=int(self._row_offsets[rg])) from exc
+        check_text(table, source=self.source, row_offset=int(self._row_offsets[rg]))
+        return table
 
     def read_row_group(self, rg: int, columns: list[str] | None = None) -> pa.Table:
         """Row group ``rg``: ``columns`` (None: all) plus the code columns."""
@@ -233,7 +239,9 @@ class GeocodecFile:
         if emb.shape[0] != table.num_rows:
             raise MetadataError(f"decoder returned {emb.shape[0]} rows for {table.num_rows}", source=self.source,
                                 field="decoder")
-        return emb.reshape(table.num_rows, -1)
+        emb = emb.reshape(table.num_rows, -1)
+        check_embeddings(emb, self.spec.dimension, row_offset + np.arange(table.num_rows), source=self.source)
+        return emb
 
     # -- the reader API --------------------------------------------------------------------
     def iter_rows(self, query: Query | None = None, columns: list[str] | None = None, *, what: str | None = None,
@@ -280,7 +288,7 @@ class GeocodecFile:
             return self.column_names
         return [c for c in dict.fromkeys(columns) if c not in CODE_COLUMNS]
 
-    def _values(self, codes: np.ndarray, what: str) -> np.ndarray:
+    def _values(self, codes: np.ndarray, what: str, rows: np.ndarray) -> np.ndarray:
         if what == "codes":
             return codes
         if what == "latents":
@@ -301,6 +309,7 @@ class GeocodecFile:
             emb = self.decoder(self.spec.dequantize(codes)).reshape(0, -1)
         if emb.shape[0] != n:
             raise MetadataError(f"decoder returned {emb.shape[0]} rows for {n}", source=self.source, field="decoder")
+        check_embeddings(emb, self.spec.dimension, rows, source=self.source)
         return emb
 
     def _empty_values(self, what):
@@ -319,8 +328,9 @@ class GeocodecFile:
         every = bool(mask.all())
         if not every:
             table = table.filter(pa.array(mask))
-        values = None if what is None else self._values(codes if every else codes[mask], what)
-        rows = np.flatnonzero(mask).astype(np.int64) + (base + offset)
+        rows = np.flatnonzero(mask).astype(np.int64) + offset
+        values = None if what is None else self._values(codes if every else codes[mask], what, rows)
+        rows += base
         return Rows(self, table.select(out_cols), rows, values)
 
     def _iter_rows(self, query, columns, *, what, threads, base) -> Iterator[Rows]:
@@ -382,6 +392,19 @@ class GeocodecFile:
                 codes = decode_code_columns(table, self.spec, source=self.source, row_offset=offset, needed=mask,
                                             threads=threads)
             yield self._finish(table, mask, offset, out_cols, codes, what, base)
+
+
+def check_embeddings(emb: np.ndarray, dimension: int, rows: np.ndarray, *, source: str) -> None:
+    """Refuse decoded vectors that are not ``dimension`` wide (SPEC.md 9) or hold NaN/inf (MetadataError,
+    field ``decoder``); ``rows``: the file's row index of each vector, for the error."""
+    if emb.ndim != 2 or emb.shape[1] != dimension:
+        raise MetadataError(f"the decoder gives vectors of {emb.shape[1:]} floats, embedding.dimension says "
+                            f"{dimension}", source=source, row=int(rows[0]) if len(rows) else None, field="decoder")
+    finite = np.isfinite(emb).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise MetadataError("the decoder gives a NaN or infinite value", source=source, row=int(rows[i]),
+                            field="decoder")
 
 
 def as_row_indices(rows) -> np.ndarray:

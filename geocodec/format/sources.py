@@ -11,6 +11,7 @@ referenced decoder or tables) is read by :mod:`.hrefs`, under its security rules
 from __future__ import annotations
 
 import os
+import stat
 from typing import Iterable
 
 from geocodec.errors import InputError
@@ -47,7 +48,8 @@ def expand_sources(sources) -> list[str]:
 
 
 def open_binary(source: str):
-    """A seekable binary file object: a local file, or ranged HTTP reads without read-ahead."""
+    """A seekable binary file object: a local regular file (:func:`check_regular_file`), or ranged HTTP reads
+    without read-ahead."""
     if is_url(source):
         import fsspec
 
@@ -56,4 +58,15 @@ def open_binary(source: str):
         # non-zero (fsspec gives an unseekable streaming file for 0); cache_type "none" then
         # fetches exactly the requested ranges, whatever the block size.
         return fs.open(source, "rb", block_size=1 << 20, cache_type="none")
-    return open(source, "rb")
+    return open(check_regular_file(source), "rb")
+
+
+def check_regular_file(path: str) -> str:
+    """``path``, if it is a regular file (or a link to one): a FIFO, device or socket would block a reader
+    or never end, so it is an :class:`~geocodec.errors.InputError`; a missing path raises FileNotFoundError."""
+    mode = os.stat(path).st_mode  # stat does not open: a FIFO does not block here
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise InputError(f"not a regular file ({kind}): refused, reading it could block or never end", source=path)
+    return path

@@ -14,7 +14,8 @@ import shapely
 
 from geocodec.errors import GeocodecError
 from geocodec.format.metadata import fingerprint
-from geocodec.format.reader import GeocodecFile
+from geocodec.format.reader import GeocodecFile, check_embeddings
+from geocodec.format.rowchecks import check_times
 from geocodec.format.rewritten import diagnose_footer, rewrite_diagnosis
 from geocodec.format.writer import CORE_FIELDS
 
@@ -151,12 +152,15 @@ def validate_file(source: str, *, deep: bool = True, storage: bool = False) -> l
                 if emb.shape[1] != f.spec.dimension:
                     findings.append(Finding("error", f"{f.source}: field 'geocodec.embedding.dimension': says "
                                                      f"{f.spec.dimension}, the decoder gives {emb.shape[1]}"))
+                else:
+                    check_embeddings(emb, f.spec.dimension, np.zeros(1, np.int64), source=f.source)
             geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False), on_invalid="ignore")
             bad = np.flatnonzero(shapely.is_missing(geoms))
             if bad.size:
                 findings.append(Finding("error", f"{f.source}: row {offset + int(bad[0])}: field 'geometry': "
                                                  "not valid WKB"))
                 continue
+            check_times(table, source=f.source, row_offset=offset)
             b = table.column("bbox").combine_chunks()
             got = np.stack([b.field(k).to_numpy() for k in ("xmin", "ymin", "xmax", "ymax")], axis=1)
             want = shapely.bounds(geoms)

@@ -129,7 +129,8 @@ class GeocodecWriter:
         # keeps them; an ARROW:schema written at open would hide them (SPEC.md, "Rewriting tools")
         self._writer = pq.ParquetWriter(
             self.tmp_path, self.schema, compression="zstd", compression_level=ZSTD_LEVEL,
-            use_dictionary=["tile_id"], write_statistics=statistics_columns(self.schema), store_schema=False)
+            use_dictionary=["tile_id"], write_statistics=statistics_columns(self.schema), store_schema=False,
+            write_page_checksum=True)  # a flipped bit in any page is refused on read (SPEC.md 8)
         self._pending: list[dict] = []
         self._pending_rows = 0
         self.rows = 0

@@ -229,6 +229,7 @@ def cell_series(files, *, point=None, tile_id: str | None = None, crs=None) -> C
                                 "latent cells are not comparable", source=gfs[0].source, field="model.sha256")
         rows = []  # (date, latent (C,), q (C,), geometry, quality, source)
         found_tile, cell, file_crs0 = tile_id, None, gfs[0].crs
+        footprint = None  # WKB of the tile's first row: every row of one tile id has it
         for gf in gfs:
             c, h, w = _check_learned(gf)
             query = None
@@ -259,8 +260,14 @@ def cell_series(files, *, point=None, tile_id: str | None = None, crs=None) -> C
                 geoms = shapely.from_wkb(table.column(gf.geometry_column).to_numpy(zero_copy_only=False))
                 times = table.column("datetime").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
                 valid = _valid_cells(table, h * w)
+                wkbs = table.column(gf.geometry_column).to_pylist()
                 for i in range(table.num_rows):
                     g = geoms[i]
+                    footprint = wkbs[0] if footprint is None else footprint
+                    if wkbs[i] != footprint:
+                        raise InputError(f"tile id {found_tile!r} is on rows with different footprints: duplicate or "
+                                         "corrupted tile ids (rows are never merged)", source=gf.source,
+                                         row=int(part.rows[i]), field="tile_id")
                     if point is not None:
                         x0, y0, x1, y1 = g.bounds
                         col = min(int((px - x0) / ((x1 - x0) / w)), w - 1)
@@ -328,6 +335,11 @@ def tile_series(files, *, progress: bool = False) -> TileSeries:
                 times = table.column("datetime").cast(pa.timestamp("ms")).to_numpy(zero_copy_only=False)
                 for i, tid in enumerate(ids):
                     e = by_tile.setdefault(tid, [geoms[i], [], []])
+                    if e[1] and (geoms[i] != e[0] or times[i] in e[1]):
+                        what = "another footprint" if geoms[i] != e[0] else f"the same date {times[i]}"
+                        raise InputError(f"tile id {tid!r} is also on an earlier row with {what}: duplicate or "
+                                         "corrupted tile ids (rows are never merged)", source=gf.source,
+                                         row=int(part.rows[i]), field="tile_id")
                     e[1].append(times[i])
                     e[2].append(lat[i])
                 if bar is not None:
