@@ -191,7 +191,8 @@ class GeocodecFile:
         """The ONNX decoder session (latents -> embeddings), its sha256 checked."""
         d = self.ext["decoder"]
         return load_decoder(self.decoder_bytes, d["sha256"], source=self.source, input_name=d.get("input"),
-                            output_name=d.get("output"))
+                            output_name=d.get("output"), latent_shape=self.spec.latent_shape,
+                            dimension=self.spec.dimension)
 
     # -- row groups (low level) ----------------------------------------------------------
     def row_groups(self, query: Query | None = None) -> list[int]:

@@ -12,8 +12,10 @@ Every head is one ONNX file whose ``metadata_props`` hold, as JSON strings:
 ``geocodec:training``    ``{"data": ..., "split": ..., "command": ...}``
 ``geocodec:scores``      ``{...}`` measured scores, by quality
 
-The CLI and the QGIS plugin read the same keys through :class:`Head`.
-Consumer-safe: onnxruntime only.
+The CLI and the QGIS plugin read the same keys through :class:`Head`. A head from a file is checked
+before it runs, as a decoder is (:func:`geocodec.format.onnx_checks.check_model`: no external data or
+other file access, allowed operators only, one float32 input shaped as ``geocodec:input`` says,
+bounded allocation). Consumer-safe: onnxruntime only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from geocodec.errors import MetadataError
+from geocodec.format.onnx_checks import check_model, parse_model
 from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
 from geocodec.resources import HEADS_DIR
 
@@ -49,6 +52,18 @@ def add_head_metadata(onnx_bytes: bytes, meta: dict) -> bytes:
             entry = model.metadata_props.add()
             entry.key, entry.value = full, text
     return model.SerializeToString()
+
+
+def _declared_shape(spec, source: str) -> list | None:
+    """The dims after the batch axis that ``geocodec:input`` declares (None entries: dynamic); None if it gives none."""
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    if shape is None:
+        return None
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+                                              for d in shape):
+        raise MetadataError(f"'geocodec:input' shape {shape!r} is not a list of positive integers or nulls",
+                            source=source, field="geocodec:input")
+    return shape
 
 
 @dataclass
@@ -78,8 +93,7 @@ class Head:
                                     field="head")
             p = q
         data = p.read_bytes()
-        session = OnnxDecoder(data, source=str(p))
-        raw = session.metadata
+        raw = {e.key: e.value for e in parse_model(data, source=str(p), field="head").metadata_props}
         meta = {}
         for key in KEYS:
             text = raw.get(f"geocodec:{key}")
@@ -92,6 +106,8 @@ class Head:
                                     field=f"geocodec:{key}") from exc
         if "task" not in meta or "input" not in meta:
             raise MetadataError("not a geocodec head: no 'geocodec:task'/'geocodec:input' metadata", source=str(p))
+        check = check_model(data, source=str(p), field="head", input_shape=_declared_shape(meta["input"], str(p)))
+        session = OnnxDecoder(data, source=str(p), check=check)
         head = cls(str(p), data, meta)
         head._session = session
         return head

@@ -11,7 +11,9 @@
   the tiles it intersects) and returns the hits with rank, score and tile geometry.
 
 An index records what it was built from (each file's codec fingerprint, row count and
-a digest of its code-block checksums); :func:`open_index` refuses an index that no
+a digest of its code-block checksums) and the sha256 of its own data file, and
+``index.json`` carries a digest of itself; :meth:`SearchIndex.load` refuses an index
+whose files were changed (:class:`IndexIntegrityError`), :func:`open_index` one that no
 longer matches the file (:class:`StaleIndexError`).
 
 :func:`compressed_recall` measures recall@k of search on decoded (compressed)
@@ -43,7 +45,7 @@ EXACT_MAX_ROWS = 100_000          # "auto": exact numpy search up to this many r
 EXACT_BLOCK_ROWS = 65_536         # rows per matrix product in exact search
 FEW_QUERIES = 4                   # up to this many queries at once: matrix-vector products, no BLAS threads
 INDEX_FORMAT = "geocodec-search-index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2                 # 2: index.json records the data file's sha256 and its own digest
 INDEX_META = "index.json"
 INDEX_VECTORS = "vectors.npy"     # kind "exact": unit vectors, memory-mapped on load
 INDEX_HNSW = "hnsw.usearch"       # kind "ann": the usearch graph (with its vectors)
@@ -54,6 +56,29 @@ HNSW_PARAMS = {"connectivity": 16, "expansion_add": 64, "expansion_search": 128}
 
 class StaleIndexError(MetadataError):
     """A saved search index that was built from other data than the file it sits beside."""
+
+
+class IndexIntegrityError(StaleIndexError):
+    """A saved search index whose files are not the ones it was saved with (replaced, edited or truncated)."""
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 (hex) of the file at ``path``, read in 8 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(8 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def meta_digest(meta: dict) -> str:
+    """The sha256 of ``index.json``'s content without its ``digest`` key (canonical JSON: sorted keys)."""
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _rebuild_hint(path: str) -> str:
+    return f"Rebuild it (geocodec search ... --rebuild-index) or delete {path}"
 
 
 # -- vectors and exact search ------------------------------------------------------------------
@@ -288,6 +313,10 @@ class SearchIndex:
 
                 meta["usearch"] = {"version": usearch.__version__, "metric": "ip", "dtype": "f32", **HNSW_PARAMS}
                 self.ann.save(os.path.join(tmp, INDEX_HNSW))
+            data_name = INDEX_VECTORS if self.kind == "exact" else INDEX_HNSW
+            data_path = os.path.join(tmp, data_name)
+            meta["files"] = {data_name: {"bytes": os.path.getsize(data_path), "sha256": file_sha256(data_path)}}
+            meta["digest"] = meta_digest(meta)
             with open(os.path.join(tmp, INDEX_META), "w") as f:
                 json.dump(meta, f, indent=2)
             if os.path.isdir(path):
@@ -305,7 +334,11 @@ class SearchIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SearchIndex":
-        """Open a saved index (vectors / graph memory-mapped, not read into memory)."""
+        """Open a saved index (vectors / graph memory-mapped, not read into memory).
+
+        Refuses (:class:`IndexIntegrityError`) an ``index.json`` whose digest does not match its content, and a
+        data file (``vectors.npy`` / ``hnsw.usearch``) whose size or sha256 is not the one recorded at save time.
+        """
         path = os.fspath(path)
         try:
             with open(os.path.join(path, INDEX_META)) as f:
@@ -314,9 +347,15 @@ class SearchIndex:
             raise GeocodecError("no search index here (index.json missing)", source=path) from exc
         except ValueError as exc:
             raise MetadataError(f"unreadable index.json: {exc}", source=path) from exc
+        if not isinstance(meta, dict):
+            raise MetadataError("index.json does not hold a JSON object", source=path, field=INDEX_META)
+        if meta.get("format") == INDEX_FORMAT and meta.get("version") == 1:
+            raise IndexIntegrityError("the search index was saved by an older geocodec without the hashes of its "
+                                      f"files. {_rebuild_hint(path)}", source=path)
         if meta.get("format") != INDEX_FORMAT or meta.get("version") != INDEX_VERSION:
             raise MetadataError(f"not a {INDEX_FORMAT} version {INDEX_VERSION} folder "
                                 f"(format {meta.get('format')!r}, version {meta.get('version')!r})", source=path)
+        _check_index_files(meta, path)
         idx = cls(kind=meta["kind"], dimension=int(meta["dimension"]), rows=int(meta["rows"]), meta=meta)
         if idx.kind == "exact":
             idx.vectors = np.load(os.path.join(path, INDEX_VECTORS), mmap_mode="r")
@@ -335,6 +374,27 @@ class SearchIndex:
         else:
             raise MetadataError(f"unknown index kind {idx.kind!r}", source=path)
         return idx
+
+
+def _check_index_files(meta: dict, path: str) -> None:
+    """Raise :class:`IndexIntegrityError` unless ``index.json`` and the data file are as saved."""
+    where = os.path.join(path, INDEX_META)
+    if not isinstance(meta, dict) or meta.get("digest") != meta_digest(meta):
+        raise IndexIntegrityError(f"{where} was modified after the index was saved (its digest does not match). "
+                                  f"{_rebuild_hint(path)}", source=path, field="digest")
+    name = INDEX_VECTORS if meta.get("kind") == "exact" else INDEX_HNSW
+    want = (meta.get("files") or {}).get(name)
+    if not isinstance(want, dict):
+        raise IndexIntegrityError(f"{where} records no hash of {name}. {_rebuild_hint(path)}", source=path,
+                                  field="files")
+    data_path = os.path.join(path, name)
+    if not os.path.isfile(data_path):
+        raise IndexIntegrityError(f"{name} missing. {_rebuild_hint(path)}", source=path, field=name)
+    size = os.path.getsize(data_path)
+    if size != want.get("bytes") or file_sha256(data_path) != want.get("sha256"):
+        raise IndexIntegrityError(f"{data_path} is not the file the index was saved with (size {size} bytes, "
+                                  f"recorded {want.get('bytes')}; or its sha256 differs). {_rebuild_hint(path)}",
+                                  source=path, field=name)
 
 
 def choose_kind(method: str, rows: int) -> str:
@@ -394,8 +454,7 @@ def check_index(index: SearchIndex, ds, *, path: str, signature: dict | None = N
     if index.dimension != ds.spec.dimension:
         problems.append(f"it has {index.dimension} dimensions, the embeddings {ds.spec.dimension}")
     if problems:
-        raise StaleIndexError("the search index is stale: " + "; ".join(problems) +
-                              f". Rebuild it (geocodec search ... --rebuild-index) or delete {path}",
+        raise StaleIndexError("the search index is stale: " + "; ".join(problems) + ". " + _rebuild_hint(path),
                               source=path)
 
 
