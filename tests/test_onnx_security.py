@@ -18,6 +18,7 @@ from helpers import REPO, make_codec, random_codes, rewrite, write_codes
 
 from geocodec.codecs.linear import build_linear_decoder
 from geocodec.errors import MetadataError
+from geocodec.format.metadata import fingerprint
 from geocodec.format.onnx_checks import ALLOWED_OPS, MAX_ROW_BYTES, UnsafeModelError, check_model
 from geocodec.format.onnx_model import OnnxDecoder, load_decoder, sha256_hex
 from geocodec.format.reader import GeocodecFile
@@ -61,6 +62,7 @@ def _file_with_decoder(tmp_path, decoder: bytes, name="hostile.parquet") -> str:
         kv[b"geocodec.decoder"] = base64.b64encode(decoder)
         e = json.loads(kv[b"geocodec"])
         e["decoder"]["sha256"], e["decoder"]["size_bytes"] = sha256_hex(decoder), len(decoder)
+        e["codec"]["fingerprint"] = fingerprint(e)   # a forger keeps the footer consistent
         kv[b"geocodec"] = json.dumps(e).encode()
         return kv
     return rewrite(good, tmp_path / name, meta=swap)
