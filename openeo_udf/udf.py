@@ -26,7 +26,9 @@
 #
 # Context keys (all optional): model, quality (default 5), threads (default:
 # GEOCODEC_THREADS or 1), scale (1e-4), offset (0), nodata (0),
-# layout ("input" | "latent"), tile_px.
+# layout ("input" | "latent"), tile_px, check_inputs (true), quality_figure
+# (true: a last band preview_mse, the preview decoder's squared error per
+# latent cell, which packing turns into each row's preview_psnr).
 #
 # No PEP 563 future import (postponed annotations) here: the backend finds
 # apply_datacube by its annotations, which must stay real objects.
@@ -48,10 +50,10 @@ if os.path.isdir(os.path.join(_DEPS, "models")) and not os.environ.get("GEOCODEC
 
 
 def apply_metadata(metadata, context: dict):
-    """Output band labels: code_000 .. code_{C-1}, valid_fraction."""
+    """Output band labels: code_000 .. code_{C-1}, valid_fraction[, preview_mse]."""
     return _producer.apply_metadata(metadata, context)
 
 
 def apply_datacube(cube: xarray.DataArray, context: dict) -> xarray.DataArray:
-    """(t, bands, y, x) Sentinel-2 DN (5 model bands, optional SCL) -> (t, codes + valid_fraction, y, x)."""
+    """(t, bands, y, x) Sentinel-2 DN (5 model bands, optional SCL) -> (t, codes + valid_fraction [+ preview_mse], y, x)."""
     return _producer.apply_datacube(cube, context)

@@ -111,6 +111,15 @@ def test_load_layer_with_query(qgs, genoa):
     assert lyr.customProperty("geocodec/source") == str(genoa["file"])
     f0 = next(lyr.getFeatures())
     assert f0.geometry().type() == qgis_core.QgsWkbTypes.PolygonGeometry and 0 <= f0["valid_fraction"] <= 1
+    # the per-tile quality figures (SPEC.md 5.1) as fields, the file's values
+    assert {"preview_psnr", "rate_ratio"} <= set(lyr.fields().names())
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(genoa["file"], columns=["tile_id", "preview_psnr", "rate_ratio"]).to_pydict()
+    want = {tid: (p, r) for tid, p, r in zip(t["tile_id"], t["preview_psnr"], t["rate_ratio"])}
+    for feat in lyr.getFeatures():
+        p, r = want[feat["tile_id"]]
+        assert feat["preview_psnr"] == pytest.approx(p, abs=1e-4) and feat["rate_ratio"] == pytest.approx(r, abs=1e-5)
     x0, y0, x1, y1 = genoa["bounds"]
     half = run("load", INPUT=str(genoa["file"]), EXTENT=f"{x0},{(x0 + x1) / 2 - 1},{y0},{y1} [EPSG:3857]")
     assert 0 < half["TILES"] < n

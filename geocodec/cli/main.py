@@ -142,11 +142,15 @@ def cmd_encode(a) -> int:
     r = encode(a.inputs, a.output, quality=a.quality, bands=a.bands, bbox=a.bbox, bbox_crs=a.bbox_crs,
                scheduler=a.scheduler, workers=a.workers, model=a.model, date=a.date, min_valid=a.min_valid,
                keep=a.keep, scale=a.scale, offset=a.offset, check_inputs=a.check_inputs,
-               embed_decoder=a.embed_decoder, progress=not a.quiet)
+               embed_decoder=a.embed_decoder, quality_figure=a.quality_figure, progress=not a.quiet)
     print(f"wrote {a.output}: {r['rows']} tiles of {r['tile_cells']} x {r['tile_cells']} latent cells over "
           f"{r['dates']} date(s), {r['code_bits'] / max(r['rows'], 1):.1f} bits/tile coded "
           f"(cross-entropy {r['cross_entropy_bits'] / max(r['rows'], 1):.1f}), {r['file_bytes']:,} bytes; "
           f"STAC Item {r['stac']}, Collection {r['stac_collection']}")
+    from geocodec.format.quality import format_quality
+
+    for line in format_quality(r.get("quality") or {}):
+        print(line.strip())
     return 0
 
 
@@ -451,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "processing baseline >= 04.00 products whose offset is not applied yet: -1000)")
     s.add_argument("--no-input-check", dest="check_inputs", action="store_false",
                    help="encode even when a band's values are implausible reflectance (wrong --scale/--offset?)")
+    s.add_argument("--no-quality-figure", dest="quality_figure", action="store_false",
+                   help="leave out each tile's preview_psnr (the preview decoder's PSNR against the input, about "
+                        "half the encode time); rate_ratio is written in any case")
     s.add_argument("--embedder", help="your own foundation model as ONNX ([N,B,T,T] reflectance -> [N,D]); the "
                                       "codec is then fitted on its embeddings, as geocodec compress does")
     s.add_argument("--tile-px", type=int, help="tile size for --embedder (default: its input shape, else 128)")

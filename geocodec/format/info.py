@@ -6,13 +6,15 @@ import os
 
 
 from geocodec.format.compat import merge_incompatibility
+from geocodec.format.quality import format_quality, quality_summary, read_figures
 from geocodec.format.reader import GeocodecFile
 
 
 def summarize(f: GeocodecFile) -> dict:
     """What ``geocodec info`` reports on an open file, as a JSON-able dict.
 
-    Codec, model, embedding, latent, grid, CRS, bbox, time extent, rows, sizes in bytes and the rate.
+    Codec, model, embedding, latent, grid, CRS, bbox, time extent, rows, sizes in bytes, the rate and
+    ``quality``: the distribution of the per-tile quality figures the file has (SPEC.md 5.1; empty if none).
     """
     ext = f.ext
     meta = f.parquet.metadata
@@ -53,6 +55,7 @@ def summarize(f: GeocodecFile) -> dict:
             "code_bits_per_row": round(rate["code_bits"] / rows, 2) if rows and rate.get("code_bits") else None,
         },
         "rate": rate,
+        "quality": quality_summary(read_figures(f)),
     }
     if rate.get("code_bits") and rate.get("cross_entropy_bits"):
         out["rate"]["overhead_vs_cross_entropy_pct"] = round(
@@ -105,6 +108,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"  rate: {b['code_bits_per_row']} bits/row coded, cross-entropy "
                      f"{r['cross_entropy_bits'] / s['rows']:.2f} bits/row "
                      f"(overhead {r.get('overhead_vs_cross_entropy_pct')} %)")
+    if "quality" in s:
+        lines += format_quality(s["quality"])
     if s["extra_columns"]:
         lines.append(f"  extra columns: {', '.join(s['extra_columns'])}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import shapely
 
 from geocodec.errors import GeocodecError
 from geocodec.format.metadata import fingerprint
+from geocodec.format.quality import quality_findings
 from geocodec.format.reader import GeocodecFile, check_embeddings
 from geocodec.format.rowchecks import check_times
 from geocodec.format.rewritten import diagnose_footer, rewrite_diagnosis
@@ -175,6 +176,7 @@ def validate_file(source: str, *, deep: bool = True, storage: bool = False) -> l
                                                  "outside the file bbox in 'geo'"))
     except GeocodecError as exc:
         findings.append(Finding("error", str(exc)))
+    findings += [Finding("error", m) for m in quality_findings(f)]
     rate = f.ext.get("rate") or {}
     if rate.get("rows") not in (None, f.num_rows):
         findings.append(Finding("error", f"{f.source}: field 'geocodec.rate.rows': says {rate['rows']}, "

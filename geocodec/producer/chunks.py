@@ -22,6 +22,10 @@ Conventions (documented in docs/producer.md):
   ``ceil(H / stride) x ceil(W / stride)`` latent cells, or ``H x W`` pixels in
   the ``input`` layout. Codes therefore do not depend on how a scene was cut
   into chunks, as long as chunk origins fall on the tile grid.
+* With the quality figure (context ``quality_figure``, default on) the preview
+  decoder runs on each tile's codes and a last band, ``preview_mse``, holds each
+  latent cell's squared error against the input (:mod:`geocodec.producer.quality`);
+  packing turns it into the rows' ``preview_psnr``. It doubles the ONNX work.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 
 from geocodec.codecs.bands import SCL_BAND
 from geocodec.errors import InputError
+from geocodec.producer.quality import MSE_BAND, cell_mse
 from geocodec.producer.radiometry import check_reflectance
 from geocodec.producer.tiling import cut_tiles, join_tiles, pad_to_tiles, tile_counts
 from geocodec.threads import udf_threads
@@ -81,9 +86,21 @@ def tile_size(model, tile_px: int | None = None) -> int:
     return t
 
 
-def band_names(model) -> list[str]:
-    """Output band labels of the UDF: one per latent channel, then ``valid_fraction``."""
-    return [f"{CODE_PREFIX}{c:03d}" for c in range(int(model.card["channels"]))] + [VALID_BAND]
+def band_names(model, quality_figure: bool = True) -> list[str]:
+    """Output band labels of the UDF: one per latent channel, then ``valid_fraction``, then (with
+    ``quality_figure``, for a model that has a preview decoder) ``preview_mse``."""
+    return _names(model.card, quality_figure)
+
+
+def has_quality_figure(card: dict, quality_figure: bool = True) -> bool:
+    """Whether the UDF writes ``preview_mse``: asked for (``quality_figure``) and the model card names a
+    preview decoder (a model without one cannot say how well its codes reproduce the input)."""
+    return bool(quality_figure) and "preview_decoder" in (card.get("files") or {})
+
+
+def _names(card: dict, quality_figure: bool) -> list[str]:
+    codes = [f"{CODE_PREFIX}{c:03d}" for c in range(int(card["channels"]))]
+    return codes + [VALID_BAND] + ([MSE_BAND] if has_quality_figure(card, quality_figure) else [])
 
 
 # -- one chunk -----------------------------------------------------------------------------------------
@@ -92,20 +109,24 @@ class ChunkCodes:
     """The codes of one chunk, one value per latent cell (see :func:`encode_chunk`).
 
     ``q`` (C, h, w) int32 codes, ``valid_fraction`` (h, w) float32 share of valid pixels under each cell, ``stride``
-    pixels per cell and ``pad`` the (bottom, right) pixels added before encoding.
+    pixels per cell, ``pad`` the (bottom, right) pixels added before encoding and ``preview_mse`` (h, w) float32
+    the preview's squared error of each cell (NaN without valid pixels), or None without the quality figure.
     """
 
     q: np.ndarray               # (C, h, w) int32 codes of the latent cells
     valid_fraction: np.ndarray  # (h, w) float32, share of valid pixels under each cell
     stride: int
     pad: tuple[int, int]        # pixels added at the bottom and right before encoding
+    preview_mse: np.ndarray | None = None  # (h, w) float32, see geocodec.producer.quality
 
     def upsample(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes and valid fractions repeated over each cell's ``stride x stride`` pixels, cropped to H x W."""
+        return self.repeat(self.q, height, width), self.repeat(self.valid_fraction, height, width)
+
+    def repeat(self, cells: np.ndarray, height: int, width: int) -> np.ndarray:
+        """A (..., h, w) per-cell array repeated over each cell's ``stride x stride`` pixels, cropped to H x W."""
         s = self.stride
-        q = np.repeat(np.repeat(self.q, s, axis=1), s, axis=2)[:, :height, :width]
-        v = np.repeat(np.repeat(self.valid_fraction, s, axis=0), s, axis=1)[:height, :width]
-        return q, v
+        return np.repeat(np.repeat(cells, s, axis=-2), s, axis=-1)[..., :height, :width]
 
 
 def pixel_validity(dn: np.ndarray, *, scl: np.ndarray | None = None, nodata: float | None = DEFAULT_NODATA) -> np.ndarray:
@@ -132,11 +153,12 @@ def fill_tiles(tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def encode_chunk(model, reflectance: np.ndarray, quality: int, *, valid: np.ndarray | None = None,
-                 tile_px: int | None = None) -> ChunkCodes:
+                 tile_px: int | None = None, quality_figure: bool = False) -> ChunkCodes:
     """Reflectance (B, H, W) in the model's band order -> :class:`ChunkCodes`.
 
     ``valid`` (H, W) marks usable pixels (default: finite ones). Any H, W >= 1 is
-    accepted: see the module docstring for padding and cropping.
+    accepted: see the module docstring for padding and cropping. ``quality_figure``
+    also runs the preview decoder and fills ``preview_mse`` (about twice the ONNX work).
     """
     x = np.asarray(reflectance, dtype=np.float32)
     nb = len(model.bands)
@@ -153,12 +175,15 @@ def encode_chunk(model, reflectance: np.ndarray, quality: int, *, valid: np.ndar
     x = np.where(valid[None], x, 0.0).astype(np.float32)
     ny, nx = tile_counts(H, W, t)
     tiles, tvalid = cut_tiles(x, t)[2], cut_tiles(valid, t)[2]
-    q = model.encode(fill_tiles(tiles, tvalid), quality)             # (N, C, (t/s)^2)
-    c, k = q.shape[1], t // s
-    q = join_tiles(q.reshape(ny * nx, c, k, k), ny, nx)
+    codes = model.encode(fill_tiles(tiles, tvalid), quality)         # (N, C, (t/s)^2)
+    c, k = codes.shape[1], t // s
+    q = join_tiles(codes.reshape(ny * nx, c, k, k), ny, nx)
     vf = valid.reshape(H // s, s, W // s, s).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
     hh, ww = -(-h // s), -(-w // s)
-    return ChunkCodes(q[:, :hh, :ww].astype(np.int32), vf[:hh, :ww], s, (H - h, W - w))
+    mse = None
+    if quality_figure:
+        mse = join_tiles(cell_mse(model, tiles, tvalid, codes, quality)[:, None], ny, nx)[0, :hh, :ww]
+    return ChunkCodes(q[:, :hh, :ww].astype(np.int32), vf[:hh, :ww], s, (H - h, W - w), mse)
 
 
 # -- the UDF body (xarray in, xarray out) ------------------------------------------------------------
@@ -196,7 +221,9 @@ def apply_datacube(cube, context: dict | None = None):
     :mod:`geocodec.producer.radiometry`), ``check_inputs`` (default true: refuse implausible
     reflectance, naming the band), ``nodata``, ``layout`` (``input``: codes
     repeated over each cell's pixels, the resolution ``apply_neighborhood``
-    requires; ``latent``: one pixel per latent cell), ``tile_px``.
+    requires; ``latent``: one pixel per latent cell), ``tile_px``, ``quality_figure``
+    (default true: a last band ``preview_mse``, the preview decoder's squared error of each
+    latent cell against the input, see :mod:`geocodec.producer.quality`).
     """
     import xarray as xr
 
@@ -212,6 +239,7 @@ def apply_datacube(cube, context: dict | None = None):
     nodata = ctx.get("nodata", DEFAULT_NODATA)
     nodata = None if nodata is None else float(nodata)
     check = bool(ctx.get("check_inputs", True))
+    figure = has_quality_figure(model.card, ctx.get("quality_figure", True))
 
     bdim = _dim(cube, ("bands", "band"), "bands")
     ydim = _dim(cube, ("y", "lat", "latitude"), "y")
@@ -245,12 +273,10 @@ def apply_datacube(cube, context: dict | None = None):
         refl = np.where(valid[None], dn * scale + offset, np.nan)
         if check:
             check_reflectance(refl, valid, model.bands, scale=scale, offset=offset, where=_chunk_name(cube, xdim, ydim))
-        cc = encode_chunk(model, refl, quality, valid=valid, tile_px=ctx.get("tile_px"))
-        if layout == "input":
-            q, vf = cc.upsample(h, w)
-        else:
-            q, vf = cc.q, cc.valid_fraction
-        outs.append(np.concatenate([q.astype(np.float32), vf[None]], axis=0))
+        cc = encode_chunk(model, refl, quality, valid=valid, tile_px=ctx.get("tile_px"), quality_figure=figure)
+        bands = [cc.q.astype(np.float32), cc.valid_fraction[None]] + ([cc.preview_mse[None]] if figure else [])
+        cells = np.concatenate(bands, axis=0)
+        outs.append(cc.repeat(cells, h, w) if layout == "input" else cells)
     out = np.stack(outs)
     if layout == "input":
         ycoord = cube.coords[ydim].values if ydim in cube.coords else np.arange(h)
@@ -259,7 +285,7 @@ def apply_datacube(cube, context: dict | None = None):
         s = model.stride
         ycoord = latent_coords(cube.coords[ydim].values if ydim in cube.coords else np.arange(h), s, out.shape[-2])
         xcoord = latent_coords(cube.coords[xdim].values if xdim in cube.coords else np.arange(w), s, out.shape[-1])
-    coords = {bdim: band_names(model), ydim: ycoord, xdim: xcoord}
+    coords = {bdim: band_names(model, figure), ydim: ycoord, xdim: xcoord}
     dims = [bdim, ydim, xdim]
     if tdim is None:
         out = out[0]
@@ -272,15 +298,18 @@ def apply_datacube(cube, context: dict | None = None):
     return result
 
 
-def output_band_names(name_or_path=None) -> list[str]:
+def output_band_names(name_or_path=None, quality_figure: bool = True) -> list[str]:
     """:func:`band_names` of a model read from its ``model.json`` alone (no ONNX session): the
     model ``name_or_path``, else ``$GEOCODEC_MODEL``, else the default model."""
     from geocodec.codecs.learned import DEFAULT_MODEL, model_dir, read_card
 
     card = read_card(model_dir(name_or_path or os.environ.get("GEOCODEC_MODEL") or DEFAULT_MODEL))
-    return [f"{CODE_PREFIX}{c:03d}" for c in range(int(card["channels"]))] + [VALID_BAND]
+    return _names(card, quality_figure)
 
 
 def apply_metadata(metadata, context: dict | None = None):
-    """The UDF's metadata function: name the output bands (codes then valid_fraction)."""
-    return metadata.rename_labels(dimension="bands", target=output_band_names((context or {}).get("model")))
+    """The UDF's metadata function: name the output bands (codes, valid_fraction, preview_mse with the
+    quality figure)."""
+    ctx = context or {}
+    return metadata.rename_labels(dimension="bands",
+                                  target=output_band_names(ctx.get("model"), bool(ctx.get("quality_figure", True))))

@@ -15,18 +15,23 @@ import numpy as np
 
 from geocodec.errors import InputError
 from geocodec.producer.chunks import DEFAULT_QUALITY, _dim, band_names, get_model, tile_size
+from geocodec.producer.quality import MSE_BAND, rate_ratio, tile_psnr
 from geocodec.producer.tiling import tile_counts
+
+#: the quality-figure columns of producer files (SPEC.md section 5.1)
+QUALITY_COLUMNS = ("preview_psnr", "rate_ratio")
 
 # -- saved result -> GeoParquet ---------------------------------------------------------------------
 @dataclass
 class LatentGrid:
-    """Codes of a whole result on the latent grid."""
+    """Codes of a whole result on the latent grid (``preview_mse``: None when the result has no such band)."""
     q: np.ndarray               # (T, C, h, w) int32
     valid_fraction: np.ndarray  # (T, h, w) float32
     times: list                 # T datetimes (numpy datetime64) or None
     origin: tuple[float, float]  # x of the left edge, y of the top edge
     pixel_size: float           # metres of one input pixel (not of a latent cell)
     crs: object
+    preview_mse: np.ndarray | None = None  # (T, h, w) float32 preview squared error per cell, NaN where unknown
 
 
 def latent_grid_from_cube(cube, model, *, crs, pixel_size: float | None = None) -> LatentGrid:
@@ -34,16 +39,19 @@ def latent_grid_from_cube(cube, model, *, crs, pixel_size: float | None = None) 
 
     The layout is read from the spacing of the x coordinate: the model's
     resolution (``input``: every ``stride``-th pixel is taken, and the blocks are
-    checked to be constant) or ``stride`` times it (``latent``).
+    checked to be constant) or ``stride`` times it (``latent``). A ``preview_mse`` band (the
+    UDF's quality figure) is read when the result has one.
     """
     bdim = _dim(cube, ("bands", "band", "variable"), "bands")
     ydim = _dim(cube, ("y",), "y")
     xdim = _dim(cube, ("x",), "x")
     tdim = _dim(cube, ("t", "time"), "time", required=False)
     cube = cube.transpose(*(([tdim] if tdim else []) + [bdim, ydim, xdim]))
-    names = band_names(model)
+    names = band_names(model, quality_figure=False)
     labels = [str(v) for v in cube.coords[bdim].values]
     missing = [n for n in names if n not in labels]
+    with_mse = MSE_BAND in labels
+    names += [MSE_BAND] if with_mse else []
     if missing:
         raise InputError(f"the result lacks bands {missing[:3]}{'...' if len(missing) > 3 else ''}", field="bands")
     s = model.stride
@@ -72,13 +80,15 @@ def latent_grid_from_cube(cube, model, *, crs, pixel_size: float | None = None) 
     if tdim is None:
         data = data[None]
     origin = (float(xs[0] - abs(dx) / 2), float(ys[0] + abs(dy) / 2))
-    codes = data[:, :-1]
-    vf = np.nan_to_num(data[:, -1], nan=0.0)
+    c = len(names) - 1 - int(with_mse)
+    codes = data[:, :c]
+    vf = np.nan_to_num(data[:, c], nan=0.0)
     bad = ~np.isfinite(codes).all(axis=1)
     vf = np.where(bad, 0.0, vf).astype(np.float32)  # cells the backend left as nodata
     q = np.nan_to_num(codes, nan=0.0).round().astype(np.int32)
+    mse = np.where(bad, np.nan, data[:, c + 1]).astype(np.float32) if with_mse else None
     times = [None if _unknown_time(t) else t for t in cube.coords[tdim].values] if tdim else [None]
-    return LatentGrid(q, vf, times, origin, cell / s, crs)
+    return LatentGrid(q, vf, times, origin, cell / s, crs, mse)
 
 
 def _check_blocks(full: np.ndarray, s: int) -> None:
@@ -106,7 +116,9 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     Rows whose valid fraction is ``<= min_valid`` are left out (by default the
     tiles with no valid pixel at all). Each row carries ``valid_fraction`` (mean
     over its cells) and ``valid_cells``: one bit per cell, row-major, set where
-    the cell's valid fraction is at least 0.5 (``numpy.unpackbits``, big-endian bits).
+    the cell's valid fraction is at least 0.5 (``numpy.unpackbits``, big-endian bits), and the
+    quality figures (SPEC.md 5.1, :mod:`geocodec.producer.quality`): ``rate_ratio`` always,
+    ``preview_psnr`` when the grid has ``preview_mse``.
 
     A published model's decoder and tables are named by reference (SPEC.md 4.14) unless
     ``embed_decoder``: then the file carries them and reads anywhere without the model.
@@ -119,6 +131,7 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     from pyproj import CRS
 
     from geocodec.format.hilbert import hilbert_order
+    from geocodec.format.quality import quality_summary
     from geocodec.format.writer import GeocodecWriter
     from geocodec.producer.tiling import TileGrid
 
@@ -130,29 +143,39 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     ext, decoder = model.extension(quality=quality, latent_hw=(k, k), grid=tgrid.to_json(),
                                    block_rows=block_rows, embed=embed_decoder)
     crs_json = CRS.from_user_input(grid.crs).to_json_dict()
-    extra = pa.schema([pa.field("valid_cells", pa.binary())])
+    with_psnr = grid.preview_mse is not None
+    extra = pa.schema([pa.field("valid_cells", pa.binary())] + [pa.field(n, pa.float32()) for n in QUALITY_COLUMNS
+                                                                  if with_psnr or n != "preview_psnr"])
+    tables = model.tables(quality)
     dates, rows, cols = _kept_tiles(grid.valid_fraction, k, min_valid)
     if len(dates) == 0:
         raise InputError("no tile has valid pixels: nothing to write", source=os.fspath(out_path))
     x0 = grid.origin[0] + cols * tgrid.tile_size
     y1 = grid.origin[1] - rows * tgrid.tile_size
+    figures = {n: [] for n in extra.names if n in QUALITY_COLUMNS}
     order = hilbert_order(np.stack([x0, y1 - tgrid.tile_size, x0 + tgrid.tile_size, y1], axis=1))
     times = np.array([np.datetime64("NaT", "ms") if t is None else np.datetime64(t, "ms") for t in grid.times])
     with GeocodecWriter(out_path, ext, decoder, crs_json, extra_schema=extra, row_group_rows=row_group_rows,
-                        tables=model.tables(quality)) as wr:
+                        tables=tables) as wr:
         for lo in range(0, len(order), wr.row_group_rows):
             sel = order[lo:lo + wr.row_group_rows]
             ti, rr, cc = dates[sel], rows[sel], cols[sel]
             tv = _gather_tiles(grid.valid_fraction[:, None], ti, rr, cc, k)[:, 0]      # (n, k*k)
             bits = np.packbits(tv >= 0.5, axis=1)
             t = times[ti]
+            q = _gather_tiles(grid.q, ti, rr, cc, k)
+            extra_cols = {"valid_cells": [b.tobytes() for b in bits], "rate_ratio": rate_ratio(q, tables, tv >= 0.5)}
+            if with_psnr:
+                extra_cols["preview_psnr"] = tile_psnr(_gather_tiles(grid.preview_mse[:, None], ti, rr, cc, k)[:, 0], tv)
+            for n in figures:
+                figures[n].append(extra_cols[n])
             wr.write(tile_id=[tgrid.tile_id(r, col) for r, col in zip(rr, cc)],
-                     geometry=tgrid.footprints(rr, cc), q=_gather_tiles(grid.q, ti, rr, cc, k),
-                     datetime=None if np.isnat(t).all() else t, valid_fraction=tv.mean(axis=1),
-                     extra={"valid_cells": [b.tobytes() for b in bits]})
+                     geometry=tgrid.footprints(rr, cc), q=q,
+                     datetime=None if np.isnat(t).all() else t, valid_fraction=tv.mean(axis=1), extra=extra_cols)
     return {"rows": int(len(order)), "tiles_per_date": ny * nx, "dates": t_count, "code_bits": wr.code_bits,
             "cross_entropy_bits": wr.cross_entropy, "file_bytes": os.path.getsize(out_path),
-            "tile_cells": k, "path": os.fspath(out_path)}
+            "tile_cells": k, "path": os.fspath(out_path),
+            "quality": quality_summary({n: np.concatenate(v) for n, v in figures.items()})}
 
 
 def _kept_tiles(valid_fraction: np.ndarray, k: int, min_valid: float):

@@ -131,8 +131,10 @@ class GeocodecAlgorithm(QgsProcessingAlgorithm):
 
 class LoadFile(GeocodecAlgorithm):
     NAME, LABEL = "load", "Load geocodec file as tile layer"
-    HELP = ("Tiles of a geocodec file as polygons in the file's CRS, with tile_id, datetime, end_datetime and "
-            "valid_fraction. With an extent or dates only the row groups that can match are read (no decoding). "
+    HELP = ("Tiles of a geocodec file as polygons in the file's CRS, with tile_id, datetime, end_datetime, "
+            "valid_fraction and, where the file has them, the quality figures preview_psnr (dB of the preview "
+            "against the input; low: the codec was out of its depth) and rate_ratio (bits against the model's "
+            "typical rate); NULL where a tile has no value. With an extent or dates only the row groups that can match are read (no decoding). "
             "The layer's metadata (abstract) holds the model, quality, dates and bytes on disk vs raw float32.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -152,8 +154,8 @@ class LoadFile(GeocodecAlgorithm):
             bbox, time = self.query(parameters, context, f.crs)
             q = Query.make(bbox, time)
             summary = summarize(f)
-            want = [c for c in ("tile_id", "datetime", "end_datetime", "valid_fraction", "geometry")
-                    if c in f.column_names]
+            want = [c for c in ("tile_id", "datetime", "end_datetime", "valid_fraction", "preview_psnr",
+                                "rate_ratio", "geometry") if c in f.column_names]
             groups = f.row_groups(q)
             parts = []
             for i, part in enumerate(f.iter_rows(q, want)):
@@ -162,13 +164,25 @@ class LoadFile(GeocodecAlgorithm):
                 parts.append(part.table)
                 feedback.setProgress(90 * (i + 1) / max(len(groups), 1))
             # no tile matches: the same columns, empty (take of no rows)
-            table = pa.concat_tables(parts) if parts else f.take([], want)[0]
+            table = _nan_as_null(pa.concat_tables(parts) if parts else f.take([], want)[0])
             crs = f.crs
         feedback.pushInfo(f"{table.num_rows} tiles from {len(groups)} of {summary['row_groups']} row group(s)")
         dest = self.write_sink(parameters, context, feedback, table, crs)
         text = format_summary(summary)
         self._meta = {"title": os.path.basename(source), "abstract": text, "source": source}
         return {"OUTPUT": dest, "TILES": table.num_rows, "SUMMARY": text}
+
+
+def _nan_as_null(table):
+    """The quality figures' NaN (no value for the tile) as nulls, which QGIS shows as NULL and filters as such."""
+    import pyarrow.compute as pc
+
+    for name in ("preview_psnr", "rate_ratio"):
+        if name in table.column_names:
+            col = table.column(name)
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pc.if_else(pc.is_nan(col), None, col))
+    return table
 
 
 class Classify(GeocodecAlgorithm):

@@ -5,7 +5,7 @@ The graph (built with the openeo client, no connection needed)::
     load_collection(SENTINEL2_L2A, the model's bands (B02 B03 B04 B08 B11) + SCL, extent, eo:cloud_cover <= N)
       -> mask(data, SCL in {3, 8, 9, 10})              # reduce_dimension(bands, array_element/eq/or)
       -> apply_neighborhood(run_udf(openeo_udf/udf.py), 128 x 128 px, overlap 0, whole t axis)
-      -> rename_labels(bands -> code_000 .. code_{C-1}, valid_fraction)
+      -> rename_labels(bands -> code_000 .. code_{C-1}, valid_fraction[, preview_mse])
       [-> resample_spatial(resolution = 10 m x stride, method "near")]   # --save-at latent
       -> save_result(netCDF | GTiff)
 
@@ -55,7 +55,7 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
                 collection: str = COLLECTION, chunk_px: int = CHUNK_PX, layout: str = "input",
                 save_at: str = "input", stride: int = 8, resolution: float = 10.0, fmt: str = "netCDF",
                 threads: int = 1, snap: bool = True, scale: float | None = None, offset: float | None = None,
-                check_inputs: bool = True) -> dict:
+                check_inputs: bool = True, quality_figure: bool = True) -> dict:
     """The process graph ``{"process_graph": {...}}`` of one producer job.
 
     ``bbox``: west, south, east, north in ``crs`` (EPSG code; default 4326).
@@ -64,6 +64,8 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
     grid in every job. ``save_at="latent"`` appends ``resample_spatial`` with
     ``method="near"`` to keep one pixel per latent cell (needs the backend to
     keep the cube's upper-left origin; ``input`` is exact everywhere).
+    ``quality_figure`` False leaves out the UDF's ``preview_mse`` band (the files' ``preview_psnr``)
+    and its preview-decoder pass.
     """
     from openeo import UDF
     from openeo.rest.datacube import DataCube
@@ -97,6 +99,8 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
         context.update(udf_context(scale, offset))
     if not check_inputs:
         context["check_inputs"] = False
+    if not quality_figure:
+        context["quality_figure"] = False
     if udf_url:
         # run_udf accepts "source code, an absolute URL or a path"; a URL is passed through as is
         udf = UDF(code=udf_url, runtime="Python", context=context)
@@ -106,7 +110,7 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
         process=udf,
         size=[{"dimension": "x", "unit": "px", "value": chunk_px}, {"dimension": "y", "unit": "px", "value": chunk_px}],
         overlap=[{"dimension": "x", "unit": "px", "value": 0}, {"dimension": "y", "unit": "px", "value": 0}])
-    cube = cube.rename_labels(dimension="bands", target=output_band_names(model))
+    cube = cube.rename_labels(dimension="bands", target=output_band_names(model, quality_figure))
     if save_at == "latent" and layout == "input":
         cube = cube.process("resample_spatial", data=cube, resolution=resolution * stride, method="near")
     cube = cube.save_result(format=fmt)

@@ -63,14 +63,16 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
            bbox: list[float] | None = None, bbox_crs: str | None = None, scheduler: str | None = None,
            workers: int = 2, model: str | None = None, date: str | None = None, min_valid: float = 0.0,
            keep: str | None = None, scale: float | None = None, offset: float | None = None,
-           check_inputs: bool = True, embed_decoder: bool = False,
+           check_inputs: bool = True, embed_decoder: bool = False, quality_figure: bool = True,
            progress: bool = True) -> dict:
     """``geocodec encode``: run the producer graph locally, pack the result into ``output``, write its STAC Item.
 
     ``scale``/``offset``: reflectance = (DN + offset) / scale; by default the rasters' own GDAL scale/offset
     when they declare one, else 10000 and 0 (:mod:`geocodec.producer.radiometry`); implausible reflectance
     is refused naming the band unless ``check_inputs`` is false. ``embed_decoder`` writes a self-contained
-    file instead of naming the published model's decoder and tables by reference; ``progress`` shows progress bars.
+    file instead of naming the published model's decoder and tables by reference; ``quality_figure`` False leaves
+    out the rows' ``preview_psnr`` (and the preview decoder's pass over every tile, about half the encode time);
+    ``progress`` shows progress bars.
     ``bbox`` (in ``bbox_crs``, default EPSG:4326) defaults to the whole input; ``keep`` names a folder that keeps the
     staged inputs and the raw result (default: a temporary one, removed). Returns the report of
     :func:`geocodec.producer.pack.pack_result` plus ``stac`` (its path) and ``graph_nodes``.
@@ -101,7 +103,8 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
             if declared is not None:
                 scale, offset = declared
         graph = build_graph(bbox, (date, None) if date else (None, None), crs=epsg, quality=quality,
-                            model=model, snap=False, scale=scale, offset=offset, check_inputs=check_inputs)
+                            model=model, snap=False, scale=scale, offset=offset, check_inputs=check_inputs,
+                            quality_figure=quality_figure)
         result_dir = os.path.join(work, "result")
         run = run_graph(graph, data, result_dir, scheduler=scheduler, workers=workers, date=date,
                         band_names=multi_names, progress=progress)

@@ -1,0 +1,101 @@
+"""Per-tile quality figures computed at encode time: is the codec out of its depth here?
+
+Two figures go into every producer row (SPEC.md section 5.1), so users and heads can filter
+the tiles a code describes badly:
+
+``preview_psnr``
+    the learned model's preview decoder run on the tile's dequantized codes, PSNR in dB
+    (peak 1.0 reflectance) against the input reflectance over the tile's valid pixels and all
+    bands, as :func:`geocodec.codecs.image_metrics.psnr` computes it. Only the UDF sees the
+    input, so it writes the squared error of each latent cell (the ``preview_mse`` band,
+    :func:`cell_mse`); packing turns the cells of a row into its PSNR (:func:`tile_psnr`),
+    weighting each cell by its valid pixels, which gives exactly the PSNR over the row's
+    valid pixels whatever tile size the rows are cut at.
+``rate_ratio``
+    the row's cross-entropy under the file's own tables per valid cell, divided by those
+    tables' self-entropy per cell (:func:`reference_bits_per_cell`): about 1 on data like
+    the data the tables were fitted on, well above 1 where the codes are unusual (the
+    encoder is extrapolating). Computed at packing time from the codes alone; any reader
+    can recompute it from the file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the UDF output band with each latent cell's preview squared error (mean over its valid pixels and bands)
+MSE_BAND = "preview_mse"
+#: the floor of a cell's mean squared error, so a perfect preview reads 120 dB rather than infinity
+MSE_FLOOR = 1e-12
+
+
+def cell_mse(model, tiles: np.ndarray, valid: np.ndarray, codes: np.ndarray, quality: int) -> np.ndarray:
+    """Preview squared error of every latent cell of encoded tiles.
+
+    ``tiles`` (N, B, t, t) input reflectance, ``valid`` (N, t, t) bool, ``codes`` (N, C, (t/s)^2) the codes the
+    tiles were given at ``quality``. Returns (N, t/s, t/s) float32: the mean over the cell's valid pixels and all
+    bands of ``(preview - input)^2``; NaN for a cell without valid pixels.
+    """
+    n, _, t, _ = tiles.shape
+    s = model.stride
+    k = t // s
+    preview = model.preview(codes, quality, (k, k))                              # (N, B, t, t)
+    err = np.where(valid[:, None], preview.astype(np.float64) - tiles, 0.0) ** 2
+    per_pixel = err.mean(axis=1)                                                 # (N, t, t), 0 where invalid
+    total = per_pixel.reshape(n, k, s, k, s).sum(axis=(2, 4))
+    count = valid.reshape(n, k, s, k, s).sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mse = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return mse.astype(np.float32)
+
+
+def tile_psnr(mse: np.ndarray, valid_fraction: np.ndarray) -> np.ndarray:
+    """PSNR (dB, peak 1.0) of each row from its cells: ``mse`` and ``valid_fraction`` (n, cells).
+
+    The cells' squared errors are averaged weighted by their valid pixels (``valid_fraction``), the
+    error of the row's valid pixels; NaN for a row without a valid cell with a finite error.
+    """
+    mse = np.asarray(mse, dtype=np.float64)
+    w = np.where(np.isfinite(mse), np.asarray(valid_fraction, dtype=np.float64), 0.0)
+    total = np.where(w > 0, mse, 0.0) * w
+    wsum = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(wsum > 0, total.sum(axis=1) / np.where(wsum > 0, wsum, 1.0), np.nan)
+        out = 10 * np.log10(1.0 / np.maximum(m, MSE_FLOOR))
+    return np.where(np.isfinite(m), out, np.nan).astype(np.float32)
+
+
+def reference_bits_per_cell(tables) -> float:
+    """The tables' self-entropy per latent cell, summed over channels: ``sum_c sum_j f_cj / T * log2(T / f_cj)``
+    (T = 2**16, the escape entry included), the rate the codes cost on data like the data they were fitted on."""
+    total = 0.0
+    for t in tables:
+        f = np.asarray(t.freq, dtype=np.float64)
+        p = f / f.sum()
+        total += float((p * t.bits).sum())
+    return total
+
+
+def cell_bits(q: np.ndarray, tables) -> np.ndarray:
+    """Ideal code length in bits of each cell of rows ``q`` (n, C, cells) under the tables, escapes included
+    (as :func:`geocodec.format.entropy.cross_entropy_bits` counts them): (n, cells) float64."""
+    from geocodec.format.entropy import ESCAPE_BITS
+
+    out = np.zeros((q.shape[0], q.shape[2]), dtype=np.float64)
+    for c, table in enumerate(tables):
+        idx = q[:, c, :].astype(np.int64) - table.lo
+        esc = (idx < 0) | (idx >= table.n_values)
+        out += table.bits[np.where(esc, table.escape_index, idx)] + ESCAPE_BITS * esc
+    return out
+
+
+def rate_ratio(q: np.ndarray, tables, cells: np.ndarray, reference: float | None = None) -> np.ndarray:
+    """Each row's bits per cell over the cells marked in ``cells`` (n, cells) bool (the rows' ``valid_cells``),
+    divided by ``reference`` (default :func:`reference_bits_per_cell` of the tables): (n,) float32, NaN for a
+    row with no marked cell."""
+    ref = reference_bits_per_cell(tables) if reference is None else float(reference)
+    bits = cell_bits(q, tables)
+    n = cells.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_cell = np.where(n > 0, np.where(cells, bits, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+    return (per_cell / ref).astype(np.float32)
