@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from geocodec.cli.signals import os_error_line, terminate_as_interrupt
+from geocodec.cli.signals import one_line, os_error_line, terminate_as_interrupt
 from geocodec.errors import GeocodecError
 from geocodec.training.commands import add_train_parser, with_default_target
 from geocodec.verbosity import CommandParser, verbosity
@@ -602,6 +602,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_of(args) -> str | None:
+    return getattr(args, "output", None) or getattr(args, "out", None)
+
+
+def _inputs_of(args):
+    for name in ("input", "files", "inputs"):
+        value = getattr(args, name, None)
+        if value:
+            return value
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the sub-command; return its exit status.
 
@@ -615,10 +627,10 @@ def main(argv: list[str] | None = None) -> int:
         with verbosity(args, f"geocodec {args.command}"), terminate_as_interrupt():
             return args.func(args)
     except GeocodecError as exc:
-        print(f"geocodec {args.command}: error: {exc}", file=sys.stderr)
+        print(f"geocodec {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # full disk, read-only folder, no permission: one line naming the path
-        print(f"geocodec {args.command}: error: {os_error_line(exc, getattr(args, 'output', None))}",
+        print(f"geocodec {args.command}: error: {one_line(os_error_line(exc, _output_of(args), _inputs_of(args)))}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

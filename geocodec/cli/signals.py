@@ -35,9 +35,13 @@ def terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def os_error_line(exc: OSError, output: str | None = None) -> str:
-    """``PATH: reason`` for an OSError: its own file name, else ``output`` (the file being written), else none."""
-    path = exc.filename2 or exc.filename or output
+def os_error_line(exc: OSError, output: str | None = None, inputs=None) -> str:
+    """``PATH: reason`` for an OSError: its own file name; else, for a system error (errno set: full disk,
+    no permission) ``output``, the file being written; else (a library's read error, e.g. pyarrow's
+    "Deserializing page header failed") ``inputs``, what the command reads."""
+    if isinstance(inputs, (list, tuple)):
+        inputs = ", ".join(map(str, inputs))
+    path = exc.filename2 or exc.filename or (output if exc.errno is not None else (inputs or output))
     if path is not None:
         path = os.fspath(path)
         m = _TEMP.match(os.path.basename(path))
@@ -45,3 +49,8 @@ def os_error_line(exc: OSError, output: str | None = None) -> str:
             path = os.path.join(os.path.dirname(path), m.group(1))
     reason = exc.strerror or str(exc) or type(exc).__name__
     return f"{path}: {reason}" if path else reason
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: the line breaks of a library's message (pyarrow's, GDAL's) become spaces."""
+    return re.sub(r"\s*\n\s*", " ", message.strip())
