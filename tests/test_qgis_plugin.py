@@ -313,3 +313,30 @@ def test_algorithms_run_in_qgis_process(tmp_path, genoa):
                        env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert out.exists() and out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("damage", ["code", "truncate"])
+def test_corrupted_file_is_a_processing_error_not_a_crash(qgs, rondonia, tmp_path, damage):
+    """A corrupted code block or a truncated file: QgsProcessingException naming the file, QGIS goes on."""
+    import pyarrow.parquet as pq
+
+    from helpers import rewrite, set_column_value
+
+    bad = tmp_path / "bad.parquet"
+    if damage == "code":
+        codes = pq.read_table(rondonia, columns=["code"]).column("code").to_pylist()
+        row = max(i for i, c in enumerate(codes) if c)
+        code = bytearray(codes[row])
+        code[len(code) // 2] ^= 0x20
+        rewrite(rondonia, bad, table=set_column_value("code", row, bytes(code)))
+    else:
+        data = Path(rondonia).read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    algs = [("classify", {"HEAD": "landcover"})] + ([("load", {})] if damage == "truncate" else [])
+    for alg, params in algs:
+        with pytest.raises(qgis_core.QgsProcessingException) as exc:
+            run(alg, INPUT=str(bad), **params)
+        assert str(bad) in str(exc.value) and "Traceback" not in str(exc.value)
+        if damage == "code" and alg == "classify":
+            assert "row" in str(exc.value) and "code" in str(exc.value)
+    assert layer_of(run("classify", INPUT=str(rondonia), HEAD="landcover")).featureCount() == 8  # QGIS still works

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from geocodec.cli.signals import one_line, os_error_line, terminate_as_interrupt
 from geocodec.errors import GeocodecError
 from geocodec.training.commands import add_train_parser, with_default_target
 from geocodec.verbosity import CommandParser, verbosity
@@ -85,8 +86,9 @@ def cmd_info(a) -> int:
     """Run ``geocodec info``: print each file's summary (or JSON) and whether several files merge."""
     from geocodec.format.info import format_summary, merge_report, summarize
     from geocodec.format.reader import GeocodecFile
+    from geocodec.format.sources import expand_sources
 
-    files = [GeocodecFile(p) for p in a.files]
+    files = [GeocodecFile(p) for p in expand_sources(a.files)]  # a folder: its files, as every command
     summaries = [summarize(f) for f in files]
     problems = merge_report(files) if len(files) > 1 else []
     if a.json:
@@ -274,6 +276,8 @@ def cmd_search(a) -> int:
         write_result(result, a.output)
     finally:
         s.close()
+    if s.index_warning:
+        print(f"geocodec search: warning: {s.index_warning}", file=sys.stderr)
     print(f"query: {tiles.how} ({len(tiles.rows)} tile(s)); index: {s.index.kind}, {s.index_status}")
     t = result.table
     ids = t.column("tile_id").to_pylist() if "tile_id" in t.column_names else t.column("row").to_pylist()
@@ -410,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("info", help="summary of one or more files; with several, whether they can be merged")
-    s.add_argument("files", nargs="+", metavar="FILE", help="geocodec files (paths or http(s) URLs)")
+    s.add_argument("files", nargs="+", metavar="FILE", help="geocodec files, directories of files, or http(s) URLs")
     s.add_argument("--json", action="store_true", help="print the summary as JSON instead of text")
     s.set_defaults(func=cmd_info)
 
@@ -628,20 +632,37 @@ def check_outputs(args) -> None:
             refuse_overwrite(value, inputs, field=name)
 
 
+def _output_of(args) -> str | None:
+    return getattr(args, "output", None) or getattr(args, "out", None)
+
+
+def _inputs_of(args):
+    for name in ("input", "files", "inputs"):
+        value = getattr(args, name, None)
+        if value:
+            return value
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the sub-command; return its exit status.
 
-    A :class:`~geocodec.errors.GeocodecError` is printed as ``geocodec COMMAND: error: ...`` and returns 2; Ctrl-C
-    returns 130.
+    A :class:`~geocodec.errors.GeocodecError` or an :class:`OSError` (full disk, read-only folder, no permission)
+    is printed as one line ``geocodec COMMAND: error: ...`` naming the path and returns 2; Ctrl-C and SIGTERM
+    return 130 after the atomic writes have removed their temporary files.
     """
     parser = build_parser()
     args = parser.parse_args(with_default_target(sys.argv[1:] if argv is None else argv))
     try:
-        with verbosity(args, f"geocodec {args.command}"):
+        with verbosity(args, f"geocodec {args.command}"), terminate_as_interrupt():
             check_outputs(args)
             return args.func(args)
     except GeocodecError as exc:
-        print(f"geocodec {args.command}: error: {exc}", file=sys.stderr)
+        print(f"geocodec {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # full disk, read-only folder, no permission: one line naming the path
+        print(f"geocodec {args.command}: error: {one_line(os_error_line(exc, _output_of(args), _inputs_of(args)))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

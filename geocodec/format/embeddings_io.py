@@ -17,7 +17,7 @@ import shapely
 
 from geocodec.atomic import atomic_output
 from geocodec.errors import InputError, MetadataError
-from geocodec.format.metadata import GEO_KEY, build_geo
+from geocodec.format.metadata import GEO_KEY, build_geo, check_geo
 from geocodec.format.sources import check_regular_file
 
 ZSTD_LEVEL = 15
@@ -49,10 +49,9 @@ def read_geo_metadata(kv: dict | None, *, source: str) -> dict:
         raise MetadataError("no 'geo' key in the Parquet footer: not a GeoParquet file", source=source, field="geo")
     try:
         geo = json.loads(raw)
-        geo["columns"][geo["primary_column"]]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise MetadataError(f"malformed 'geo' metadata: {exc}", source=source, field="geo") from exc
-    return geo
+    return check_geo(geo, source=source)
 
 
 def resolve_crs(geo: dict, *, source: str, crs_override=None):

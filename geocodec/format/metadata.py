@@ -370,3 +370,43 @@ def parse_json_key(kv: dict, key: str, *, source: str, required: bool = True):
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
+
+
+def check_geo(geo, *, source: str) -> dict:
+    """``geo`` (the parsed GeoParquet key) if its shape is what every reader relies on; else MetadataError.
+
+    An object with a string ``primary_column`` naming an object in ``columns``; of that column, an
+    ``encoding`` string, ``geometry_types`` a list of strings, ``bbox`` 4 or 6 finite numbers and ``crs``
+    an object, a string or null, where present. The one check of ``geo`` every command goes through.
+    """
+    def bad(what: str, field: str):
+        raise MetadataError(f"malformed 'geo' metadata: {what}", source=source, field=field)
+
+    if not isinstance(geo, dict):
+        bad(f"not a JSON object but {type(geo).__name__}", "geo")
+    primary = geo.get("primary_column")
+    if not isinstance(primary, str):
+        bad(f"primary_column must be a string, got {primary!r}", "geo.primary_column")
+    columns = geo.get("columns")
+    if not isinstance(columns, dict):
+        bad(f"columns must be an object, got {type(columns).__name__}", "geo.columns")
+    col = columns.get(primary)
+    field = f"geo.columns.{primary}"
+    if not isinstance(col, dict):
+        bad(f"primary_column '{primary}' has no object in columns", field)
+    if "encoding" in col and not isinstance(col["encoding"], str):
+        bad(f"encoding must be a string, got {col['encoding']!r}", field + ".encoding")
+    types = col.get("geometry_types", [])
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        bad(f"geometry_types must be a list of strings, got {types!r}", field + ".geometry_types")
+    bbox = col.get("bbox")
+    if bbox is not None and not (isinstance(bbox, list) and len(bbox) in (4, 6)
+                                 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                         and np.isfinite(v) for v in bbox)):
+        bad(f"bbox must be 4 or 6 finite numbers, got {bbox!r}", field + ".bbox")
+    crs = col.get("crs")
+    if crs is not None and not isinstance(crs, (dict, str)):
+        bad(f"crs must be a PROJJSON object, a string or null, got {crs!r}", field + ".crs")
+    if isinstance(crs, dict) and "id" in crs and not isinstance(crs["id"], dict):
+        bad(f"crs.id must be an object, got {crs['id']!r}", field + ".crs.id")
+    return geo

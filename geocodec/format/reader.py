@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from geocodec.errors import GeocodecError, InputError, MetadataError
 from geocodec.format.blocks import decode_code_columns, start_decode
 from geocodec.threads import decode_workers
-from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, check_fingerprint,
+from geocodec.format.metadata import (DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, check_fingerprint, check_geo,
                                       decode_decoder,
                                       parse_json_key, validate_extension)
 from geocodec.format.onnx_model import OnnxDecoder, load_decoder
@@ -89,7 +89,7 @@ class GeocodecFile:
         except (pa.ArrowInvalid, OSError) as exc:
             raise GeocodecError(f"not a readable Parquet file: {exc}", source=self.source) from exc
         kv = self.parquet.metadata.metadata or {}
-        self.geo = parse_json_key(kv, GEO_KEY, source=self.source)
+        self.geo = check_geo(parse_json_key(kv, GEO_KEY, source=self.source), source=self.source)
         self.emb = parse_json_key(kv, EMB_KEY, source=self.source, required=False)
         self.ext = validate_extension(parse_json_key(kv, EXT_KEY, source=self.source), source=self.source)
         check_fingerprint(self.ext, source=self.source)

@@ -49,15 +49,15 @@ def expand_sources(sources) -> list[str]:
 
 def open_binary(source: str):
     """A seekable binary file object: a local regular file (:func:`check_regular_file`), or ranged HTTP reads
-    without read-ahead."""
-    if is_url(source):
-        import fsspec
+    without read-ahead.
 
-        fs = fsspec.filesystem("http")
-        # no read-ahead: pyarrow asks for exactly the byte ranges it needs. block_size must be
-        # non-zero (fsspec gives an unseekable streaming file for 0); cache_type "none" then
-        # fetches exactly the requested ranges, whatever the block size.
-        return fs.open(source, "rb", block_size=1 << 20, cache_type="none")
+    URLs are read by :class:`~geocodec.format.http_file.HttpFile` (timeouts, retries, clear errors
+    naming the URL and HTTP status); pyarrow asks for exactly the byte ranges it needs.
+    """
+    if is_url(source):
+        from geocodec.format.http_file import HttpFile
+
+        return HttpFile(source)
     return open(check_regular_file(source), "rb")
 
 

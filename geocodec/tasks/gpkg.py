@@ -61,7 +61,11 @@ def _geometry_type(types: list[str]) -> str:
 
 def write_batches(batches, path: str, *, crs, geometry_types: list[str], layer: str | None = None,
                   metadata: dict | None = None, geometry_column: str = "geometry") -> None:
-    """Stream record batches into a new GeoPackage layer, atomically."""
+    """Stream record batches into a new GeoPackage layer, atomically.
+
+    An error raised while producing the batches (e.g. a corrupted block's
+    :class:`~geocodec.errors.BitstreamError`, with its file, row and field) is re-raised as it is,
+    not as GDAL's "Error while accessing batch from stream"."""
     pyogrio = _pyogrio()
     from pyproj import CRS
 
@@ -69,7 +73,8 @@ def write_batches(batches, path: str, *, crs, geometry_types: list[str], layer: 
     first = next(batches, None)
     if first is None:
         raise InputError("nothing to write", source=path)
-    reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, batches))
+    failures: list[BaseException] = []
+    reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, batches, failures))
     layer = layer or os.path.splitext(os.path.basename(path))[0]
     with atomic_output(path) as tmp:
         tmp_gpkg = tmp + ".gpkg"  # GDAL wants the .gpkg extension
@@ -79,15 +84,24 @@ def write_batches(batches, path: str, *, crs, geometry_types: list[str], layer: 
                                 crs=CRS.from_user_input(crs).to_wkt() if crs is not None else None,
                                 dataset_metadata={str(k): str(v) for k, v in (metadata or {}).items()} or None)
             os.replace(tmp_gpkg, tmp)
+        except Exception:
+            if failures:
+                raise failures[0] from None
+            raise
         finally:
             for leftover in (tmp_gpkg, tmp_gpkg + "-journal", tmp_gpkg + "-wal", tmp_gpkg + "-shm"):
                 if os.path.exists(leftover):
                     os.remove(leftover)
 
 
-def _chain(first, rest):
+def _chain(first, rest, failures: list):
+    """``first`` then ``rest``; an exception ``rest`` raises is kept in ``failures`` before it propagates."""
     yield first
-    yield from rest
+    try:
+        yield from rest
+    except BaseException as exc:
+        failures.append(exc)
+        raise
 
 
 def decode_to_gpkg(input_path, output_path, *, bbox=None, time=None, layer: str | None = None,

@@ -517,6 +517,7 @@ class Searcher:
         self.threads = threads
         self.index_path = index_path or default_index_path(self.source)
         self.index_status = "given"
+        self.index_warning: str | None = None  # why a newly built index was not saved, if it was not
         if index is None:
             index = self._load_or_build(method, save_index, rebuild, progress)
         elif index.rows != self.ds.num_rows:
@@ -537,8 +538,14 @@ class Searcher:
         idx = build_index(self.source, method=method, threads=self.threads, progress=progress, dataset=self.ds)
         self.index_status = "built"
         if save and path and (idx.kind == "ann" or method == "exact"):
-            idx.save(path)
-            self.index_status = f"built and saved {path}"
+            try:
+                idx.save(path)
+            except (OSError, GeocodecError) as exc:  # the search goes on; only the next run rebuilds
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.index_warning = f"the index could not be saved to {path}: {why}"
+                self.index_status = "built (not saved)"
+            else:
+                self.index_status = f"built and saved {path}"
         return idx
 
     def close(self):

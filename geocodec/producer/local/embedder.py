@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from geocodec.atomic import work_dir
 from geocodec.errors import InputError, MetadataError
 from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
 
@@ -114,11 +115,14 @@ def encode_with_embedder(inputs: list[str], embedder: str, output: str, *, quali
     from geocodec.format.stac import write_stac
 
     table, identity, grid = embed_scene(inputs, embedder, bands=bands, tile_px=tile_px, progress=progress)
-    with tempfile.TemporaryDirectory() as tmp:
+    tmp = work_dir("embed")  # geocodec-embed-PID-…: a killed run's is removed by the next one
+    try:
         floats = os.path.join(tmp, "embeddings.parquet")
         write_geoparquet(table, floats)
         rep = compress(floats, "embedding", output, quality=quality, model=identity,
                        grid=grid.to_json(f"{identity['name']}-{grid.tile_px}px"), progress=progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     stac = write_stac(output, os.path.splitext(output)[0] + ".stac.json",
                       sources=[os.fspath(i) for i in inputs if os.path.exists(i)])
     rep["stac"], rep["stac_collection"] = stac["item"], stac["collection"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
+from geocodec.atomic import work_dir
 from geocodec.codecs.bands import SCL_BAND, model_bands
 from geocodec.errors import InputError
 from geocodec.producer.local.sentinel2 import band_files, label_files
@@ -86,7 +86,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
     if not inputs:
         raise InputError("no input rasters", field="INPUT")
     output = os.fspath(output)
-    work = keep or tempfile.mkdtemp(prefix="geocodec-encode-")
+    work = keep or work_dir("encode")  # geocodec-encode-PID-…; those of killed runs are removed here
     os.makedirs(work, exist_ok=True)
     try:
         staged_dir = os.path.join(work, "inputs")
