@@ -300,9 +300,19 @@ def test_a_nan_coordinate_is_refused_at_input(tmp_path):
     g = grid_points(50)
     g[17] = shapely.points(np.nan, 3.0)
     src = write_input(tmp_path / "in.parquet", n=50, d=8, geometry=g)
-    with pytest.raises(InputError) as info:
+    # the writer of this input put the NaN into the footer's bbox too: refused there, naming the field
+    with pytest.raises(MetadataError) as info:
         compress(src, "embedding", tmp_path / "out.parquet", progress=False)
+    assert info.value.field == "geo.columns.geometry.bbox" and "finite" in str(info.value)
+    # with a finite footer bbox the NaN row itself is refused, naming the row
+    from helpers import edit_geo, rewrite
+
+    fixed = rewrite(src, tmp_path / "in_bbox.parquet",
+                    meta=edit_geo(lambda geo: geo["columns"]["geometry"].update(bbox=[-63.0, -12.0, -60.0, 3.0])))
+    with pytest.raises(InputError) as info:
+        compress(fixed, "embedding", tmp_path / "out.parquet", progress=False)
     assert info.value.row == 17 and "NaN" in str(info.value)
+    assert not (tmp_path / "out.parquet").exists()
 
 
 # -- declared sizes ----------------------------------------------------------------------------------------
