@@ -148,10 +148,9 @@ def main(argv=None) -> int:
         f"({model.card['files']['embedding_decoder']['path']}) and the quality's entropy tables included. Above "
         "about 1,000 km2 the two converge: the codes dominate.",
         "",
-        "What remains of the fixed overhead by reference: the `geo` key (PROJJSON of the CRS, about 3 KB), the "
-        "`geocodec` key (about 1.7 KB), the Arrow schema pyarrow writes (`ARROW:schema`, about 1.3 KB) and "
-        "the Parquet column metadata. Writing `geo` into the Arrow schema metadata as well (as GeoParquet "
-        "writers do) would add it a second time, base64 inside `ARROW:schema`: about 4 KB more.",
+        "What remains of the fixed overhead by reference: the `geo` key (the CRS as PROJJSON), the `emb` and "
+        "`geocodec` keys and the Parquet column metadata. No `ARROW:schema` copy is written (`store_schema=False`): "
+        "pyarrow reads the footer keys as the Arrow schema's metadata (SPEC.md 3.5), so `geo` is stored once.",
     ]
     common.write_page(a.out, "\n".join(lines) + "\n")
     print(f"wrote {a.out}")
