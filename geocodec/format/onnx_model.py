@@ -26,6 +26,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path) -> str:
+    """Hex sha256 of the file at ``path``, read in 8 MiB pieces (a large file is never held whole)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(8 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class OnnxDecoder:
     """An onnxruntime session over verified decoder bytes.
 

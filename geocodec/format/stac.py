@@ -15,7 +15,6 @@ Documents are plain dicts, written as JSON atomically.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from geocodec.atomic import atomic_output
 from geocodec.format.metadata import EXT_KEY, build_emb
 from geocodec.format.reader import GeocodecFile
 from geocodec.format.stac_mlm import mlm_extensions, mlm_properties, model_asset
+from geocodec.format.onnx_model import file_sha256
 
 STAC_VERSION = "1.0.0"
 EMB_SCHEMA = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
@@ -37,15 +37,6 @@ DEFAULT_LICENSE = "proprietary"
 def multihash_sha256(hex_digest: str) -> str:
     """``file:checksum`` value: a multihash (0x12 = sha2-256, 0x20 = 32 bytes) in hex."""
     return "1220" + hex_digest
-
-
-def file_sha256(path: str) -> str:
-    """Hex sha256 of the file at ``path``, read in 1 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _wgs84_bbox(f: GeocodecFile) -> list[float]:

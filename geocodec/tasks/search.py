@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyproj  # noqa: F401, I001
 
 from geocodec.errors import GeocodecError, InputError, MetadataError
+from geocodec.format.onnx_model import file_sha256
 
 EXACT_MAX_ROWS = 100_000          # "auto": exact numpy search up to this many rows, HNSW above
 EXACT_BLOCK_ROWS = 65_536         # rows per matrix product in exact search
@@ -60,15 +61,6 @@ class StaleIndexError(MetadataError):
 
 class IndexIntegrityError(StaleIndexError):
     """A saved search index whose files are not the ones it was saved with (replaced, edited or truncated)."""
-
-
-def file_sha256(path: str) -> str:
-    """The sha256 (hex) of the file at ``path``, read in 8 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(8 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def meta_digest(meta: dict) -> str:
