@@ -201,3 +201,15 @@ def set_column_value(name: str, row: int, value):
 def leftovers(directory) -> list[str]:
     """Temporary files a failed write might have left behind."""
     return sorted(f for f in os.listdir(directory) if f.endswith(".tmp") or f.startswith("."))
+
+
+def compressed_input(folder, name: str, *, n: int, d: int, seed: int, block_rows: int, row_group_rows: int,
+                     quality: int = 6) -> str:
+    """A geocodec file of ``n`` synthetic ``d``-float vectors in ``folder``, compressed with the given blocking."""
+    from geocodec.codecs.compress import compress
+
+    src = write_input(Path(folder) / f"{name}.input.parquet", n=n, d=d, seed=seed)
+    out = Path(folder) / f"{name}.parquet"
+    compress(src, "embedding", out, quality=quality, block_rows=block_rows, row_group_rows=row_group_rows,
+             progress=False)
+    return str(out)

@@ -12,24 +12,20 @@ import pyarrow as pa
 import pytest
 
 from geocodec.format import blocks
-from geocodec.codecs.compress import compress
 from geocodec.errors import BitstreamError, InputError
 from geocodec.format.blocks import decode_code_columns
 from geocodec.threads import decode_workers, usable_cores
 from geocodec.format.query import Query
 from geocodec.format.reader import GeocodecFile
 
-from helpers import REPO, rewrite, write_input
+from helpers import REPO, compressed_input, rewrite
 
 
 @pytest.fixture(scope="module")
 def many_blocks(tmp_path_factory) -> str:
     """3000 rows, 16 rows per block, 1000 per row group: 63 blocks per row group (> PARALLEL_MIN_BLOCKS)."""
-    d = tmp_path_factory.mktemp("parallel")
-    src = write_input(d / "input.parquet", n=3000, d=24, seed=3)
-    out = d / "many.parquet"
-    compress(src, "embedding", out, quality=6, block_rows=16, row_group_rows=1000, progress=False)
-    return str(out)
+    return compressed_input(tmp_path_factory.mktemp("parallel"), "many", n=3000, d=24, seed=3, block_rows=16,
+                            row_group_rows=1000)
 
 
 def test_file_takes_the_parallel_path(many_blocks):

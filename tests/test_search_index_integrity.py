@@ -12,20 +12,16 @@ import sys
 import numpy as np
 import pytest
 
-from geocodec.codecs.compress import compress
 from geocodec.tasks.search import (INDEX_META, INDEX_VECTORS, IndexIntegrityError, SearchIndex, Searcher,
                                    StaleIndexError, open_index)
 
-from helpers import REPO, write_input
+from helpers import REPO, compressed_input
 
 
 @pytest.fixture(scope="module")
 def small_file(tmp_path_factory) -> str:
-    d = tmp_path_factory.mktemp("index")
-    src = write_input(d / "in.parquet", n=300, d=16, seed=3)
-    out = d / "f.parquet"
-    compress(src, "embedding", out, quality=6, block_rows=32, row_group_rows=128, progress=False)
-    return str(out)
+    return compressed_input(tmp_path_factory.mktemp("index"), "f", n=300, d=16, seed=3, block_rows=32,
+                            row_group_rows=128)
 
 
 def _indexed(small_file, tmp_path, method="exact") -> tuple[str, str]:
