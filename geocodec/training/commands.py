@@ -25,7 +25,7 @@ MODULES = {"codec": "geocodec.training.train", "heads": "geocodec.training.heads
 HELP = {"codec": "the learned Sentinel-2 codec s2-5band-v1 (model.json, ONNX files, model card)",
         "heads": "the shipped land-cover and monitoring heads on Rondonia (docs/heads.md)",
         "ships": "the shipped ship head on sen2ships (docs/ships.md)"}
-CODEC_OUT = "out/train/s2-5band-v1"
+CODEC_OUT = "out/train/<model>"
 CARD = "docs/model-card.md"
 
 
@@ -37,7 +37,10 @@ def _command(prog: str, options) -> str:
 # -- codec ----------------------------------------------------------------------------------------------
 def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``geocodec train codec``."""
-    p.add_argument("--out", default=CODEC_OUT, help=f"model folder to write (default {CODEC_OUT})")
+    p.add_argument("--model", default="s2-5band-v1",
+                   help="which model to train: its architecture, data and objective (s2-5band-v1, the default, "
+                        "or s2-5band-v2)")
+    p.add_argument("--out", help=f"model folder to write (default {CODEC_OUT})")
     p.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
     p.add_argument("--minutes", type=float,
                    help="stop after this much wall time (whichever of steps/minutes comes first)")
@@ -47,9 +50,9 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
     p.add_argument("--report-only", action="store_true",
                    help=f"only write the model card (--card, default {CARD}) from OUT/model.json, without training")
-    p.add_argument("--distortion", choices=["log", "linear"], default="log",
-                   help="distortion term: MSE of standardised log bands (the shipped model) or of reflectance "
-                        "over each band's variance (as PSNR weighs errors)")
+    p.add_argument("--distortion", choices=["log", "linear"],
+                   help="distortion term: MSE of standardised log bands (s2-5band-v1) or of reflectance "
+                        "over each band's variance (as PSNR weighs errors; s2-5band-v2); default: the model's")
     p.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-minutes and at the end "
                                         "(default OUT/checkpoint.pt)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
@@ -60,6 +63,17 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_codec(a: argparse.Namespace) -> int:
     """Train the codec (or, with ``--report-only``, write its card from ``model.json``)."""
+    import dataclasses
+
+    from geocodec.training.presets import PRESETS
+
+    if a.model not in PRESETS:
+        a.parser.error(f"--model: unknown model {a.model!r}; known: {', '.join(PRESETS)}")
+    cfg = PRESETS[a.model]
+    if a.distortion:
+        cfg = dataclasses.replace(cfg, distortion=a.distortion)
+    if a.out is None:
+        a.out = CODEC_OUT.replace("<model>", a.model)
     if a.report_only:
         from geocodec.training.model_card import write_model_card
 
@@ -72,13 +86,12 @@ def run_codec(a: argparse.Namespace) -> int:
     from geocodec.training.train import train
 
     invoked = _command(f"{a.prog} --out {a.out}", [
-        (f, v, None) for f, v in (("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
-                                  ("--distortion", None if a.distortion == "log" else a.distortion),
+        (f, v, None) for f, v in (("--model", None if a.model == "s2-5band-v1" else a.model),
+                                  ("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
+                                  ("--distortion", a.distortion),
                                   ("--device", a.device), ("--data", a.data), ("--card", a.card))])
-    from geocodec.training.train import TrainConfig
-
     card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
-                 config=TrainConfig(distortion=a.distortion),
+                 config=cfg,
                  progress=not a.quiet, card_path=a.card, command=invoked, checkpoint=a.checkpoint,
                  checkpoint_minutes=a.checkpoint_minutes, resume=a.resume)
     tr = card["training"]

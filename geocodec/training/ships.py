@@ -31,6 +31,7 @@ same or a neighbouring cell (Chebyshev distance <= 1 cell), one to one, best sco
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import time
@@ -50,7 +51,7 @@ TRAIN_PORTS = ("algiers", "athens", "cartagena", "casablanca", "gdynia", "klang"
 THRESHOLD_FOLDS = (("athens", "klang"), ("cartagena", "casablanca", "valencia"), ("algiers", "gdynia"))
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97,
               0.98, 0.99)
-PCA_KS = (1, 2, 4, 8)         # storage baselines on the 24-d cell vectors (geocodec.training.baselines)
+PCA_KS = (1, 2, 4, 8)         # storage baselines on the C-d cell vectors (geocodec.training.baselines)
 PQ_MS = (1, 2, 3, 4, 6, 8)
 HELD_OUT = D.HELD_OUT_PORTS  # ("genoa", "hedland")
 TILE = 128
@@ -168,7 +169,7 @@ def latent_set(model, port: Port, variants, keep_pixels: bool = True) -> dict:
 
 # -- models --------------------------------------------------------------------------------------------
 class LatentHead(nn.Module):
-    """Dequantized latents (N, 24, 16, 16) -> ship probability per 80 m cell (N, 16, 16) and count (N,)."""
+    """Dequantized latents (N, C, 16, 16) -> ship probability per 80 m cell (N, 16, 16) and count (N,)."""
 
     def __init__(self, channels: int = 24, width: int = WIDTH, scale: np.ndarray | None = None):
         super().__init__()
@@ -182,7 +183,7 @@ class LatentHead(nn.Module):
             nn.Conv2d(width, 1, 1))
 
     def logits(self, y):
-        """Ship logits per cell (N, 16, 16) of latents ``y`` (N, 24, 16, 16), scaled per channel."""
+        """Ship logits per cell (N, 16, 16) of latents ``y`` (N, C, 16, 16), scaled per channel."""
         return self.net(y * self.inv_scale)[:, 0]
 
     def forward(self, y):
@@ -227,7 +228,7 @@ def _loss(logits, target, pos_weight: float = POS_WEIGHT):
 
 def train_latent_head(y: np.ndarray, target: np.ndarray, steps_per_q, *, steps: int, seed: int, batch: int = 64,
                       log=print) -> LatentHead:
-    """Train a :class:`LatentHead` on latents ``y`` (N, 24, 16, 16) and cell targets ``target`` (N, 16, 16).
+    """Train a :class:`LatentHead` on latents ``y`` (N, C, 16, 16) and cell targets ``target`` (N, 16, 16).
 
     Each sample is quantized with a step drawn from ``steps_per_q``; half of each batch are tiles with ships. Raises
     ValueError when no tile holds a ship. Returns the head in eval mode.
@@ -350,7 +351,7 @@ def bits_per_tile(model, y: np.ndarray, quality: int) -> float:
 def export_head(head: LatentHead, meta: dict) -> bytes:
     """A :class:`LatentHead` as ONNX bytes, with head metadata ``meta``.
 
-    Input ``latent`` [N, 24, 16, 16]; outputs ``heatmap`` [N, 16, 16] and ``count`` [N].
+    Input ``latent`` [N, C, 16, 16]; outputs ``heatmap`` [N, 16, 16] and ``count`` [N].
     """
     import io
     import warnings
@@ -360,7 +361,7 @@ def export_head(head: LatentHead, meta: dict) -> bytes:
     from geocodec.tasks.heads import add_head_metadata
 
     buf = io.BytesIO()
-    dummy = torch.zeros(1, 24, K, K)
+    dummy = torch.zeros(1, head.net[0].in_channels, K, K)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(head, (dummy,), buf, input_names=["latent"], output_names=["heatmap", "count"],
@@ -399,8 +400,8 @@ def choose_threshold(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> t
 
 
 def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
-    """Storage baselines (geocodec.training.baselines) on the latent grid's 24-d cell vectors: fitted on ``train``
-    (N, 24, 16, 16), applied to ``test``; ``decoded`` comes back as a grid."""
+    """Storage baselines (geocodec.training.baselines) on the latent grid's C-d cell vectors: fitted on ``train``
+    (N, C, 16, 16), applied to ``test``; ``decoded`` comes back as a grid."""
     from geocodec.training import baselines as B
 
     def cells(y):
@@ -411,6 +412,29 @@ def grid_baselines(train: np.ndarray, test: np.ndarray) -> list:
         n, c, h, w = test.shape
         st.decoded = st.decoded.reshape(n, h, w, c).transpose(0, 3, 1, 2).copy()
         out.append(st)
+    return out
+
+
+def j2k_rows(port: Port, phead, e: dict, threshold: float, budgets: dict, *, log=print) -> dict:
+    """What a user could ship instead of codes: the port's pixels as one JPEG 2000 codestream (all five bands,
+    DN, invalid pixels 0) at no more bytes than the codes of each quality (``budgets``: {quality: bits per
+    tile}), decoded, tiled and scored with the raw-pixel head. Keys ``JPEG 2000 @q<k> bytes``; a budget
+    JPEG 2000 cannot reach is logged and left out."""
+    from geocodec.training.baselines import j2k_at_bytes
+
+    dn = np.clip(np.round(port.data * 1e4), 0, 65535).astype(np.uint16)
+    n = len(e["y"])
+    out = {}
+    for q, bits in budgets.items():
+        try:
+            dec, nbytes, level = j2k_at_bytes(dn, bits * n / 8)
+        except ValueError as exc:
+            log(f"{port.name} JPEG 2000 at q{q}'s bytes: {exc}")
+            continue
+        data = np.where(port.valid[None], dec.astype(np.float32) * np.float32(1e-4), np.float32(0))
+        t = tile_port(dataclasses.replace(port, data=data))
+        out[f"JPEG 2000 @q{q} bytes"] = {**scores(_torch_prob(phead, t["tiles"]), e["count_map"], e["rc"], threshold),
+                                        "bits_per_tile": 8.0 * nbytes / n, "j2k_target_db": round(level, 3)}
     return out
 
 
@@ -440,8 +464,9 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
         train_sets[p] = latent_set(model, port, variants)
         t = tile_port(port)
         plain[p] = {"y": _latents(model, t["tiles"]), "tiles": t["tiles"], "count_map": t["count_map"], "rc": t["rc"]}
+    held_ports = {}
     for p in HELD_OUT:
-        port = load_port(p, data_dir)
+        port = held_ports[p] = load_port(p, data_dir)
         t = tile_port(port)
         plain[p] = {"y": _latents(model, t["tiles"]), "tiles": t["tiles"], "count_map": t["count_map"], "rc": t["rc"],
                     "date": port.date}
@@ -484,7 +509,7 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
     del train_sets
 
     meta = {"task": "ships",
-            "input": {"kind": "latent_grid", "shape": [24, K, K], "name": "latent",
+            "input": {"kind": "latent_grid", "shape": [int(model.card["channels"]), K, K], "name": "latent",
                       "values": "dequantized latents q * step of the file's codec"},
             "output": {"kind": "heatmap", "names": ["ship"], "outputs": ["heatmap", "count"],
                        "shape": [K, K], "cell_m": STRIDE * 10.0, "values": "ship probability per cell",
@@ -521,6 +546,8 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
                                        "bits_per_tile": st.bits_per(len(e["y"])), "side_bits": st.side_bits}
         rows["raw pixels"] = {**scores(_torch_prob(phead, e["tiles"]), e["count_map"], e["rc"], pthr),
                               "bits_per_tile": float(raw_tile_bits(e["tiles"]).mean())}
+        rows.update(j2k_rows(held_ports[p], phead, e, pthr, {q: rows[f"q{q}"]["bits_per_tile"] for q in QUALITIES},
+                             log=log))
         results[p] = rows
         log(f"{p}: " + ", ".join(f"{k} F1 {v['obj_f1']:.2f} @ {v['bits_per_tile']:.0f} b" for k, v in rows.items()))
 
@@ -537,7 +564,8 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
               "pixel_steps": pixel_steps, "seed": seed, "minutes": (time.time() - t0) / 60, "command": command,
               "ships": {p: int(plain[p]["count_map"].sum()) for p in plain},
               "tiles": {p: int(len(plain[p]["y"])) for p in plain}, "onnx_check": diff,
-              "model": f"{ident['name']} {ident['version']} (encoder sha256 {ident['sha256'][:12]}...)"}
+              "model": f"{ident['name']} {ident['version']} (encoder sha256 {ident['sha256'][:12]}...)",
+              "channels": int(model.card["channels"])}
     report["date"] = _dt.date.today().isoformat()
     with atomic_output(REPORT_PATH) as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1, default=lambda o: o.item()) + "\n")

