@@ -243,6 +243,47 @@ def test_local_rename_labels_repeating_the_names_is_a_no_op():
         rename_labels(cube, "bands", ["code_000", "valid_fraction"])
 
 
+def test_local_mask_is_lazy_and_equals_openeo_processes_dask():
+    """The runner's ``mask`` gives openeo-processes-dask's result (non-zero/true replaced, null mask values
+    replace nothing) without computing anything; misaligned cubes still go through the library's alignment."""
+    import dask
+    import dask.array as da
+    from openeo_processes_dask.process_implementations.cubes.mask import mask as base
+
+    from geocodec.producer.local.runner import make_mask
+
+    rng = np.random.default_rng(0)
+    coords = {"bands": ["B02", "B03"], "t": np.array(["2024-01-01", "2024-02-01"], "datetime64[ns]"),
+              "y": np.arange(6.0), "x": np.arange(8.0)}
+    data = xr.DataArray(da.from_array(rng.random((2, 2, 6, 8)), chunks=(2, 1, 3, 4)), dims=("bands", "t", "y", "x"),
+                        coords=coords)
+    m = rng.random((2, 6, 8)) > 0.6
+    mf = m.astype(float)
+    mf[0, 0, :3] = np.nan                                   # unknown: not masked
+    cloud = xr.DataArray(da.from_array(mf, chunks=(1, 3, 4)), dims=("t", "y", "x"),
+                         coords={k: coords[k] for k in ("t", "y", "x")})
+    ours = make_mask(base)
+    calls = []
+
+    def no_compute(dsk, keys, **kw):
+        calls.append(1)
+        raise AssertionError("mask computed something")
+
+    with dask.config.set(scheduler=no_compute):
+        lazy = ours(data, cloud)
+    assert not calls and isinstance(lazy.data, da.Array)
+    got = lazy.compute()
+    want = base(data=data.compute(), mask=cloud.compute())
+    assert got.dims == data.dims
+    np.testing.assert_array_equal(np.isnan(got.values), np.isnan(want.transpose(*data.dims).values))
+    np.testing.assert_allclose(got.values, want.transpose(*data.dims).values)
+    assert not np.isnan(got.values[:, 0, 0, :3]).any()     # null mask values replace nothing
+    np.testing.assert_allclose(ours(data, cloud, replacement=-1).compute().values,
+                               np.where(np.nan_to_num(mf)[None] > 0, -1, data.values))
+    shifted = cloud.assign_coords(x=cloud.x + 0.5)          # other spatial labels: the library aligns them
+    assert make_mask(lambda **kw: "aligned by the library")(data, shifted) == "aligned by the library"
+
+
 def test_udf_declares_its_dependencies_pep_723():
     """The inline script metadata block (PEP 723) parses as TOML, and each dependency is one of
     pyproject's with the same version specifier."""

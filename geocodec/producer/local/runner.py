@@ -1,7 +1,7 @@
 """Run the producer's openEO process graph locally, on local GeoTIFF/JP2 files, with dask.
 
 The graph JSON is parsed by openeo-pg-parser-networkx and executed with the
-process implementations of openeo-processes-dask, except for four processes
+process implementations of openeo-processes-dask, except for the processes
 this module supplies:
 
 ``load_collection``
@@ -27,6 +27,8 @@ this module supplies:
 ``rename_labels``
     openeo-processes-dask's, except that renaming labels to the ones they already
     have (the UDF named its bands) is a no-op instead of LabelExists.
+``mask``
+    openeo-processes-dask's semantics, kept lazy (its own computes the whole mask at once).
 ``save_result``
     ``netCDF`` (one file, variables = bands, with the CRS) or ``GTiff`` (one
     file per date, band descriptions = labels), written block by block in
@@ -674,6 +676,23 @@ def make_rename_labels(base):
     return rename_labels
 
 
+def make_mask(base):
+    """``mask`` that stays lazy: openeo-processes-dask's (``base``) computes the whole mask at once (its ``_not``
+    runs ``np.where`` on the dask-backed cube, which loads every chunk of the mask's inputs, a second full read
+    of the scene). Same semantics (openEO ``mask``: pixels whose mask value is non-zero or true are replaced,
+    null mask values replace nothing); cubes whose dimensions or spatial labels differ go to ``base``, which
+    aligns them."""
+    def mask(data, mask, replacement=None):
+        same = set(mask.dims) <= set(data.dims) and all(
+            d not in mask.dims or (mask.sizes[d] == data.sizes[d] and np.array_equal(mask[d].values, data[d].values))
+            for d in data.dims)
+        if not same:
+            return base(data=data, mask=mask, replacement=replacement)
+        hit = mask.fillna(0).astype(bool)
+        return data.where(~hit, np.nan if replacement is None else replacement)
+    return mask
+
+
 def build_registry(run: Run):
     """The process registry of a run: openeo-processes-dask's processes plus four of this module.
 
@@ -681,11 +700,12 @@ def build_registry(run: Run):
     """
     from openeo_pg_parser_networkx.process_registry import Process
     from openeo_processes_dask.process_implementations.cubes.general import rename_labels
+    from openeo_processes_dask.process_implementations.cubes.mask import mask
 
     registry = _base_registry()
     own = {"load_collection": run.load_collection, "apply_neighborhood": make_apply_neighborhood(run),
            "run_udf": make_run_udf(run.env()), "save_result": run.save_result,
-           "rename_labels": make_rename_labels(rename_labels)}
+           "rename_labels": make_rename_labels(rename_labels), "mask": make_mask(mask)}
     for name, fn in own.items():
         registry[name] = Process(spec=_spec(name), implementation=fn)
     return registry
