@@ -496,3 +496,28 @@ def test_local_runner_on_dask_distributed(tmp_path, model_path, crop):
     np.testing.assert_array_equal(arr[:CHANNELS], direct.q)
     rep = pack.pack_result(tif, tmp_path / "codes.parquet", model=model_path, quality=5)
     assert rep["rows"] == 8 * 7
+
+
+def test_local_reader_reuses_handles_but_never_reads_a_rewritten_file_stale(tmp_path):
+    """Band files stay open across chunks, keyed by size and mtime: a file rewritten at the same path is read anew."""
+    rasterio = pytest.importorskip("rasterio")
+    import os
+
+    from rasterio.transform import from_origin
+
+    from geocodec.producer.local.runner import _dataset
+
+    path = str(tmp_path / "b.tif")
+
+    def write(value, n):
+        with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(0, n * 10.0, 10.0, 10.0)) as dst:
+            dst.write(np.full((1, n, n), value, np.uint16))
+
+    write(100, 16)
+    a = _dataset(path)
+    assert _dataset(path) is a and int(a.read(1)[0, 0]) == 100
+    write(200, 16)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))  # a later write, same size
+    b = _dataset(path)
+    assert b is not a and a.closed and int(b.read(1)[0, 0]) == 200

@@ -48,6 +48,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,28 +98,53 @@ class RasterBands:
         out = np.full((1, len(bands), max(y1 - y0, 0), max(x1 - x0, 0)), np.nan, np.float32)
         if out.size == 0:
             return out[t]
-        for i, label in enumerate(bands):
-            if self.files[label] is None:
-                continue  # e.g. no SCL: unknown, stays NaN
-            arr = self._read_band(label, y0, y1, x0, x1)
+        present = [(i, label) for i, label in enumerate(bands) if self.files[label] is not None]  # no SCL: NaN
+        for (i, _), arr in zip(present, self._read_bands([label for _, label in present], y0, y1, x0, x1)):
             out[0, i] = arr
         return out[t]
 
+    def _read_bands(self, labels: list[str], y0: int, y1: int, x0: int, x1: int) -> list[np.ndarray]:
+        """The windows of several bands (one file per band here: one read each)."""
+        return [self._read_band(label, y0, y1, x0, x1) for label in labels]
+
     def _read_band(self, label: str, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """One band's window on the reference grid, resampled from the band's own resolution."""
-        import rasterio
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
         r0, c0 = self.window[:2]
-        with rasterio.open(self.files[label]) as src:
-            fy, fx = src.res[1] / self.ref_res[1], src.res[0] / self.ref_res[0]
-            win = Window((c0 + x0) / fx, (r0 + y0) / fy, (x1 - x0) / fx, (y1 - y0) / fy)
-            nearest = label == SCL_BAND or (fx == 1 and fy == 1)
-            arr = src.read(1, window=win, out_shape=(y1 - y0, x1 - x0), boundless=True,
-                           resampling=Resampling.nearest if nearest else Resampling.bilinear,
-                           fill_value=src.nodata if src.nodata is not None else 0).astype(np.float32)
-            return _nodata_to_nan(arr, src.nodata)
+        src = _dataset(self.files[label])
+        fy, fx = src.res[1] / self.ref_res[1], src.res[0] / self.ref_res[0]
+        win = Window((c0 + x0) / fx, (r0 + y0) / fy, (x1 - x0) / fx, (y1 - y0) / fy)
+        nearest = label == SCL_BAND or (fx == 1 and fy == 1)
+        arr = src.read(1, window=win, out_shape=(y1 - y0, x1 - x0), boundless=True,
+                       resampling=Resampling.nearest if nearest else Resampling.bilinear,
+                       fill_value=src.nodata if src.nodata is not None else 0).astype(np.float32)
+        return _nodata_to_nan(arr, src.nodata)
+
+
+_HANDLES = threading.local()
+_MAX_HANDLES = 32   # open datasets kept per thread (a scene has at most 13 band files), oldest closed first
+
+
+def _dataset(path: str):
+    """An open rasterio dataset of ``path`` for this thread, reused across chunks (opening a file costs more than
+    reading one 128 px window of it). Keyed by path, size and modification time, so a file rewritten in place is
+    opened again, never read through a stale handle."""
+    import rasterio
+
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    cache = getattr(_HANDLES, "datasets", None)
+    if cache is None:
+        cache = _HANDLES.datasets = {}
+    src = cache.get(key)
+    if src is None or src.closed:
+        for old in [k for k in cache if k[0] == path] + list(cache)[:max(0, len(cache) - _MAX_HANDLES + 1)]:
+            if old in cache:
+                cache.pop(old).close()
+        src = cache[key] = rasterio.open(path)
+    return src
 
 
 def _nodata_to_nan(arr: np.ndarray, nodata) -> np.ndarray:
@@ -318,14 +344,25 @@ class _MultiBand(RasterBands):
         self.files = dict(files)
 
     def _read_band(self, label: str, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        import rasterio
+        return self._read_bands([label], y0, y1, x0, x1)[0]
+
+    def _read_bands(self, labels: list[str], y0: int, y1: int, x0: int, x1: int) -> list[np.ndarray]:
+        """The window of several bands of the file in one read per file (one pass over its pixel blocks)."""
         from rasterio.windows import Window
 
         r0, c0 = self.window[:2]
-        path, idx = self.files[label].rsplit("|", 1)
-        with rasterio.open(path) as src:
-            arr = src.read(int(idx), window=Window(c0 + x0, r0 + y0, x1 - x0, y1 - y0)).astype(np.float32)
-            return _nodata_to_nan(arr, src.nodata)
+        by_path: dict[str, list[tuple[int, int]]] = {}
+        for i, label in enumerate(labels):
+            path, idx = self.files[label].rsplit("|", 1)
+            by_path.setdefault(path, []).append((i, int(idx)))
+        out: list[np.ndarray | None] = [None] * len(labels)
+        for path, items in by_path.items():
+            src = _dataset(path)
+            arr = src.read([idx for _, idx in items], window=Window(c0 + x0, r0 + y0, x1 - x0, y1 - y0)
+                           ).astype(np.float32)
+            for (i, _), a in zip(items, arr):
+                out[i] = _nodata_to_nan(a, src.nodata)
+        return out
 
 
 def _extent(ext) -> dict:
