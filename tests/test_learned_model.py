@@ -16,8 +16,16 @@ import pytest
 from geocodec.format.entropy import IntegerTable, cross_entropy_bits
 from geocodec.codecs.learned import MODELS_DIR, LearnedModel
 
-NAME = "s2-5band-v1"
+NAME = "s2-5band-v1"          # the default model (the tiny training runs below train its recipe)
 FOLDER = MODELS_DIR / NAME
+#: every shipped model: each must meet the contract below
+SHIPPED = sorted(d.name for d in MODELS_DIR.iterdir() if (d / "model.json").is_file()) if MODELS_DIR.is_dir() else []
+MAX_FOLDER_BYTES = 8 * 1024 * 1024   # the plugin zip vendors every model
+
+
+def card_doc(name: str) -> Path:
+    """The model card page of a shipped model."""
+    return REPO / "docs" / ("model-card.md" if name == NAME else f"model-card-{name}.md")
 REPO = Path(__file__).resolve().parent.parent
 ROLES = ("encoder", "embedding_decoder", "preview_decoder")
 
@@ -33,11 +41,11 @@ needs_data = pytest.mark.skipif(not (_shared_data() / "sen2ships").is_dir(),
                                 reason=f"real data folder {_shared_data()} is absent")
 
 
-@pytest.fixture(scope="module")
-def model() -> LearnedModel:
-    if not (FOLDER / "model.json").is_file():
-        pytest.skip(f"no shipped model folder {FOLDER}")
-    return LearnedModel.load(NAME)
+@pytest.fixture(scope="module", params=SHIPPED or [NAME])
+def model(request) -> LearnedModel:
+    if not (MODELS_DIR / request.param / "model.json").is_file():
+        pytest.skip(f"no shipped model folder {MODELS_DIR / request.param}")
+    return LearnedModel.load(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +70,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 # -- the folder ----------------------------------------------------------------------------------
 @needs_model
-def test_folder_is_complete_small_and_hashed():
-    card = json.loads((FOLDER / "model.json").read_text())
+@pytest.mark.parametrize("name", SHIPPED)
+def test_folder_is_complete_small_and_hashed(name):
+    folder = MODELS_DIR / name
+    card = json.loads((folder / "model.json").read_text())
+    assert card["name"] == name
     for f in ("model.json", "encoder.onnx", "embedding_decoder.onnx", "preview_decoder.onnx", "weights.safetensors"):
-        assert (FOLDER / f).is_file(), f
-    total = sum(p.stat().st_size for p in FOLDER.iterdir() if p.is_file())
-    assert total < 3 * 1024 * 1024, f"model folder is {total} bytes"
+        assert (folder / f).is_file(), f
+    assert not (folder / "checkpoint.pt").exists(), "training checkpoints are not shipped"
+    total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    assert total < MAX_FOLDER_BYTES, f"model folder is {total} bytes"
     assert set(ROLES) <= set(card["files"])
     for role in ROLES:
         entry = card["files"][role]
-        assert hashlib.sha256((FOLDER / entry["path"]).read_bytes()).hexdigest() == entry["sha256"], role
+        assert hashlib.sha256((folder / entry["path"]).read_bytes()).hexdigest() == entry["sha256"], role
     assert card["bands"] == ["B02", "B03", "B04", "B08", "B11"]
     assert card["stride"] == 8 and card["tile_px"] % card["stride"] == 0
     assert len(card["qualities"]) >= 4
@@ -144,10 +156,11 @@ def test_entropy_coding_roundtrip(model, tile):
 
 
 @needs_model
-def test_consumer_path_does_not_import_torch():
+@pytest.mark.parametrize("name", SHIPPED)
+def test_consumer_path_does_not_import_torch(name):
     code = ("import sys, numpy as np\n"
             "from geocodec.codecs.learned import LearnedModel\n"
-            f"m = LearnedModel.load({NAME!r})\n"
+            f"m = LearnedModel.load({name!r})\n"
             "q = m.encode(np.full((1, 5, 64, 64), 0.1, np.float32), 3)\n"
             "m.preview(q, 3, (8, 8))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
@@ -160,7 +173,7 @@ def test_weights_match_onnx(model, tile):
     pytest.importorskip("safetensors")
     from geocodec.training.train import load_weights
 
-    net = load_weights(FOLDER / "weights.safetensors")
+    net = load_weights(model.path / "weights.safetensors")
     x = tile[:, :, :128, :128]
     with torch.no_grad():
         y = net.encoder(torch.from_numpy(x)).numpy()
@@ -168,14 +181,15 @@ def test_weights_match_onnx(model, tile):
 
 
 @needs_model
-def test_model_card_is_generated_from_model_json(tmp_path):
-    doc = REPO / "docs" / "model-card.md"
-    if not doc.is_file():
-        pytest.skip("docs/model-card.md not written yet")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_card_is_generated_from_model_json(tmp_path, name):
+    doc = card_doc(name)
+    assert doc.is_file(), f"{doc} is missing: write it with geocodec train codec --model {name} --report-only"
     from geocodec.training.model_card import write_model_card
 
-    text = write_model_card(FOLDER / "model.json", tmp_path / "card.md")
-    assert doc.read_text() == text, "docs/model-card.md is out of date: regenerate it with geocodec train codec --report-only"
+    text = write_model_card(MODELS_DIR / name / "model.json", tmp_path / "card.md")
+    assert doc.read_text() == text, (f"{doc} is out of date: regenerate it with geocodec train codec --model {name} "
+                                     f"--out geocodec/models/{name} --report-only --card {doc.relative_to(REPO)}")
 
 
 # -- data and training -----------------------------------------------------------------------------

@@ -77,7 +77,8 @@ def run_codec(a: argparse.Namespace) -> int:
     if a.report_only:
         from geocodec.training.model_card import write_model_card
 
-        report, card = Path(a.out) / "model.json", a.card or CARD
+        report = Path(a.out) / "model.json"
+        card = a.card or (CARD if a.model == "s2-5band-v1" else f"docs/model-card-{a.model}.md")
         if not report.is_file():
             a.parser.error(f"--report-only: {report} is missing; run without --report-only to train and write it")
         write_model_card(report, card)
