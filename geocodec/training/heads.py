@@ -584,7 +584,8 @@ def build_report(P: dict, lc: dict, mon: dict, files: dict, *, wall_s: float, ep
     run = {"command": command, "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
            "wall_s": float(wall_s), "encode_s": float(P["encode_s"]), "epochs": epochs, "threads": threads,
            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-           "onnxruntime": onnxruntime.__version__, "faiss": faiss.__version__}
+           "onnxruntime": onnxruntime.__version__, "faiss": faiss.__version__,
+           "model": f"{P['model'].card['name']} {P['model'].card['version']}"}
     report = {"landcover": {str(k): v for k, v in lc["folds"].items()},
               "rates": {str(k): v for k, v in lc["rates"].items()},
               "side_bits": {str(k): v for k, v in lc["side_bits"].items()},

@@ -190,7 +190,7 @@ def render(report: dict, path: Path, plots: dict) -> None:
          f"{data['points']} points x {n_dates} dates, one of 9 labels per series. Bands B02, B03, B04, B08, "
          "B11 picked from the 10.",
          "- **How points become codes (homogeneous-field approximation):** the samples are single pixels, not "
-         "images. Each date's 5-band pixel is encoded with the shipped codec `s2-5band-v1` as a *uniform* 32 x 32 "
+         f"images. Each date's 5-band pixel is encoded with the shipped codec `{run.get('model', 's2-5band-v1')}` as a *uniform* 32 x 32 "
          f"patch; the latent cell at the centre of the 4 x 4 latent grid is kept ({nc} channels: the *float latent*) "
          "and quantized at each quality (q = round(latent / step), dequantized q * step). A real file's cell sees "
          "a textured 80 m neighbourhood, so scores on real files can differ from these; the heads are trained on "
