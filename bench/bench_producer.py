@@ -169,12 +169,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from geocodec.codecs.learned import DEFAULT_MODEL, LearnedModel
     from geocodec.training.data import load_scenes
+    from geocodec.training.model_card import card_path
 
     t0 = time.time()
     model = LearnedModel.load(a.model or DEFAULT_MODEL)
     a.model_name = f"{model.card['name']} {model.card['version']}"
-    a.model_card = ("docs/model-card.md" if model.card["name"] == "s2-5band-v1"
-                    else f"docs/model-card-{model.card['name']}.md")
+    a.model_card = card_path(model.card["name"])
     scenes, _ = load_scenes(split="heldout")
     with tempfile.TemporaryDirectory() as tmp:
         speed_rows = [] if a.skip_speed else speed(model, scenes, tmp)

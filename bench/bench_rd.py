@@ -59,7 +59,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))   # this checkout's geocodec, not another installed copy
-from geocodec.training.baselines import J2K_MAX_RESOLUTIONS, j2k_decode, j2k_encode  # noqa: E402, F401
+from geocodec.training.baselines import j2k_decode, j2k_encode  # noqa: E402
 SCALE = 1e-4                 # DN -> reflectance
 PEAK = 1.0                   # PSNR peak, in reflectance (as geocodec.codecs.image_metrics)
 TILE = 128                   # model tile, px
@@ -785,12 +785,13 @@ def main(argv=None) -> int:
     from geocodec.atomic import atomic_output
     from geocodec.producer.chunks import get_model
     from geocodec.training.data import default_data_dir
+    from geocodec.training.model_card import card_path
 
     t0 = time.time()
     root = Path(a.data) if a.data else default_data_dir()
     model = get_model(a.model, threads=a.threads)
     a.model_name = f"{model.card['name']} {model.card['version']}"
-    a.model_card = "docs/model-card.md" if model.card["name"] == "s2-5band-v1" else f"docs/model-card-{model.card['name']}.md"
+    a.model_card = card_path(model.card["name"])
     plan, skipped = scene_plan(root, ((model.card.get("training") or {}).get("data") or {}).get("train_scenes", ()))
     if a.scenes:
         plan = [(n, f) for n, f in plan if any(s in n for s in a.scenes)]

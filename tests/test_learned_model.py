@@ -25,7 +25,9 @@ MAX_FOLDER_BYTES = 8 * 1024 * 1024   # the plugin zip vendors every model
 
 def card_doc(name: str) -> Path:
     """The model card page of a shipped model."""
-    return REPO / "docs" / ("model-card.md" if name == NAME else f"model-card-{name}.md")
+    from geocodec.training.model_card import card_path
+
+    return REPO / card_path(name)
 REPO = Path(__file__).resolve().parent.parent
 ROLES = ("encoder", "embedding_decoder", "preview_decoder")
 

@@ -78,7 +78,9 @@ def run_codec(a: argparse.Namespace) -> int:
         from geocodec.training.model_card import write_model_card
 
         report = Path(a.out) / "model.json"
-        card = a.card or (CARD if a.model == "s2-5band-v1" else f"docs/model-card-{a.model}.md")
+        from geocodec.training.model_card import card_path
+
+        card = a.card or card_path(a.model)
         if not report.is_file():
             a.parser.error(f"--report-only: {report} is missing; run without --report-only to train and write it")
         write_model_card(report, card)

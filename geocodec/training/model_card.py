@@ -18,6 +18,12 @@ from geocodec.atomic import atomic_output
 TRAINED_ON_OLD_SEN2SHIPS = frozenset({"s2-5band-v1"})
 
 
+def card_path(name: str) -> str:
+    """The page of a shipped model's card, relative to the repository: ``docs/model-card.md`` for the first model
+    (``s2-5band-v1``), ``docs/model-card-<name>.md`` for the others."""
+    return "docs/model-card.md" if name == "s2-5band-v1" else f"docs/model-card-{name}.md"
+
+
 def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) -> str:
     """Markdown model card from ``model.json`` (a dict or a path); every figure comes from the card."""
     if not isinstance(card, dict):
