@@ -96,7 +96,7 @@ def test_homogeneous_patch_size_does_not_matter(model, rondonia):
 
     a = homogeneous_latents(model, rondonia["x5"][:3, :2], patch_px=32)
     b = homogeneous_latents(model, rondonia["x5"][:3, :2], patch_px=64)
-    assert a.shape == (3, 2, 24)
+    assert a.shape == (3, 2, int(model.card["channels"]))
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
@@ -134,7 +134,8 @@ def test_fewshot_separates_two_classes_and_round_trips(model, rondonia, tmp_path
     a = np.flatnonzero(y == "Water")[:40]
     b = np.flatnonzero(y == "Forest")[:40]
     idx = np.concatenate([a, b])
-    emb = point_series_codes(model, rondonia["x5"][idx, 5], 3)   # one date's codes as 24-d embeddings
+    emb = point_series_codes(model, rondonia["x5"][idx, 5], 3)   # one date's codes as C-d embeddings
+    c = emb.shape[1]
     labels = np.array(["Water"] * len(a) + ["Forest"] * len(b))
     tr = np.r_[0:30, 40:70]
     te = np.r_[30:40, 70:80]
@@ -143,7 +144,7 @@ def test_fewshot_separates_two_classes_and_round_trips(model, rondonia, tmp_path
     p = tmp_path / "fs.onnx"
     p.write_bytes(data)
     h = Head.load(p)
-    assert h.task == "custom" and h.meta["input"] == {"kind": "embedding", "shape": [24], "dimension": 24}
+    assert h.task == "custom" and h.meta["input"] == {"kind": "embedding", "shape": [c], "dimension": c}
     assert h.class_names == ["Forest", "Water"] and h.meta["codec"]["decoder_sha256"] == "def"
     pred = np.array(h.class_names)[h.run(emb[te]).argmax(1)]
     assert (pred == labels[te]).mean() >= 0.95

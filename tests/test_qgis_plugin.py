@@ -107,7 +107,9 @@ def test_load_layer_with_query(qgs, genoa):
     assert lyr.featureCount() == n == r["TILES"] > 0
     assert {"tile_id", "datetime", "valid_fraction"} <= set(lyr.fields().names())
     assert lyr.crs().authid() == "EPSG:3857"
-    assert "s2-5band-v1" in lyr.metadata().abstract() and "bytes on disk" in lyr.metadata().abstract()
+    from geocodec.resources import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL in lyr.metadata().abstract() and "bytes on disk" in lyr.metadata().abstract()
     assert lyr.customProperty("geocodec/source") == str(genoa["file"])
     f0 = next(lyr.getFeatures())
     assert f0.geometry().type() == qgis_core.QgsWkbTypes.PolygonGeometry and 0 <= f0["valid_fraction"] <= 1

@@ -1,7 +1,7 @@
 """Monitoring: a class per date and change events (e.g. Forest -> Clear_Cut_*) for one place.
 
 Consumer-safe (numpy + onnxruntime; matplotlib only for :func:`plot_series`). The head is
-``monitor.onnx`` (:mod:`geocodec.tasks.heads`): input ``latent_cell_series`` ``[T, 24]`` (any T),
+``monitor.onnx`` (:mod:`geocodec.tasks.heads`): input ``latent_cell_series`` ``[T, C]`` (any T, C the model's latent channels),
 output per-date class probabilities. Event rule (from the head's ``geocodec:output``
 ``events`` entry, defaults below): the first date whose class is a clear-cut class for
 ``>= min_run`` consecutive dates, right after a date of a forest-like class. The event
@@ -80,7 +80,7 @@ def run_monitor(head, latents: np.ndarray, dates=None) -> MonitorResult:
 
 
 def plot_series(result: MonitorResult, latents: np.ndarray, path: str, *, title: str = "") -> str:
-    """PNG: the 24 latent channels through time (top) and the class probabilities with events (bottom)."""
+    """PNG: the latent channels through time (top) and the class probabilities with events (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")

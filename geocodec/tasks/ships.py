@@ -1,7 +1,7 @@
 """Ship detection on a learned-codec file: the ship head on dequantized latent grids -> points.
 
 Consumer-safe (numpy, pyarrow, onnxruntime; no torch). The head (``ships.onnx``, see
-docs/ships.md) maps a tile's 24 x 16 x 16 dequantized latents to a ship probability per
+docs/ships.md) maps a tile's C x 16 x 16 dequantized latents to a ship probability per
 latent cell (80 m). A detection is a cell over the threshold that is a 3 x 3 local maximum
 within its tile; its point is the cell centre in the file's CRS. Row groups are streamed:
 only the row groups (and code blocks) matching ``bbox``/``time`` are read and decoded.
