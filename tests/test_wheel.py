@@ -120,4 +120,6 @@ def test_installed_wheel_classifies_and_encodes_real_data(venv, tmp_path):
     archive = tmp_path / "udf.zip"
     _run(venv, "wheel: geocodec udf-archive", "udf-archive", "-o", archive)
     names = set(zipfile.ZipFile(archive).namelist())
-    assert "models/s2-5band-v1/encoder.onnx" in names and "geocodec/format/writer.py" in names
+    from geocodec.resources import DEFAULT_MODEL
+
+    assert f"models/{DEFAULT_MODEL}/encoder.onnx" in names and "geocodec/format/writer.py" in names
