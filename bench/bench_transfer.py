@@ -45,11 +45,12 @@ def main(argv=None) -> int:
         rep = pack_result(run["outputs"], packed, quality=a.quality)
         archive = build_udf_archive(os.path.join(tmp, "udf.zip"))
     budget = transfer_budget(model, a.quality)
+    nb = int(model.card["channels"]) + 1   # the codes and valid_fraction
     rows = [
         ("raw pixels, 5 bands uint16 (what the encoder reads)", budget["input_uint16_5bands"], "arithmetic"),
-        ("UDF output at 10 m, 25 bands float32 (input layout, uncompressed)",
+        (f"UDF output at 10 m, {nb} bands float32 (input layout, uncompressed)",
          budget["udf_out_float32_input_layout"], "arithmetic"),
-        ("UDF output at the latent resolution, 25 bands float32", budget["udf_out_float32_latent_layout"],
+        (f"UDF output at the latent resolution, {nb} bands float32", budget["udf_out_float32_latent_layout"],
          "arithmetic"),
         ("int16 codes", budget["int16_codes"], "arithmetic"),
         ("saved result: netCDF (zlib) of the UDF output, input layout", nc / km2, "measured"),
