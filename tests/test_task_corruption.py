@@ -86,19 +86,21 @@ def test_good_file_works(files, command):
     assert main(_argv(command, str(files["good"]), files["dir"])) == 0
 
 
-@pytest.mark.parametrize("command", ["ships", "monitor", "train-head"])
-def test_corrupted_code_block(files, command, capsys):
-    _skip_unless_fits(files, command)
-    capsys.readouterr()
-    assert main(_argv(command, files["bad"], files["dir"])) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and files["bad"] in err[0] and "row " in err[0] and "field 'code" in err[0], err
+def _expect_code_error(err: str) -> bool:
+    return "row " in err and "field 'code" in err
 
 
+def _expect_no_traceback(err: str) -> bool:
+    return "Traceback" not in err
+
+
+@pytest.mark.parametrize("which, expect", [("bad", _expect_code_error), ("short", _expect_no_traceback)],
+                         ids=["corrupted_code_block", "truncated_file"])
 @pytest.mark.parametrize("command", ["ships", "monitor", "train-head"])
-def test_truncated_file(files, command, capsys):
+def test_damaged_file_is_one_clear_line(files, command, which, expect, capsys):
+    """A corrupted code block names its file, row and field; a truncated file is one line naming the file."""
     _skip_unless_fits(files, command)
     capsys.readouterr()
-    assert main(_argv(command, files["short"], files["dir"])) == 2
+    assert main(_argv(command, files[which], files["dir"])) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and files["short"] in err[0] and "Traceback" not in err[0], err
+    assert len(err) == 1 and files[which] in err[0] and expect(err[0]), err
