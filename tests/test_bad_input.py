@@ -136,13 +136,13 @@ def test_error_names_the_row_in_a_later_row_group(tmp_path, valid_file):
 
 
 # -- extension metadata ----------------------------------------------------------------------------
-@pytest.mark.parametrize("version", ["0.3.0", "1.0.0", "0.2.1"])
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "0.3.1"])
 def test_newer_spec_version(tmp_path, valid_file, version):
     path = broken(tmp_path, valid_file, meta=edit_ext(lambda e: e.update(version=version)))
     with pytest.raises(MetadataError) as info:
         GeocodecFile(path)
     msg = str(info.value)
-    assert path in msg and f"spec version {version}, newer than this geocodec knows (0.2.0)" in msg
+    assert path in msg and f"spec version {version}, newer than this geocodec knows (0.3.0)" in msg
     assert "upgrade geocodec" in msg and info.value.field == "geocodec.version"
 
 

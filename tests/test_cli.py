@@ -113,7 +113,7 @@ def test_validate_broken_code(tmp_path, capsys, block17):
 
 
 @pytest.mark.parametrize("meta, words", [
-    (edit_ext(lambda e: e.update(version="0.3.0")), "newer than this geocodec knows"),
+    (edit_ext(lambda e: e.update(version="0.4.0")), "newer than this geocodec knows"),
     (edit_ext(lambda e: e["entropy_model"].update(escape_bits=16)), "field 'geocodec.entropy_model.escape_bits'"),
     (edit_ext(lambda e: e["rate"].update(rows=61)), "field 'geocodec.rate.rows': says 61, the file has 60 rows"),
     (edit_geo(lambda g: g["columns"]["geometry"].update(crs=None)), "field 'geo.columns.geometry.crs': no CRS"),
@@ -180,7 +180,7 @@ def test_info_text_and_json(capsys, compressed_file):
     assert rc == 0
     assert "geocodec spec 0.2.0, codec geocodec-linear 0.1.0, quality 5" in out
     # a fitted codec is not published: its decoder and tables travel in the file
-    assert "(embedded in the footer)" in out and "entropy tables: embedded in the footer" in out
+    assert "(embedded in the footer)" in out and "tables embedded in the footer" in out
     assert "rows: 600 in 6 row group(s), code blocks of 20 rows" in out
     assert "OGC:CRS84" in out and "extra columns: label" in out
     rc, out, _ = run(capsys, "info", "--json", compressed_file)

@@ -92,9 +92,15 @@ def test_folder_is_complete_small_and_hashed(name):
     steps = [card["qualities"][k]["step"] for k in sorted(card["qualities"], key=int)]
     assert steps == sorted(steps, reverse=True), "a higher quality must use a finer step"
     for q in card["qualities"].values():
-        assert len(q["tables"]) == card["channels"]
         for t in q["tables"]:
             IntegerTable.from_json(t)  # validates the integer table
+        if "context" in q:  # a checkerboard context model: shared tables, one row of table indices per channel
+            from geocodec.format.entropy_model import EntropyModel
+
+            em = EntropyModel.from_json(q["tables"], q["context"], (card["channels"], 16, 16))
+            assert em.context.channels == card["channels"] and em.reference_bits_per_cell > 0
+        else:
+            assert len(q["tables"]) == card["channels"]
     for key in ("training", "scores"):
         assert card[key]
 
@@ -150,11 +156,11 @@ def test_rate_and_quality_order_on_a_real_tile(model, tile):
 
 @needs_model
 def test_entropy_coding_roundtrip(model, tile):
-    from geocodec.format.entropy import decode_block, encode_block
-
     q = model.encode(tile[:, :, :128, :128], 4)
-    words = encode_block(q, model.tables(4))
-    np.testing.assert_array_equal(decode_block(words, model.tables(4), q.shape[0], q.shape[2]), q)
+    em = model.entropy_model(4, (16, 16))
+    words = em.encode(q)
+    np.testing.assert_array_equal(em.decode(words, q.shape[0], q.shape[2]), q)
+    assert abs(32 * len(words) - em.cross_entropy_bits(q)) <= 64 + 0.01 * 32 * len(words)
 
 
 @needs_model

@@ -96,7 +96,7 @@ def test_validate_and_info_say_how_parts_are_stored(real_pair, capsys):
     assert "tables: by reference, resolves from the package" in out
     assert main(["info", ref]) == 0
     out = capsys.readouterr().out
-    assert "entropy tables: by reference, resolves from the package" in out
+    assert "tables by reference, resolves from the package" in out
     assert main(["info", "--json", emb]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["storage"]["decoder"]["storage"] == "embedded" and info["storage"]["tables"]["resolves"] is True

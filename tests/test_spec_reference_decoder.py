@@ -67,6 +67,67 @@ class SpecTable:
         return i if 0 <= i <= len(self.freq) - 2 else self.escape
 
 
+class SpecContext:
+    """4.5.1 (0.3.0): the checkerboard context rule of an ``entropy_model.context`` on an H x W grid."""
+
+    def __init__(self, obj: dict, channels: int, height: int, width: int, n_tables: int):
+        if obj.get("type") != "checkerboard":
+            raise SpecError("unknown context type")
+        self.t1 = [int(t) for t in obj["channel_thresholds"]]
+        self.t2 = [int(t) for t in obj["neighbour_thresholds"]]
+        for th in (self.t1, self.t2):
+            if not 1 <= len(th) <= 15 or th[0] < 1 or any(b <= a for a, b in zip(th, th[1:])):
+                raise SpecError("thresholds must be 1..15 strictly increasing integers >= 1")
+        self.m = (len(self.t1) + 1) * (len(self.t2) + 2)
+        self.index = [[int(v) for v in row] for row in obj["table_index"]]
+        if len(self.index) != channels or any(len(row) != self.m for row in self.index):
+            raise SpecError("table_index must have C rows of M entries")
+        if any(not 0 <= v < n_tables for row in self.index for v in row):
+            raise SpecError("table_index names a table that does not exist")
+        self.h, self.w = height, width
+
+    def is_anchor(self, p: int) -> bool:
+        return (p // self.w + p % self.w) % 2 == 0
+
+    def table_number(self, c: int, p: int, activity: int, row_values) -> int:
+        """The table number of channel c at cell p; ``row_values[p']`` = q[r, c, p'] (anchors decoded)."""
+        k1 = sum(1 for t in self.t1 if t <= activity)
+        if self.is_anchor(p):
+            x = k1
+        else:
+            i, j = divmod(p, self.w)
+            b = 0
+            for ii, jj in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+                if 0 <= ii < self.h and 0 <= jj < self.w:
+                    b += abs(row_values[ii * self.w + jj])
+            k2 = sum(1 for t in self.t2 if t <= b)
+            x = (len(self.t1) + 1) + k1 * (len(self.t2) + 1) + k2
+        return self.index[c][x]
+
+
+class SpecEntropy:
+    """4.5: the tables of a block and, for ``checkerboard-context``, its context rule."""
+
+    def __init__(self, tables: list, context: SpecContext | None = None):
+        self.tables, self.context = tables, context
+
+    @property
+    def channels(self) -> int:
+        return len(self.tables) if self.context is None else len(self.context.index)
+
+    def groups(self, rows: int, positions: int, q, c: int, phase: int):
+        """7.4: the (table, [k...]) groups of channel c, phase (0 anchors, 1 others), in decode order;
+        ``q[r][c][p]`` holds the values decoded so far (earlier channels, and this channel's anchors)."""
+        ctx = self.context
+        ks = [k for k in range(rows * positions) if ctx.is_anchor(k % positions) == (phase == 0)]
+        number = {}
+        for k in ks:
+            r, p = divmod(k, positions)
+            activity = sum(abs(q[r][cc][p]) for cc in range(c))
+            number[k] = ctx.table_number(c, p, activity, q[r][c])
+        return [(self.tables[t], [k for k in ks if number[k] == t]) for t in range(len(self.tables))]
+
+
 def spec_words(code: bytes) -> list[int]:
     """7.1: little-endian 32-bit words."""
     if len(code) % 4:
@@ -74,8 +135,9 @@ def spec_words(code: bytes) -> list[int]:
     return list(struct.unpack(f"<{len(code) // 4}I", code))
 
 
-def spec_decode_block(code: bytes, tables: list[SpecTable], rows: int, positions: int) -> np.ndarray:
-    """7.5: the codes q[rows, channels, positions] of one block."""
+def spec_decode_block(code: bytes, tables, rows: int, positions: int) -> np.ndarray:
+    """7.5: the codes q[rows, channels, positions] of one block (``tables``: a list, or a SpecEntropy)."""
+    model = tables if isinstance(tables, SpecEntropy) else SpecEntropy(tables)
     w = spec_words(code)
     n = len(w)
     if n == 0:
@@ -110,26 +172,42 @@ def spec_decode_block(code: bytes, tables: list[SpecTable], rows: int, positions
         refill()
         return s
 
-    out = np.empty((rows, len(tables), positions), dtype=np.int64)
-    count = rows * positions
-    for c, t in enumerate(tables):
-        idx = [pop_table(t) for _ in range(count)]
-        for k in range(count):
-            if idx[k] == t.escape:
-                value = pop_escape() - SPEC_ESCAPE_OFFSET
-            else:
-                value = t.min + idx[k]
-            out[k // positions, c, k % positions] = value
+    def pop_group(t: SpecTable, ks: list[int]) -> list[int]:
+        idx = [pop_table(t) for _ in ks]
+        return [pop_escape() - SPEC_ESCAPE_OFFSET if i == t.escape else t.min + i for i in idx]
+
+    channels = model.channels
+    q = [[[0] * positions for _ in range(channels)] for _ in range(rows)]
+    for c in range(channels):
+        if model.context is None:
+            groups = [[(model.tables[c], list(range(rows * positions)))]]
+        else:
+            groups = [None, None]                       # the others' tables need this channel's anchors
+        for phase in range(len(groups)):
+            if model.context is not None:
+                groups[phase] = model.groups(rows, positions, q, c, phase)
+            for t, ks in groups[phase]:
+                for k, v in zip(ks, pop_group(t, ks)):
+                    q[k // positions][c][k % positions] = v
+    out = np.array(q, dtype=np.int64).reshape(rows, channels, positions)
     assert 0 <= state <= MASK64
     if state != 0 or top != 0:
         raise SpecError(f"data left over after the block's symbols (state {state}, {top} unread words)")
     return out
 
 
-def spec_encode_block(q: np.ndarray, tables: list[SpecTable]) -> bytes:
-    """7.7: the bytes of one block (pushes in reverse decode order)."""
+def spec_encode_block(q: np.ndarray, tables) -> bytes:
+    """7.7: the bytes of one block (pushes in reverse decode order; ``tables``: a list, or a SpecEntropy)."""
+    model = tables if isinstance(tables, SpecEntropy) else SpecEntropy(tables)
     q = np.asarray(q)
     rows, channels, positions = q.shape
+    ql = [[[int(v) for v in q[r, c]] for c in range(channels)] for r in range(rows)]
+    groups = []                                         # 7.4, in decode order: (channel, table, [k...])
+    for c in range(channels):
+        if model.context is None:
+            groups.append((c, model.tables[c], list(range(rows * positions))))
+        else:
+            groups += [(c, t, ks) for phase in (0, 1) for t, ks in model.groups(rows, positions, ql, c, phase)]
     words: list[int] = []
     state = 0
 
@@ -140,9 +218,8 @@ def spec_encode_block(q: np.ndarray, tables: list[SpecTable]) -> bytes:
             state //= WORD
         state = (state // freq) * SPEC_TOTAL + cum + state % freq
 
-    for c in range(channels - 1, -1, -1):
-        t = tables[c]
-        vals = [int(v) for v in q[:, c, :].reshape(-1)]
+    for c, t, ks in reversed(groups):
+        vals = [ql[k // positions][c][k % positions] for k in ks]
         idx = [t.symbol_of(v) for v in vals]
         for k in range(len(vals) - 1, -1, -1):
             if idx[k] == t.escape:
@@ -203,11 +280,19 @@ def spec_codec(ext: dict):
         raise SpecError("latent layout and shape disagree")
     channels = shape[0]
     positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    tables = [SpecTable(t) for t in ext["entropy_model"]["tables"]]
+    em = ext["entropy_model"]
+    tables = [SpecTable(t) for t in em["tables"]]
     step = np.asarray(ext["quantization"]["step"], dtype=np.float64).astype(np.float32)
-    if len(tables) != channels or len(step) != channels:
-        raise SpecError("tables / steps do not match the channels")
-    return tables, step, channels, positions
+    if len(step) != channels:
+        raise SpecError("steps do not match the channels")
+    if em["symbol_order"] == "channel-major":
+        if "context" in em or len(tables) != channels:
+            raise SpecError("channel-major: one table per channel and no context")
+        return SpecEntropy(tables), step, channels, positions
+    if em["symbol_order"] != "checkerboard-context" or ext["version"] != "0.3.0" or layout != "grid":
+        raise SpecError("unknown symbol order, or a context outside a 0.3.0 grid file")
+    ctx = SpecContext(em["context"], channels, shape[1], shape[2], len(tables))
+    return SpecEntropy(tables, ctx), step, channels, positions
 
 
 def spec_dequantize(q: np.ndarray, step: np.ndarray, shape) -> np.ndarray:
@@ -220,7 +305,8 @@ def spec_row_group_codes(columns: dict, tables, positions) -> np.ndarray:
     """Sections 6 and 8 over one row group's code columns (python lists)."""
     index = columns["code_index"]
     n = len(index)
-    out = np.empty((n, len(tables), positions), dtype=np.int64)
+    channels = tables.channels if isinstance(tables, SpecEntropy) else len(tables)
+    out = np.empty((n, channels, positions), dtype=np.int64)
     i = 0
     while i < n:
         m = columns["code_rows"][i]
@@ -231,10 +317,12 @@ def spec_row_group_codes(columns: dict, tables, positions) -> np.ndarray:
     return out
 
 
-def spec_tables_sha256(tables: list) -> str:
-    """4.5: SHA-256 of the canonical JSON (sorted keys, no spaces) of the list of tables."""
+def spec_tables_sha256(tables: list, context: dict | None = None) -> str:
+    """4.5: SHA-256 of the canonical JSON (sorted keys, no spaces) of the list of tables; 0.3.0 with a
+    context: of the object {"context": ..., "tables": ...}."""
     canon = [{"min": t["min"], "freq": t["freq"]} for t in tables]
-    return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+    obj = canon if context is None else {"context": context, "tables": canon}
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def spec_fingerprint(ext: dict) -> str:
@@ -249,8 +337,8 @@ def spec_fingerprint(ext: dict) -> str:
     else:
         core["model"] = {k: v for k, v in core["model"].items() if k not in ("href", "normalisation")}
         em = core["entropy_model"]
-        digest = spec_tables_sha256(em["tables"]) if "tables" in em else em["tables_ref"]["sha256"]
-        core["entropy_model"] = {**{k: v for k, v in em.items() if k not in ("tables", "tables_ref")},
+        digest = spec_tables_sha256(em["tables"], em.get("context")) if "tables" in em else em["tables_ref"]["sha256"]
+        core["entropy_model"] = {**{k: v for k, v in em.items() if k not in ("tables", "tables_ref", "context")},
                                  "tables_sha256": digest}
     text = json.dumps(core, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -268,7 +356,7 @@ def spec_footer(path: str, models_dir: str | None = None) -> tuple[dict, dict, b
     kv = pq.ParquetFile(path).metadata.metadata
     geo = json.loads(kv[b"geo"])
     ext = json.loads(kv[b"geocodec"])
-    assert ext["version"] in ("0.1.0", "0.2.0")
+    assert ext["version"] in ("0.1.0", "0.2.0", "0.3.0")
     if ext["decoder"]["href"] == "#geocodec.decoder":
         decoder = base64.b64decode(kv[b"geocodec.decoder"], validate=True)
     else:
@@ -282,10 +370,13 @@ def spec_footer(path: str, models_dir: str | None = None) -> tuple[dict, dict, b
     if "tables_ref" in em:
         ref = em["tables_ref"]
         with open(os.path.join(models_dir, ref["name"], "model.json")) as f:
-            tables = json.load(f)["qualities"][str(ref["quality"])]["tables"]
-        if spec_tables_sha256(tables) != ref["sha256"]:
+            entry = json.load(f)["qualities"][str(ref["quality"])]
+        tables, context = entry["tables"], entry.get("context")      # 4.14: a context travels with its tables
+        if (context is None) != (em["symbol_order"] == "channel-major"):
+            raise SpecError("referenced tables and symbol_order disagree about a context")
+        if spec_tables_sha256(tables, context) != ref["sha256"]:
             raise SpecError("tables sha256 mismatch")
-        ext = {**ext, "entropy_model": {**em, "tables": tables}}
+        ext = {**ext, "entropy_model": {**em, "tables": tables, **({"context": context} if context else {})}}
     return geo, ext, decoder
 
 
@@ -335,6 +426,77 @@ def _random_block(seed: int):
                               size=(rows, positions))
         q[:, c, :] = np.where(esc, outliers, vals)
     return q, tables
+
+
+def _random_context_block(seed: int):
+    """Codes (R, C, H*W) and a context EntropyModel: random grids, thresholds, table indices and tables."""
+    from geocodec.format.context import CheckerboardContext
+    from geocodec.format.entropy_model import EntropyModel
+
+    rng = np.random.default_rng(1000 + seed)
+    h, w = (int(v) for v in rng.choice([1, 2, 3, 5, 8], size=2))
+    channels, rows = int(rng.integers(1, 5)), int(rng.integers(1, 9))
+    n1, n2 = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    t1 = tuple(int(v) for v in np.cumsum(rng.integers(1, 4, n1)))
+    t2 = tuple(int(v) for v in np.cumsum(rng.integers(1, 3, n2)))
+    n_tables = int(rng.integers(1, 7))
+    tables = []
+    for _ in range(n_tables):
+        if rng.random() < 0.5:
+            tables.append(IntegerTable.fit(np.round(rng.laplace(0, float(rng.choice([0.3, 1.5, 6.0])), 400))))
+        else:
+            tables.append(_random_table(rng, int(rng.integers(2, 40)), int(rng.integers(-20, 2))))
+    m = (n1 + 1) * (n2 + 2)
+    index = tuple(tuple(int(v) for v in rng.integers(0, n_tables, m)) for _ in range(channels))
+    ctx = CheckerboardContext(h, w, t1, t2, index, mean_bits=1.0)
+    q = np.round(rng.laplace(0, float(rng.choice([0.4, 2.0, 8.0])), (rows, channels, h * w))).astype(np.int64)
+    esc = rng.random(q.shape) < rng.choice([0.0, 0.05])
+    q = np.where(esc, rng.choice([-(1 << 19), (1 << 19) - 1, 500, -77], size=q.shape), q)
+    return q, EntropyModel(tuple(tables), ctx)
+
+
+def _spec_entropy(em) -> SpecEntropy:
+    ctx = em.context
+    return SpecEntropy([SpecTable(t.to_json()) for t in em.tables],
+                       SpecContext(ctx.to_json(), ctx.channels, ctx.height, ctx.width, len(em.tables)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_spec_decoder_reads_reference_context_blocks(seed):
+    """4.5.1 / 7.4 / 7.5: checkerboard-context blocks of the reference encoder decode from the spec alone."""
+    from geocodec.format.entropy import words_to_bytes
+
+    q, em = _random_context_block(seed)
+    code = words_to_bytes(em.encode(q))
+    decoded = spec_decode_block(code, _spec_entropy(em), q.shape[0], q.shape[2])
+    np.testing.assert_array_equal(decoded, q)
+    np.testing.assert_array_equal(em.decode(np.frombuffer(code, "<u4"), q.shape[0], q.shape[2]), q)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_spec_encoder_writes_reference_context_bytes(seed):
+    from geocodec.format.entropy import words_to_bytes
+
+    q, em = _random_context_block(seed)
+    assert spec_encode_block(q, _spec_entropy(em)) == words_to_bytes(em.encode(q))
+
+
+def test_fitted_context_model_round_trips():
+    """A model fitted by CheckerboardContext.fit on structured codes (busy cells cluster in space and across
+    channels) codes them in fewer bits than one table per channel, and the spec decoder reads its bytes."""
+    from geocodec.format.entropy import words_to_bytes
+    from geocodec.format.entropy_model import EntropyModel
+
+    rng = np.random.default_rng(4)
+    busy = (rng.random((410, 1, 3, 3)) < 0.3).repeat(2, axis=2).repeat(2, axis=3)     # 2 x 2 cell patches
+    scale = np.where(busy, 4.0, 0.3) * rng.uniform(0.5, 1.5, (1, 5, 1, 1))
+    q = np.round(rng.laplace(0, 1.0, (410, 5, 6, 6)) * scale).astype(np.int64)
+    em = EntropyModel.fit(q[:400])
+    flat = q.reshape(410, 5, 36)[400:]
+    assert em.cross_entropy_bits(flat) < 0.9 * EntropyModel.fit(q[:400], context=False).cross_entropy_bits(flat)
+    code = words_to_bytes(em.encode(flat))
+    np.testing.assert_array_equal(spec_decode_block(code, _spec_entropy(em), 10, 36), flat)
+    assert abs(8 * len(code) - em.cross_entropy_bits(flat)) < 64 + 0.01 * 8 * len(code)
 
 
 def test_crc32_matches_the_stated_parameters():
@@ -453,8 +615,11 @@ def _grid_decoder(channels: int, h: int, w: int, dim: int, seed: int = 0) -> tup
     return model.SerializeToString(), weights, bias
 
 
-def _write_grid_file(path: str, rows: int = 700) -> np.ndarray:
-    """A real file via geocodec.format.writer: grid latent [3, 2, 2], escapes, short blocks and row groups."""
+def _write_grid_file(path: str, rows: int = 700, context: bool = False) -> np.ndarray:
+    """A real file via geocodec.format.writer: grid latent [3, 2, 2], escapes, short blocks and row groups;
+    ``context``: a checkerboard context model (spec 0.3.0) instead of one table per channel."""
+    from geocodec.format.entropy_model import EntropyModel
+
     import shapely
     from pyproj import CRS
 
@@ -467,6 +632,8 @@ def _write_grid_file(path: str, rows: int = 700) -> np.ndarray:
     q = np.round(rng.normal(0, [1.0, 4.0, 20.0], size=(rows, 4, 3)).transpose(0, 2, 1)).astype(np.int64)
     q[rng.random(q.shape) < 0.01] = 4000                               # escapes
     tables = [IntegerTable.fit(np.clip(q[:, c, :], -6, 6)) for c in range(3)]
+    if context:
+        tables = EntropyModel.fit(np.clip(q, -6, 6).reshape(rows, 3, 2, 2))
     decoder, _, _ = _grid_decoder(*shape, dim=8)
     ext = build_extension(
         codec_name="spec-test", codec_version="0", quality=1, latent_shape=shape,
@@ -483,7 +650,8 @@ def _write_grid_file(path: str, rows: int = 700) -> np.ndarray:
     return q
 
 
-def test_spec_decoder_reads_a_written_file(tmp_path):
+@pytest.mark.parametrize("context", [False, True])
+def test_spec_decoder_reads_a_written_file(tmp_path, context):
     """Every block of a geocodec.format.writer file, decoded from the footer and columns alone."""
     import onnxruntime as ort
     import pyarrow.parquet as pq
@@ -491,8 +659,10 @@ def test_spec_decoder_reads_a_written_file(tmp_path):
     from geocodec.format.reader import GeocodecFile
 
     path = str(tmp_path / "grid.parquet")
-    q = _write_grid_file(path)
+    q = _write_grid_file(path, context=context)
     geo, ext, decoder = spec_footer(path)
+    assert ext["version"] == ("0.3.0" if context else "0.2.0")
+    assert ext["entropy_model"]["symbol_order"] == ("checkerboard-context" if context else "channel-major")
     assert geo["version"] == "1.1.0" and geo["columns"]["geometry"]["encoding"] == "WKB"
     assert spec_fingerprint(ext) == ext["codec"]["fingerprint"]
     tables, step, channels, positions = spec_codec(ext)

@@ -6,9 +6,10 @@ Consumer-safe (onnxruntime only, no torch). A model folder holds:
     identity and contract: ``name``, ``version``, ``bands`` (input order),
     ``resolution_m``, ``normalisation`` (text), ``tile_px`` (training tile size),
     ``stride`` (pixels per latent cell), ``channels``, ``embedding_dimension``,
-    ``qualities``: ``{"1": {"step": s, "tables": [{"min", "freq"}...]}, ...}``
-    (one integer table per latent channel, fitted on the training latents at
-    that step), ``files``: ``{role: {"path", "sha256"}}`` for the ONNX files
+    ``qualities``: ``{"1": {"step": s, "tables": [{"min", "freq"}...], "context": {...}}, ...}``
+    (integer tables fitted on the training latents at that step: one per latent
+    channel, or, with a ``context`` rule (:mod:`geocodec.format.context`), shared
+    tables the rule picks from), ``files``: ``{role: {"path", "sha256"}}`` for the ONNX files
     below, plus ``training`` and ``scores`` for the model card.
 ``encoder.onnx``
     ``bands`` float32 [N, B, H, W] reflectance (DN / 10000), H and W multiples
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from geocodec.format.entropy import IntegerTable
+from geocodec.format.entropy_model import EntropyModel
 from geocodec.errors import InputError, MetadataError
 from geocodec.format.metadata import build_extension
 from geocodec.format.onnx_model import OnnxDecoder, sha256_hex
@@ -144,8 +146,22 @@ class LearnedModel:
         return float(self._quality(quality)["step"])
 
     def tables(self, quality: int) -> list[IntegerTable]:
-        """One :class:`~geocodec.format.entropy.IntegerTable` per latent channel at ``quality``."""
+        """The :class:`~geocodec.format.entropy.IntegerTable` list at ``quality``: one per latent channel,
+        or the shared tables of a context model (:meth:`entropy_model`)."""
         return [IntegerTable.from_json(t) for t in self._quality(quality)["tables"]]
+
+    def _published_tables(self, quality: int):
+        """What a ``tables_ref`` to this model at ``quality`` stands for: its tables (and context)."""
+        qd = self._quality(quality)
+        return {"tables": qd["tables"], "context": qd["context"]} if "context" in qd else qd["tables"]
+
+    def entropy_model(self, quality: int, latent_hw: tuple[int, int] = (16, 16)) -> EntropyModel:
+        """The :class:`~geocodec.format.entropy_model.EntropyModel` of ``quality`` on a latent grid of
+        ``latent_hw`` cells: the card's tables and, where it has one, its checkerboard ``context``
+        (the context rule does not depend on the grid size)."""
+        qd = self._quality(quality)
+        c = int(self.card["channels"])
+        return EntropyModel.from_json(qd["tables"], qd.get("context"), (c, *latent_hw))
 
     # -- encoding --------------------------------------------------------------------------------
     def latents(self, tiles: np.ndarray) -> np.ndarray:
@@ -205,7 +221,7 @@ class LearnedModel:
         ext = build_extension(
             codec_name=CODEC_NAME, codec_version=str(self.card["version"]), quality=quality,
             latent_shape=(c, *latent_hw), step=np.full(c, self.step(quality), np.float32),
-            tables=self.tables(quality), block_rows=block_rows, decoder_sha256=sha256_hex(dec),
+            tables=self.entropy_model(quality, latent_hw), block_rows=block_rows, decoder_sha256=sha256_hex(dec),
             decoder_size=len(dec), decoder_input="latent", decoder_output="embedding",
             dimension=int(self.card["embedding_dimension"]), embedding_type="chip",
             semantics=f"per-tile vector from a {c} x {latent_hw[0]} x {latent_hw[1]} latent grid "
@@ -215,5 +231,5 @@ class LearnedModel:
             efile = self.card["files"]["embedding_decoder"]["path"]
             ext = reference_form(ext, name=self.card["name"], version=str(self.card["version"]), quality=quality,
                                  decoder_href=self.release_url(efile),
-                                 model_tables=self._quality(quality)["tables"], tables_href=self.release_url("model.json"))
+                                 model_tables=self._published_tables(quality), tables_href=self.release_url("model.json"))
         return ext, dec

@@ -1,6 +1,7 @@
 """The file format: GeoParquet 1.1 plus the ``emb`` and ``geocodec`` footer keys (``geoparquet_spec/SPEC.md``).
 
-Integer tables and the rANS bitstream (:mod:`.entropy`), footer metadata and its JSON Schema
+Integer tables and the rANS bitstream (:mod:`.entropy`), the checkerboard context model of spec
+0.3.0 (:mod:`.context`) and the one object that picks between them (:mod:`.entropy_model`), footer metadata and its JSON Schema
 (:mod:`.metadata`), the streaming writer (:mod:`.writer`), the reader: where files come from
 (:mod:`.sources`: a file, a directory walked recursively, a URL), queries pushed down to row
 groups (:mod:`.query`), code-block checks and parallel entropy decoding (:mod:`.blocks`), one
@@ -14,7 +15,7 @@ from geocodec._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "IntegerTable": ".entropy", "encode_block": ".entropy", "decode_block": ".entropy",
-    "cross_entropy_bits": ".entropy",
+    "cross_entropy_bits": ".entropy", "EntropyModel": ".entropy_model", "CheckerboardContext": ".context",
     "CodecSpec": ".metadata", "build_extension": ".metadata", "build_geo": ".metadata", "fingerprint": ".metadata",
     "GeocodecWriter": ".writer",
     "GeocodecFile": ".reader", "Rows": ".reader", "GeocodecDataset": ".dataset", "open_dataset": ".dataset",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import sys
 import threading
 import types
@@ -26,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from geocodec.errors import BitstreamError, GeocodecError
-from geocodec.format.entropy import IntegerTable, bytes_to_words, decode_block
+from geocodec.format.entropy import bytes_to_words
+from geocodec.format.entropy_model import EntropyModel
 from geocodec.format.metadata import CodecSpec
 from geocodec.threads import THREADS_ENV, decode_workers
 
@@ -119,7 +121,7 @@ def _scan_blocks(table: pa.Table, spec: CodecSpec, *, source: str, row_offset: i
 def _decode_one(block: _Block, spec: CodecSpec, *, source: str, row_offset: int) -> np.ndarray:
     where = row_offset + block.start
     try:
-        return decode_block(bytes_to_words(block.data, bits=block.bits), spec.tables, block.rows, spec.positions)
+        return spec.entropy.decode(bytes_to_words(block.data, bits=block.bits), block.rows, spec.positions)
     except GeocodecError as exc:
         raise exc.at(source=source, row=where, field="code")
     except BaseException as exc:
@@ -235,7 +237,8 @@ def _in_daemon() -> bool:
 
 
 def _packed_tables(spec: CodecSpec):
-    """(key, arrays) of the spec's tables, cheap to send to a worker (cached on the spec)."""
+    """(key, arrays) of the spec's entropy model, cheap to send to a worker (cached on the spec): the
+    tables as integer arrays, the context rule (or None) as its JSON text and latent shape."""
     cached = spec.__dict__.get("_geocodec_packed_tables")
     if cached is None:
         tables = spec.tables
@@ -243,36 +246,40 @@ def _packed_tables(spec: CodecSpec):
         sizes = np.array([len(t.freq) for t in tables], dtype=np.int64)
         freq = np.concatenate([np.asarray(t.freq, dtype=np.int64) for t in tables]) if tables else \
             np.zeros(0, np.int64)
+        ctx = spec.entropy.context
+        ctx_json = None if ctx is None else json.dumps(ctx.to_json(), sort_keys=True)
         h = hashlib.sha256()
         for a in (lo, sizes, freq):
             h.update(a.tobytes())
-        cached = (h.hexdigest(), (lo, sizes, freq))
+        h.update((ctx_json or "").encode() + repr(spec.latent_shape).encode())
+        cached = (h.hexdigest(), (lo, sizes, freq, ctx_json, spec.latent_shape))
         spec.__dict__["_geocodec_packed_tables"] = cached
     return cached
 
 
-# worker side: tables rebuilt once per codec and process
-_WORKER_TABLES: dict[str, list[IntegerTable]] = {}
+# worker side: the entropy model rebuilt once per codec and process
+_WORKER_MODELS: dict[str, EntropyModel] = {}
 
 
 def _decode_chunk(key: str, packed, positions: int, blocks: list[tuple[bytes, int, int]]):
     """In a worker: decode consecutive blocks; ('ok', codes) or ('error', index of the bad block)."""
-    tables = _WORKER_TABLES.get(key)
-    if tables is None:
-        lo, sizes, freq = packed
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        lo, sizes, freq, ctx_json, shape = packed
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        tables = [IntegerTable(lo=int(lo[c]), freq=tuple(int(v) for v in freq[bounds[c]:bounds[c + 1]]))
-                  for c in range(len(lo))]
-        if len(_WORKER_TABLES) >= 8:
-            _WORKER_TABLES.clear()
-        _WORKER_TABLES[key] = tables
+        tables = [{"min": int(lo[c]), "freq": [int(v) for v in freq[bounds[c]:bounds[c + 1]]]} for c in range(len(lo))]
+        model = EntropyModel.from_json(tables, None if ctx_json is None else json.loads(ctx_json), shape)
+        if len(_WORKER_MODELS) >= 8:
+            _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = model
+    channels = int(packed[4][0])
     parts = []
     for k, (data, bits, rows) in enumerate(blocks):
         try:
-            parts.append(decode_block(bytes_to_words(data, bits=bits), tables, rows, positions))
+            parts.append(model.decode(bytes_to_words(data, bits=bits), rows, positions))
         except BaseException:
             return "error", k
-    codes = np.concatenate(parts) if parts else np.zeros((0, len(tables), positions), np.int32)
+    codes = np.concatenate(parts) if parts else np.zeros((0, channels, positions), np.int32)
     # most codes are small: send them in the narrowest integer type that holds them
     if codes.size:
         lo_v, hi_v = int(codes.min()), int(codes.max())

@@ -162,6 +162,39 @@ def _uniform():
     return _UNIFORM
 
 
+def push_values(coder, vals: np.ndarray, table: IntegerTable, *, channel: int, rows: np.ndarray) -> None:
+    """Push integer values ``vals`` (1-D, in decode order) with ``table`` onto ``coder`` so that they pop in
+    order: their escapes' payloads first (they pop after the indices), then the table indices, both reversed.
+
+    ``rows[i]`` is the block row of ``vals[i]``, named in the error for a value the escape cannot carry.
+    """
+    idx = vals - table.lo
+    esc = (idx < 0) | (idx >= table.n_values)
+    if esc.any():
+        payload = vals[esc] + ESCAPE_OFFSET
+        out_of_range = (payload < 0) | (payload >= (1 << ESCAPE_BITS))
+        if out_of_range.any():
+            first = int(np.flatnonzero(esc)[np.argmax(out_of_range)])
+            raise GeocodecError(
+                f"channel {channel}: quantized value {int(vals[first])} is outside the codable range "
+                f"+-2**{ESCAPE_BITS - 1}; the input is far outside what the codec was fitted on",
+                row=int(rows[first]))
+        coder.encode_reverse(payload.astype(np.int32), _uniform())
+        idx = np.where(esc, table.escape_index, idx)
+    coder.encode_reverse(idx.astype(np.int32), table.model)
+
+
+def pop_values(coder, table: IntegerTable, n: int) -> np.ndarray:
+    """Pop ``n`` values coded by :func:`push_values` with ``table``: int64 (n,)."""
+    idx = np.asarray(coder.decode(table.model, n), dtype=np.int64)
+    vals = idx + table.lo
+    esc = idx == table.escape_index
+    if esc.any():
+        payload = np.asarray(coder.decode(_uniform(), int(esc.sum())), dtype=np.int64)
+        vals[esc] = payload - ESCAPE_OFFSET
+    return vals
+
+
 def encode_block(q: np.ndarray, tables: list[IntegerTable]) -> np.ndarray:
     """Entropy-code ``q[rows, channels, positions]`` (int) into uint32 words.
 
@@ -172,23 +205,9 @@ def encode_block(q: np.ndarray, tables: list[IntegerTable]) -> np.ndarray:
     if q.ndim != 3 or q.shape[1] != len(tables):
         raise GeocodecError(f"expected quantized values of shape (rows, {len(tables)}, positions), got {q.shape}")
     coder = constriction.stream.stack.AnsCoder()
+    rows = np.repeat(np.arange(q.shape[0]), q.shape[2])
     for c in range(q.shape[1] - 1, -1, -1):
-        table = tables[c]
-        vals = q[:, c, :].reshape(-1).astype(np.int64)
-        idx = vals - table.lo
-        esc = (idx < 0) | (idx >= table.n_values)
-        if esc.any():
-            payload = vals[esc] + ESCAPE_OFFSET
-            out_of_range = (payload < 0) | (payload >= (1 << ESCAPE_BITS))
-            if out_of_range.any():
-                first = int(np.flatnonzero(esc)[np.argmax(out_of_range)])
-                raise GeocodecError(
-                    f"channel {c}: quantized value {int(vals[first])} is outside the codable range "
-                    f"+-2**{ESCAPE_BITS - 1}; the input is far outside what the codec was fitted on",
-                    row=first // q.shape[2])
-            coder.encode_reverse(payload.astype(np.int32), _uniform())
-            idx = np.where(esc, table.escape_index, idx)
-        coder.encode_reverse(idx.astype(np.int32), table.model)
+        push_values(coder, q[:, c, :].reshape(-1).astype(np.int64), tables[c], channel=c, rows=rows)
     return coder.get_compressed()
 
 
@@ -199,13 +218,7 @@ def decode_block(words: np.ndarray, tables: list[IntegerTable], rows: int, posit
     out = np.empty((rows, len(tables), positions), dtype=np.int32)
     n = rows * positions
     for c, table in enumerate(tables):
-        idx = np.asarray(coder.decode(table.model, n), dtype=np.int64)
-        vals = idx + table.lo
-        esc = idx == table.escape_index
-        if esc.any():
-            payload = np.asarray(coder.decode(_uniform(), int(esc.sum())), dtype=np.int64)
-            vals[esc] = payload - ESCAPE_OFFSET
-        out[:, c, :] = vals.reshape(rows, positions)
+        out[:, c, :] = pop_values(coder, table, n).reshape(rows, positions)
     if not coder.is_empty():
         raise BitstreamError("the code stream holds more data than its rows need (corrupted or mislabelled block)")
     return out

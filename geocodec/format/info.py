@@ -44,6 +44,7 @@ def summarize(f: GeocodecFile) -> dict:
         "rows": rows,
         "row_groups": meta.num_row_groups,
         "block_rows": f.spec.block_rows,
+        "symbol_order": ext["entropy_model"].get("symbol_order", "channel-major"),
         "decoder": {k: ext["decoder"].get(k) for k in ("format", "sha256", "href", "size_bytes", "published")},
         "storage": f.storage(fetch=False),
         "extra_columns": f.extra_columns,
@@ -98,7 +99,8 @@ def format_summary(s: dict) -> str:
         f"  time: {s['temporal_extent']}",
         f"  decoder: {s['decoder']['format']} sha256 {s['decoder']['sha256'][:12]}... "
         f"({_storage_line(s['storage']['decoder'], s['decoder'].get('href'))})",
-        f"  entropy tables: {_storage_line(s['storage']['tables'], None)}",
+        f"  entropy model: {s.get('symbol_order', 'channel-major')}; tables "
+        f"{_storage_line(s['storage']['tables'], None)}",
         f"  size: {b['file']} bytes on disk ({b.get('per_row')} B/row), codes {b['code_column']} bytes; "
         f"raw float32 {b['raw_float32']} bytes"
         + (f" -> {size_vs_raw(b['raw_float32'], b['file'])}" if b.get("compression_ratio_vs_float32") else ""),

@@ -75,7 +75,7 @@ def merge(sources: list[str], output: str, *, progress: bool = True, embed_decod
             rate["cross_entropy_bits"] = round(rate["cross_entropy_bits"], 3)
             ext = first.ext
             if embed_decoder:
-                ext = embedded_form(ext, first.spec.tables_json)
+                ext = embedded_form(ext, first.spec.entropy_json)
             decoder = first.decoder_bytes if embed_decoder or first.decoder_embedded else None
             writer.add_key_value_metadata(footer_metadata(ext, first.crs, bbox, sorted(types), extent, rate, decoder))
         finally:

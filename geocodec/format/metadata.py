@@ -17,10 +17,14 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from geocodec.format.entropy import ESCAPE_BITS, PRECISION, IntegerTable
-from geocodec.errors import MetadataError
+from geocodec.format.entropy_model import EntropyModel
+from geocodec.errors import GeocodecError, MetadataError
 
+#: the version the writer writes when a file needs nothing newer (a factorized entropy model);
+#: a file with a context model (``entropy_model.context``) is written as :data:`CONTEXT_VERSION`
 SPEC_VERSION = "0.2.0"
-KNOWN_VERSIONS = ("0.1.0", "0.2.0")
+CONTEXT_VERSION = "0.3.0"
+KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0")
 GEO_KEY = "geo"
 EMB_KEY = "emb"
 EXT_KEY = "geocodec"
@@ -57,10 +61,12 @@ def _validator(version: str):
     return jsonschema.Draft202012Validator(schema)
 
 
-def tables_sha256(tables: list) -> str:
-    """sha256 of the canonical JSON of entropy tables (a list of ``{"min", "freq"}``; SPEC.md 4.5)."""
+def tables_sha256(tables: list, context: dict | None = None) -> str:
+    """sha256 of the canonical JSON of entropy tables (a list of ``{"min", "freq"}``; SPEC.md 4.5); with a
+    ``context`` (spec 0.3.0) of the object ``{"context": context, "tables": tables}``, so one hash names both."""
     canon = [{"min": int(t["min"]), "freq": [int(f) for f in t["freq"]]} for t in tables]
-    return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    obj = canon if context is None else {"context": context, "tables": canon}
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def fingerprint(ext: dict) -> str:
@@ -77,8 +83,9 @@ def fingerprint(ext: dict) -> str:
     if ext.get("version") != "0.1.0" and isinstance(core["entropy_model"], dict):
         em = core["entropy_model"]
         ref = em.get("tables_ref") if isinstance(em.get("tables_ref"), dict) else {}
-        digest = tables_sha256(em["tables"]) if isinstance(em.get("tables"), list) else ref.get("sha256")
-        core["entropy_model"] = {**{k: v for k, v in em.items() if k not in ("tables", "tables_ref")},
+        digest = tables_sha256(em["tables"], em.get("context")) if isinstance(em.get("tables"), list) \
+            else ref.get("sha256")
+        core["entropy_model"] = {**{k: v for k, v in em.items() if k not in ("tables", "tables_ref", "context")},
                                  "tables_sha256": digest}
     # descriptive text does not change how codes decode
     if isinstance(core["embedding"], dict):
@@ -157,15 +164,39 @@ def _check_consistency(ext: dict, source: str) -> None:
         if not (isinstance(step, (int, float)) and math.isfinite(step) and 0 < step <= FLOAT32_MAX):
             raise MetadataError(f"step {step!r} is not a finite float32 > 0", source=source,
                                 field=f"geocodec.quantization.step.{i}")
-    if "tables" in ext["entropy_model"]:
-        check_tables(ext["entropy_model"]["tables"], channels, source=source, field="geocodec.entropy_model.tables")
+    em = ext["entropy_model"]
+    context = em.get("context")
+    if context is not None:
+        _check_context(context, shape, source)
+    if em.get("symbol_order") == "checkerboard-context" and ext["latent"]["layout"] != "grid":
+        raise MetadataError("a checkerboard context model needs a 'grid' latent", source=source,
+                            field="geocodec.latent.layout")
+    if "tables" in em:
+        check_tables(em["tables"], channels, source=source, field="geocodec.entropy_model.tables", context=context)
 
 
-def check_tables(tables: list, channels: int, *, source: str, field: str) -> None:
-    """One table per latent channel, each summing to ``2**PRECISION`` (embedded or resolved tables)."""
-    if not isinstance(tables, list) or len(tables) != channels:
+def _check_context(context: dict, shape: list, source: str) -> None:
+    from geocodec.format.context import CheckerboardContext
+
+    try:
+        CheckerboardContext.from_json(context, shape)
+    except GeocodecError as exc:
+        raise MetadataError(exc.message, source=source, field="geocodec." + (exc.field or "entropy_model.context"))
+
+
+def check_tables(tables: list, channels: int, *, source: str, field: str, context: dict | None = None) -> None:
+    """Embedded or resolved tables: one per latent channel (factorized) or, with a ``context``, as many as
+    its ``table_index`` names (every index < the number of tables); each summing to ``2**PRECISION``."""
+    if context is None and (not isinstance(tables, list) or len(tables) != channels):
         n = len(tables) if isinstance(tables, list) else "no list of"
         raise MetadataError(f"{n} entries for {channels} latent channels", source=source, field=field)
+    if context is not None:
+        if not isinstance(tables, list) or not tables:
+            raise MetadataError("a context model needs a non-empty list of tables", source=source, field=field)
+        top = max((max(row) for row in context["table_index"] if row), default=-1)
+        if top >= len(tables):
+            raise MetadataError(f"entropy_model.context.table_index names table {top} but there are "
+                                f"{len(tables)} tables", source=source, field=field)
     for i, t in enumerate(tables):
         freq = t.get("freq") if isinstance(t, dict) else None
         if not isinstance(freq, list) or not all(isinstance(f, int) and f >= 1 for f in freq) or \
@@ -187,22 +218,43 @@ class CodecSpec:
     source: str | None = None
 
     @cached_property
-    def tables_json(self) -> list[dict]:
-        """The entropy tables as JSON dicts: embedded, or resolved from ``entropy_model.tables_ref``
-        (:func:`geocodec.format.published.resolve_tables`: package, cache, href; hash-checked)."""
+    def entropy_json(self) -> tuple[list[dict], dict | None]:
+        """(tables, context) as JSON: embedded, or resolved from ``entropy_model.tables_ref``
+        (:func:`geocodec.format.published.resolve_tables`: package, cache, href; hash-checked; a
+        context model's ``context`` travels with its tables)."""
         em = self.ext["entropy_model"]
         if "tables" in em:
-            return em["tables"]
-        from geocodec.format.published import TABLES_FIELD, resolve_tables
+            return em["tables"], em.get("context")
+        from geocodec.format.published import TABLES_FIELD, resolve_tables, split_entropy
 
-        tables = resolve_tables(em["tables_ref"], source=self.source).data
-        check_tables(tables, self.channels, source=self.source, field=TABLES_FIELD)
-        return tables
+        tables, context = split_entropy(resolve_tables(em["tables_ref"], source=self.source).data)
+        if (context is None) != (em.get("symbol_order", "channel-major") == "channel-major"):
+            raise MetadataError(f"the referenced tables {'have no' if context is None else 'have a'} context, "
+                                f"the file's symbol_order is {em.get('symbol_order')!r}", source=self.source,
+                                field=TABLES_FIELD)
+        if context is not None:
+            _check_context(context, list(self.latent_shape), self.source)
+        check_tables(tables, self.channels, source=self.source, field=TABLES_FIELD, context=context)
+        return tables, context
+
+    @property
+    def tables_json(self) -> list[dict]:
+        """The entropy tables as JSON dicts (:attr:`entropy_json`)."""
+        return self.entropy_json[0]
 
     @cached_property
     def tables(self) -> list[IntegerTable]:
-        """One :class:`IntegerTable` per latent channel."""
+        """The :class:`IntegerTable` list: one per latent channel, or the shared tables of a context model."""
         return [IntegerTable.from_json(t) for t in self.tables_json]
+
+    @cached_property
+    def entropy(self) -> EntropyModel:
+        """The :class:`~geocodec.format.entropy_model.EntropyModel` that codes and decodes the blocks."""
+        tables, ctx = self.entropy_json
+        try:
+            return EntropyModel.from_json(tables, ctx, self.latent_shape)
+        except GeocodecError as exc:
+            raise MetadataError(exc.message, source=self.source, field="geocodec." + (exc.field or "entropy_model"))
 
     @cached_property
     def step(self) -> np.ndarray:
@@ -243,7 +295,7 @@ class CodecSpec:
     def min_bits_per_row(self) -> float:
         """The fewest bits the entropy coder can spend on one row: every value its channel's most probable
         symbol. A block of ``m`` rows holds at least ``m`` times this, less 64 bits (the coder's state)."""
-        return self.positions * sum(PRECISION - math.log2(max(t.freq)) for t in self.tables)
+        return self.entropy.min_bits_per_row(self.channels, self.positions)
 
     def check_decode(self, rows: int, code_bits: int, blocks: int = 1, *, source: str | None = None,
                      row: int | None = None) -> None:
@@ -268,19 +320,27 @@ class CodecSpec:
 
 
 def build_extension(*, codec_name: str, codec_version: str, quality: int, latent_shape: tuple[int, ...],
-                    step: np.ndarray, tables: list[IntegerTable], block_rows: int, decoder_sha256: str,
+                    step: np.ndarray, tables: "list[IntegerTable] | EntropyModel", block_rows: int,
+                    decoder_sha256: str,
                     decoder_size: int, decoder_input: str, decoder_output: str, dimension: int,
                     embedding_type: str, semantics: str, model: dict, grid: dict) -> dict:
-    """The ``geocodec`` footer dict of a codec (``temporal_extent`` still None), with its fingerprint."""
+    """The ``geocodec`` footer dict of a codec (``temporal_extent`` still None), with its fingerprint.
+
+    ``tables``: one :class:`IntegerTable` per channel, or an :class:`EntropyModel` (with a context
+    model the file is spec :data:`CONTEXT_VERSION`, else :data:`SPEC_VERSION`).
+    """
+    entropy = tables if isinstance(tables, EntropyModel) else EntropyModel(tuple(tables))
+    members = entropy.json_members()
     ext = {
-        "version": SPEC_VERSION,
+        "version": CONTEXT_VERSION if entropy.context is not None else SPEC_VERSION,
         "codec": {"name": codec_name, "version": codec_version, "quality": int(quality)},
         "latent": {"layout": "vector" if len(latent_shape) == 1 else "grid", "shape": [int(s) for s in latent_shape]},
         "quantization": {"method": "uniform-round", "step": [float(s) for s in np.asarray(step, dtype=np.float32)]},
         "entropy_model": {
             "coder": CODER, "library": CODER_LIBRARY, "precision": PRECISION, "block_rows": int(block_rows),
-            "symbol_order": "channel-major", "escape_bits": ESCAPE_BITS,
-            "tables": [t.to_json() for t in tables],
+            "symbol_order": members["symbol_order"], "escape_bits": ESCAPE_BITS,
+            "tables": members["tables"],
+            **({"context": members["context"]} if "context" in members else {}),
         },
         "decoder": {"format": "onnx", "sha256": decoder_sha256, "href": DECODER_HREF, "input": decoder_input,
                     "output": decoder_output, "size_bytes": int(decoder_size)},

@@ -31,7 +31,8 @@ from geocodec.format.metadata import DECODER_HREF, tables_sha256
 from geocodec.format.onnx_model import sha256_hex
 
 __all__ = ["CACHE_ENV", "cache_dir", "Resolved", "resolve_decoder", "resolve_tables", "decoder_embedded",
-           "tables_embedded", "reference_form", "embedded_form", "storage_report"]
+           "tables_embedded", "reference_form", "embedded_form", "storage_report", "split_entropy",
+           "entropy_sha256"]
 
 CACHE_ENV = "GEOCODEC_CACHE"
 DECODER_FILE = "embedding_decoder.onnx"
@@ -164,11 +165,38 @@ def _read_or_none(href, source, field, limit, tried) -> bytes | None:
         return None
 
 
-def _quality_tables(card: object, quality) -> list | None:
+def _quality_tables(card: object, quality):
+    """What a tables reference resolves to in a JSON document: a bare list of tables, ``{"tables",
+    "context"}`` (a context model's entropy tables), or a model card's ``qualities[<quality>]`` tables
+    (with its ``context`` where it has one, in the same ``{"tables", "context"}`` form)."""
     if isinstance(card, list):
         return card
+    if isinstance(card, dict) and isinstance(card.get("tables"), list) and isinstance(card.get("context"), dict):
+        return {"tables": card["tables"], "context": card["context"]}
     try:
-        return card["qualities"][str(int(quality))]["tables"]
+        entry = card["qualities"][str(int(quality))]
+        tables = entry["tables"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {"tables": tables, "context": entry["context"]} if isinstance(entry.get("context"), dict) else tables
+
+
+def split_entropy(data) -> tuple[list, dict | None]:
+    """(tables, context or None) of what :func:`resolve_tables` returned (or of such a pair)."""
+    if isinstance(data, dict):
+        return data.get("tables"), data.get("context")
+    if isinstance(data, tuple):
+        return data
+    return data, None
+
+
+def entropy_sha256(data) -> str | None:
+    """The ``tables_ref.sha256`` of resolved tables (SPEC.md 4.5: the context, if any, hashed with them)."""
+    tables, context = split_entropy(data)
+    if not isinstance(tables, list) or not (context is None or isinstance(context, dict)):
+        return None
+    try:
+        return tables_sha256(tables, context)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -184,15 +212,16 @@ def resolve_tables(ref: dict, *, source: str, fetch: bool = True) -> Resolved | 
     card = _package_file(ref.get("name"), CARD_FILE)
     if card is not None:
         tables = _quality_tables(_json_or_none(card.read_bytes()), quality)
-        if tables is not None and tables_sha256(tables) == sha:
+        if tables is not None and entropy_sha256(tables) == sha:
             return Resolved(tables, "package", f"{card} (quality {quality})")
         tried.append(f"the installed {card} has other tables for quality {quality}")
     else:
         tried.append(f"the installed package has no model '{ref.get('name')}'")
     cached = cache_dir() / "tables" / f"{sha}.json"
     if cached.is_file():
-        tables = _json_or_none(read_local(str(cached), limit=MAX_TABLES_BYTES, source=source, field=TABLES_FIELD))
-        if isinstance(tables, list) and tables_sha256(tables) == sha:
+        tables = _quality_tables(_json_or_none(read_local(str(cached), limit=MAX_TABLES_BYTES, source=source,
+                                                          field=TABLES_FIELD)), quality)
+        if tables is not None and entropy_sha256(tables) == sha:
             return Resolved(tables, "cache", str(cached))
         tried.append(f"the cached {cached} is damaged (its sha256 differs)")
     else:
@@ -204,7 +233,7 @@ def resolve_tables(ref: dict, *, source: str, fetch: bool = True) -> Resolved | 
         data = _read_or_none(href, source, f"{TABLES_FIELD}.href", MAX_TABLES_BYTES, tried)
         if data is not None:
             tables = _quality_tables(_json_or_none(data), quality)
-            if tables is None or tables_sha256(tables) != sha:
+            if tables is None or entropy_sha256(tables) != sha:
                 raise MetadataError(f"{href} holds no tables for quality {quality} with sha256 {sha}: refused",
                                     source=source, field=f"{TABLES_FIELD}.sha256")
             _store("tables", sha, json.dumps(tables, separators=(",", ":")).encode())
@@ -225,10 +254,11 @@ def _json_or_none(data: bytes):
 
 # -- the two forms of an extension dict ------------------------------------------------------------
 def reference_form(ext: dict, *, name: str, version: str, quality: int, decoder_href: str,
-                   model_tables: list | None, tables_href: str | None = None) -> dict:
+                   model_tables, tables_href: str | None = None) -> dict:
     """``ext`` (decoder and tables embedded) with the decoder by reference to the published model
-    ``name``/``version``, and the tables too when they equal ``model_tables`` exactly; the model's
-    ``normalisation`` text is left to its card."""
+    ``name``/``version``, and the tables too when they equal ``model_tables`` exactly (a list of tables,
+    or ``{"tables", "context"}`` of a context model, whose context is then referenced with them); the
+    model's ``normalisation`` text is left to its card."""
     if not NAME.match(name):
         raise MetadataError(f"model name {name!r} cannot be referenced (letters, digits, '.', '_', '-')",
                             field="decoder.published.name")
@@ -239,21 +269,25 @@ def reference_form(ext: dict, *, name: str, version: str, quality: int, decoder_
     if not decoder_href or decoder_href == DECODER_HREF:
         raise MetadataError("a referenced decoder needs the URI it is published at", field="decoder.href")
     tables = ext["entropy_model"].get("tables")
-    if tables is not None and model_tables is not None and tables_sha256(tables) == tables_sha256(model_tables):
-        em = {k: v for k, v in ext["entropy_model"].items() if k != "tables"}
-        em["tables_ref"] = {"name": name, "version": version, "quality": int(quality), "sha256": tables_sha256(tables)}
+    digest = None if tables is None else tables_sha256(tables, ext["entropy_model"].get("context"))
+    if digest is not None and model_tables is not None and digest == entropy_sha256(model_tables):
+        em = {k: v for k, v in ext["entropy_model"].items() if k not in ("tables", "context")}
+        em["tables_ref"] = {"name": name, "version": version, "quality": int(quality), "sha256": digest}
         if tables_href:
             em["tables_ref"]["href"] = tables_href
         out["entropy_model"] = em
     return out
 
 
-def embedded_form(ext: dict, tables: list) -> dict:
-    """``ext`` with the decoder embedded (``href`` ``"#geocodec.decoder"``) and ``tables`` inline."""
+def embedded_form(ext: dict, tables) -> dict:
+    """``ext`` with the decoder embedded (``href`` ``"#geocodec.decoder"``) and ``tables`` inline (a list,
+    or what :func:`resolve_tables` gives for a context model: its ``context`` goes inline too)."""
     dec = {k: v for k, v in ext["decoder"].items() if k != "published"}
     dec["href"] = DECODER_HREF
     em = {k: v for k, v in ext["entropy_model"].items() if k != "tables_ref"}
-    em["tables"] = tables
+    em["tables"], context = split_entropy(tables)
+    if context is not None:
+        em["context"] = context
     return dict(ext, decoder=dec, entropy_model=em)
 
 

@@ -2,8 +2,8 @@
 and their checks for ``geocodec validate``.
 
 ``preview_psnr`` (float32 dB): the preview decoder's PSNR against the input over the tile's valid pixels;
-``rate_ratio`` (float32): the tile's bits per valid cell over the file tables' self-entropy per cell. Both
-are optional (files before them, files encoded with ``--no-quality-figure``, files not made by the producer
+``rate_ratio`` (float32): the tile's bits per valid cell over the file's reference rate per cell (the
+tables' self-entropy, or a context model's ``mean_bits``). Both are optional (files before them, files encoded with ``--no-quality-figure``, files not made by the producer
 lack one or both); NaN means "not known for this tile".
 """
 
@@ -15,7 +15,7 @@ import pyarrow as pa
 #: column -> (unit, the side where the codec is out of its depth, the rule-of-thumb threshold on that side)
 FIGURES = {
     "preview_psnr": ("dB", "below", 20.0),
-    "rate_ratio": ("x the tables' entropy", "above", 2.0),
+    "rate_ratio": ("x the entropy model's typical rate", "above", 2.0),
 }
 
 

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import shapely
 
 from geocodec.atomic import temp_path_for
-from geocodec.format.entropy import IntegerTable, cross_entropy_bits, encode_block, words_to_bytes
+from geocodec.format.entropy import IntegerTable, words_to_bytes
+from geocodec.format.entropy_model import EntropyModel
 from geocodec.errors import GeocodecError, InputError
 from geocodec.format.metadata import (DECODER_HREF, DECODER_KEY, EMB_KEY, EXT_KEY, GEO_KEY, CodecSpec, build_emb,
                                       build_geo, encode_decoder, fingerprint, tables_sha256, validate_extension)
@@ -77,7 +78,7 @@ def encode_row_group(q: np.ndarray, spec: CodecSpec, *, source: str | None = Non
     for start in heads:
         stop = min(start + b, n)
         try:
-            data = words_to_bytes(encode_block(q[start:stop], spec.tables))
+            data = words_to_bytes(spec.entropy.encode(q[start:stop]))
         except GeocodecError as exc:
             raise type(exc)(exc.message, source=exc.source or source, field=exc.field,
                             row=None if exc.row is None else row_offset + int(start) + exc.row) from None
@@ -109,13 +110,13 @@ class GeocodecWriter:
 
     def __init__(self, path: str | os.PathLike, ext: dict, decoder: bytes | None, crs: dict, *,
                  extra_schema: pa.Schema | None = None, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
-                 tables: list[IntegerTable] | None = None):
+                 tables: "list[IntegerTable] | EntropyModel | None" = None):
         self.path = os.fspath(path)
         crs = projjson(crs, source=self.path)
         self.ext = validate_extension(dict(ext), source=self.path)
         self.spec = CodecSpec(self.ext, source=self.path)
         check_stored_parts(self.ext, decoder, tables, self.spec, source=self.path)
-        _ = self.spec.tables  # referenced tables resolve (or fail) before anything is written
+        _ = self.spec.entropy  # referenced tables resolve (or fail) before anything is written
         if row_group_rows % self.spec.block_rows:
             row_group_rows -= row_group_rows % self.spec.block_rows
         self.row_group_rows = max(row_group_rows, self.spec.block_rows)
@@ -203,7 +204,7 @@ class GeocodecWriter:
                 self._tmax = hi if self._tmax is None else max(self._tmax, hi)
         codes = encode_row_group(chunk["q"], self.spec, source=self.path, row_offset=self.rows)
         self.code_bits += int(pa.compute.sum(codes["code_bits"]).as_py() or 0)
-        self.cross_entropy += cross_entropy_bits(chunk["q"], self.spec.tables)
+        self.cross_entropy += self.spec.entropy.cross_entropy_bits(chunk["q"])
         arrays = {
             "tile_id": pa.array(chunk["tile_id"], pa.string()),
             "geometry": pa.array(shapely.to_wkb(geoms), pa.binary()),
@@ -296,8 +297,8 @@ def statistics_columns(schema: pa.Schema) -> list[str]:
     return out
 
 
-def check_stored_parts(ext: dict, decoder: bytes | None, tables: list[IntegerTable] | None, spec: CodecSpec, *,
-                       source: str) -> None:
+def check_stored_parts(ext: dict, decoder: bytes | None, tables: "list[IntegerTable] | EntropyModel | None",
+                       spec: CodecSpec, *, source: str) -> None:
     """The decoder bytes and tables a writer is given must be the ones ``ext`` names.
 
     An embedded decoder (``href`` ``"#geocodec.decoder"``) needs its bytes; a referenced one
@@ -312,12 +313,15 @@ def check_stored_parts(ext: dict, decoder: bytes | None, tables: list[IntegerTab
                          source=source, field="geocodec.decoder.sha256")
     if tables is not None:
         em = ext["entropy_model"]
-        given = [t.to_json() for t in tables]
-        want_tables = em["tables_ref"]["sha256"] if "tables_ref" in em else tables_sha256(em["tables"])
-        if tables_sha256(given) != want_tables:
+        model = tables if isinstance(tables, EntropyModel) else EntropyModel(tuple(tables))
+        given = [t.to_json() for t in model.tables]
+        context = None if model.context is None else model.context.to_json()
+        want_tables = em["tables_ref"]["sha256"] if "tables_ref" in em else \
+            tables_sha256(em["tables"], em.get("context"))
+        if tables_sha256(given, context) != want_tables:
             raise InputError("the tables given are not the ones the metadata names", source=source,
                              field="geocodec.entropy_model.tables_ref.sha256")
-        spec.__dict__["tables_json"] = given  # fills CodecSpec's cached property
+        spec.__dict__["entropy_json"] = (given, context)  # fills CodecSpec's cached property
 
 
 def footer_metadata(ext: dict, crs: dict, bbox, geometry_types: list[str], temporal_extent, rate: dict,

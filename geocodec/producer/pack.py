@@ -146,7 +146,7 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     with_psnr = grid.preview_mse is not None
     extra = pa.schema([pa.field("valid_cells", pa.binary())] + [pa.field(n, pa.float32()) for n in QUALITY_COLUMNS
                                                                   if with_psnr or n != "preview_psnr"])
-    tables = model.tables(quality)
+    entropy = model.entropy_model(quality, (k, k))
     dates, rows, cols = _kept_tiles(grid.valid_fraction, k, min_valid)
     if len(dates) == 0:
         raise InputError("no tile has valid pixels: nothing to write", source=os.fspath(out_path))
@@ -156,7 +156,7 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
     order = hilbert_order(np.stack([x0, y1 - tgrid.tile_size, x0 + tgrid.tile_size, y1], axis=1))
     times = np.array([np.datetime64("NaT", "ms") if t is None else np.datetime64(t, "ms") for t in grid.times])
     with GeocodecWriter(out_path, ext, decoder, crs_json, extra_schema=extra, row_group_rows=row_group_rows,
-                        tables=tables) as wr:
+                        tables=entropy) as wr:
         for lo in range(0, len(order), wr.row_group_rows):
             sel = order[lo:lo + wr.row_group_rows]
             ti, rr, cc = dates[sel], rows[sel], cols[sel]
@@ -164,7 +164,7 @@ def pack_grid(grid: LatentGrid, model, quality: int, out_path, *, tile_cells: in
             bits = np.packbits(tv >= 0.5, axis=1)
             t = times[ti]
             q = _gather_tiles(grid.q, ti, rr, cc, k)
-            extra_cols = {"valid_cells": [b.tobytes() for b in bits], "rate_ratio": rate_ratio(q, tables, tv >= 0.5)}
+            extra_cols = {"valid_cells": [b.tobytes() for b in bits], "rate_ratio": rate_ratio(q, entropy, tv >= 0.5)}
             if with_psnr:
                 extra_cols["preview_psnr"] = tile_psnr(_gather_tiles(grid.preview_mse[:, None], ti, rr, cc, k)[:, 0], tv)
             for n in figures:
@@ -290,20 +290,16 @@ def pack_result(paths, out_path, *, model=None, quality: int = DEFAULT_QUALITY, 
 def transfer_budget(model, quality: int) -> dict:
     """Bytes per km2 of one date for each form the codes can travel in (see docs/producer.md).
 
-    The ANS figure is the self-entropy of the model's integer tables at
-    ``quality`` (the rate on data like the training set); a file's real rate is
-    reported by the writer (``code_bits``).
+    The ANS figure is the entropy model's reference rate at ``quality`` (the tables'
+    self-entropy, or a context model's mean rate on its fitting data: the rate on data
+    like the training set); a file's real rate is reported by the writer (``code_bits``).
     """
     res = float(model.card.get("resolution_m", 10.0))
     s = model.stride
     c = int(model.card["channels"])
     pixels = 1e6 / res ** 2
     cells = pixels / s ** 2
-    bits = 0.0
-    for t in model.tables(quality):
-        f = np.asarray(t.freq, dtype=np.float64)
-        p = f / f.sum()
-        bits += float(-(p * np.log2(p)).sum())
+    bits = model.entropy_model(quality).reference_bits_per_cell
     return {
         "pixels_per_km2": pixels, "latent_cells_per_km2": cells, "channels": c, "stride": s,
         "input_uint16_5bands": pixels * len(model.bands) * 2,

@@ -12,8 +12,8 @@ the tiles a code describes badly:
     weighting each cell by its valid pixels, which gives exactly the PSNR over the row's
     valid pixels whatever tile size the rows are cut at.
 ``rate_ratio``
-    the row's cross-entropy under the file's own tables per valid cell, divided by those
-    tables' self-entropy per cell (:func:`reference_bits_per_cell`): about 1 on data like
+    the row's cross-entropy under the file's own entropy model per valid cell, divided by the
+    model's reference rate per cell (:func:`reference_bits_per_cell`): about 1 on data like
     the data the tables were fitted on, well above 1 where the codes are unusual (the
     encoder is extrapolating). Computed at packing time from the codes alone; any reader
     can recompute it from the file.
@@ -65,28 +65,24 @@ def tile_psnr(mse: np.ndarray, valid_fraction: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(m), out, np.nan).astype(np.float32)
 
 
+def _entropy(tables):
+    from geocodec.format.entropy_model import EntropyModel
+
+    return tables if isinstance(tables, EntropyModel) else EntropyModel(tuple(tables))
+
+
 def reference_bits_per_cell(tables) -> float:
-    """The tables' self-entropy per latent cell, summed over channels: ``sum_c sum_j f_cj / T * log2(T / f_cj)``
-    (T = 2**16, the escape entry included), the rate the codes cost on data like the data they were fitted on."""
-    total = 0.0
-    for t in tables:
-        f = np.asarray(t.freq, dtype=np.float64)
-        p = f / f.sum()
-        total += float((p * t.bits).sum())
-    return total
+    """The rate ``rate_ratio`` divides by, bits per latent cell summed over channels (SPEC.md 5.1): for one
+    table per channel (a list, or a factorized :class:`~geocodec.format.entropy_model.EntropyModel`) their
+    self-entropy ``sum_c sum_j f_cj / 2**24 * log2(2**24 / f_cj)``, escape entry included; for a context
+    model its ``mean_bits`` on the fitting data. The rate the codes cost on data like that data."""
+    return _entropy(tables).reference_bits_per_cell
 
 
 def cell_bits(q: np.ndarray, tables) -> np.ndarray:
-    """Ideal code length in bits of each cell of rows ``q`` (n, C, cells) under the tables, escapes included
-    (as :func:`geocodec.format.entropy.cross_entropy_bits` counts them): (n, cells) float64."""
-    from geocodec.format.entropy import ESCAPE_BITS
-
-    out = np.zeros((q.shape[0], q.shape[2]), dtype=np.float64)
-    for c, table in enumerate(tables):
-        idx = q[:, c, :].astype(np.int64) - table.lo
-        esc = (idx < 0) | (idx >= table.n_values)
-        out += table.bits[np.where(esc, table.escape_index, idx)] + ESCAPE_BITS * esc
-    return out
+    """Ideal code length in bits of each cell of rows ``q`` (n, C, cells) under the tables (or entropy model),
+    escapes included (as the writer's ``cross_entropy_bits`` counts them): (n, cells) float64."""
+    return _entropy(tables).cell_bits(q)
 
 
 def rate_ratio(q: np.ndarray, tables, cells: np.ndarray, reference: float | None = None) -> np.ndarray:

@@ -106,13 +106,12 @@ def point_series_codes(model, reflectance: np.ndarray, quality: int | None, *,
 
 
 def bits_per_cell(model, q: np.ndarray, quality: int) -> float:
-    """Mean ideal code length of integer cells ``(..., C)`` under the model's tables at ``quality``."""
-    from geocodec.format.entropy import cross_entropy_bits
-
+    """Mean ideal code length of integer cells ``(..., C)`` under the model's entropy model at ``quality``
+    (each cell coded alone: a 1 x 1 latent grid)."""
     q = np.asarray(q)
     c = q.shape[-1]
     flat = q.reshape(-1, c, 1)
-    return cross_entropy_bits(flat, model.tables(quality)) / max(len(flat), 1)
+    return model.entropy_model(quality, (1, 1)).cross_entropy_bits(flat) / max(len(flat), 1)
 
 
 # -- day-of-year alignment ---------------------------------------------------------------------

@@ -59,6 +59,9 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
                    help="minutes between checkpoints (default 5; 0: only at the end)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in the checkpoint (same options and data) up to --steps/--minutes")
+    p.add_argument("--tables-only", action="store_true",
+                   help="only fit the entropy tables of the model in OUT again (through its ONNX encoder, on its "
+                        "training scenes), score it and write model.json (and --card), without training")
 
 
 def run_codec(a: argparse.Namespace) -> int:
@@ -86,6 +89,17 @@ def run_codec(a: argparse.Namespace) -> int:
         write_model_card(report, card)
         print(f"wrote {card} from {report}")
         return 0
+    if a.tables_only:
+        from geocodec.training.train import refit_tables
+
+        card = refit_tables(a.out, config=cfg, data_dir=a.data, progress=not a.quiet, card_path=a.card,
+                            command=_command(f"{a.prog} --out {a.out} --tables-only", [
+                                ("--model", None if a.model == "s2-5band-v1" else a.model, None),
+                                ("--data", a.data, None), ("--card", a.card, None)]))
+        print(f"wrote {a.out}/model.json: entropy tables of {card['name']} refitted "
+              f"({card['training']['entropy_tables']['symbol_order']})")
+        _print_scores(card)
+        return 0
     from geocodec.training.train import train
 
     invoked = _command(f"{a.prog} --out {a.out}", [
@@ -99,13 +113,17 @@ def run_codec(a: argparse.Namespace) -> int:
                  checkpoint_minutes=a.checkpoint_minutes, resume=a.resume)
     tr = card["training"]
     print(f"wrote {a.out}: {card['name']} trained {tr['steps']} steps in {tr['minutes']:.1f} min on {tr['device']}")
+    _print_scores(card)
+    if a.card:
+        print(f"wrote {a.card}")
+    return 0
+
+
+def _print_scores(card: dict) -> None:
     for name, s in card.get("scores", {}).get("sets", {}).items():
         cells = ", ".join(f"q{k} {r['bits_per_pixel']:.3f} bpp {r['psnr_db']} dB"
                           for k, r in sorted(s["qualities"].items(), key=lambda kv: int(kv[0])))
         print(f"  {name} ({s['tiles']} tiles): {cells}")
-    if a.card:
-        print(f"wrote {a.card}")
-    return 0
 
 
 # -- land-cover and monitoring heads ----------------------------------------------------------------------

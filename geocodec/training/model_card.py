@@ -123,8 +123,13 @@ def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) ->
              f"(x {cfg.get('lr_final_fraction')} for the last 20 %), gradient clip {cfg.get('grad_clip')}, "
              f"seed {tr.get('seed')}")
     L.append(f"- {tr.get('minutes')} minutes on {tr.get('device')}, torch {tr.get('torch')}")
-    L.append(f"- integer tables: `IntegerTable.fit(round(latent / step))` per channel and quality on "
-             f"training tiles")
+    et = tr.get("entropy_tables")
+    if et:
+        L.append(f"- entropy model (`{et.get('symbol_order')}`): {et.get('how')}; fitted on {et.get('fitted_on')}"
+                 + (f"; refitted by `{et['command']}`" if et.get("command") else ""))
+    else:
+        L.append("- integer tables: `IntegerTable.fit(round(latent / step))` per channel and quality on "
+                 "training tiles")
     chk = tr.get("onnx_check", {})
     if chk:
         L.append("- ONNX (opset 17) vs torch, max |difference|: " +

