@@ -107,6 +107,8 @@ def run_codec(a: argparse.Namespace) -> int:
                                   ("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
                                   ("--distortion", a.distortion),
                                   ("--device", a.device), ("--data", a.data), ("--card", a.card))])
+    if a.resume:
+        invoked += " --resume"
     card = train(a.out, steps=a.steps, minutes=a.minutes, seed=a.seed, device=a.device, data_dir=a.data,
                  config=cfg,
                  progress=not a.quiet, card_path=a.card, command=invoked, checkpoint=a.checkpoint,
