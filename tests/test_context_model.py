@@ -13,7 +13,6 @@ import shapely
 from pyproj import CRS
 
 from geocodec.errors import BitstreamError, GeocodecError, MetadataError
-from geocodec.format.entropy import words_to_bytes
 from geocodec.format.entropy_model import EntropyModel
 from geocodec.format.metadata import build_extension, validate_extension
 from geocodec.format.onnx_model import sha256_hex
@@ -151,8 +150,8 @@ def test_file_round_trip_serial_and_parallel(tmp_path, fitted, monkeypatch):
         np.testing.assert_array_equal(f.decode_codes(table), serial)
     np.testing.assert_array_equal(serial, rows[:len(serial)])
     np.testing.assert_array_equal(parallel, serial)
-    data = words_to_bytes(em.encode(rows[:4]))
-    assert len(data) > 0
+    with GeocodecFile(path) as f:
+        assert f.ext["version"] == "0.3.0" and f.ext["entropy_model"]["symbol_order"] == "checkerboard-context"
 
 
 def test_referenced_context_travels_with_its_tables():
@@ -177,3 +176,39 @@ def test_referenced_context_travels_with_its_tables():
     with pytest.raises(MetadataError, match="context") as info:
         _ = CodecSpec(bad, source="bad.parquet").entropy
     assert info.value.field == "geocodec.entropy_model.tables_ref" and info.value.source == "bad.parquet"
+
+
+def test_wrong_shapes_and_empty_fits_are_clear_errors(fitted):
+    from geocodec.format.context import CheckerboardContext
+
+    _, em = fitted
+    for bad in (np.zeros((2, 5, 16), np.int32), np.zeros((2, 6, 15), np.int32)):
+        for call in (em.cell_bits, em.cross_entropy_bits, em.encode):
+            with pytest.raises(GeocodecError, match="expected codes of shape"):
+                call(bad)
+    with pytest.raises(GeocodecError, match="at least one value"):
+        CheckerboardContext.fit(np.zeros((0, 6, 4, 4), np.int64))
+    with pytest.raises(GeocodecError):
+        CheckerboardContext.from_json({**em.context.to_json(), "channel_thresholds": [1, 2 ** 70]}, (6, 4, 4))
+
+
+def test_fit_on_a_wide_spread_stays_bounded_and_round_trips():
+    """Codes spread over +-2**18 (a tiny step on odd data): the fitting histograms are capped, every value
+    still codes (escapes) and decodes exactly."""
+    rng = np.random.default_rng(9)
+    q = np.round(rng.laplace(0, 1, (40, 3, 4, 4)) * rng.choice([1, 60000], (40, 3, 4, 4))).astype(np.int64)
+    em = EntropyModel.fit(q)
+    block = q.reshape(40, 3, 16)
+    np.testing.assert_array_equal(em.decode(em.encode(block), 40, 16), block)
+
+
+def test_tables_only_refuses_another_models_folder():
+    pytest.importorskip("torch")
+    from geocodec.codecs.learned import model_dir
+    from geocodec.errors import InputError
+    from geocodec.training.presets import PRESETS
+    from geocodec.training.train import refit_tables
+
+    with pytest.raises(InputError, match="pass --model s2-5band-v2") as info:
+        refit_tables(model_dir("s2-5band-v2"), config=PRESETS["s2-5band-v1"], progress=False)
+    assert info.value.source.endswith("model.json")

@@ -263,23 +263,22 @@ _WORKER_MODELS: dict[str, EntropyModel] = {}
 
 def _decode_chunk(key: str, packed, positions: int, blocks: list[tuple[bytes, int, int]]):
     """In a worker: decode consecutive blocks; ('ok', codes) or ('error', index of the bad block)."""
+    lo, sizes, freq, ctx_json, shape = packed
     model = _WORKER_MODELS.get(key)
     if model is None:
-        lo, sizes, freq, ctx_json, shape = packed
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         tables = [{"min": int(lo[c]), "freq": [int(v) for v in freq[bounds[c]:bounds[c + 1]]]} for c in range(len(lo))]
         model = EntropyModel.from_json(tables, None if ctx_json is None else json.loads(ctx_json), shape)
         if len(_WORKER_MODELS) >= 8:
             _WORKER_MODELS.clear()
         _WORKER_MODELS[key] = model
-    channels = int(packed[4][0])
     parts = []
     for k, (data, bits, rows) in enumerate(blocks):
         try:
             parts.append(model.decode(bytes_to_words(data, bits=bits), rows, positions))
         except BaseException:
             return "error", k
-    codes = np.concatenate(parts) if parts else np.zeros((0, channels, positions), np.int32)
+    codes = np.concatenate(parts) if parts else np.zeros((0, int(shape[0]), positions), np.int32)
     # most codes are small: send them in the narrowest integer type that holds them
     if codes.size:
         lo_v, hi_v = int(codes.min()), int(codes.max())

@@ -40,6 +40,8 @@ DEFAULT_CHANNEL_THRESHOLDS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_NEIGHBOUR_THRESHOLDS = (1, 2, 4, 8)
 MAX_THRESHOLDS = 15
 MAX_TABLES = 1024
+#: the widest value range the fitting histograms (values outside share one bin; the tables see them all)
+MAX_FIT_BINS = 4096
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class CheckerboardContext:
                       neighbour_thresholds=tuple(int(t) for t in obj["neighbour_thresholds"]),
                       table_index=tuple(tuple(int(v) for v in row) for row in obj["table_index"]),
                       mean_bits=float(obj["mean_bits"]))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise GeocodecError(f"malformed entropy context: {exc}", field="entropy_model.context") from exc
         if ctx.channels != int(latent_shape[0]):
             raise GeocodecError(f"{ctx.channels} rows of table indices for {latent_shape[0]} latent channels",
@@ -184,7 +186,9 @@ class CheckerboardContext:
         return ctx
 
     def check_tables(self, n_tables: int) -> None:
-        """Every table index must name one of the ``n_tables`` tables."""
+        """Every table index must name one of the ``n_tables`` (at most :data:`MAX_TABLES`) tables."""
+        if n_tables > MAX_TABLES:
+            raise GeocodecError(f"{n_tables} tables, more than {MAX_TABLES}", field="entropy_model.tables")
         top = int(self._index.max()) if self._index.size else -1
         if top >= n_tables:
             c = int(np.argmax(self._index.max(axis=1) >= n_tables))
@@ -194,7 +198,7 @@ class CheckerboardContext:
     @classmethod
     def fit(cls, q: np.ndarray, *, n_tables: int = 64,
             channel_thresholds=DEFAULT_CHANNEL_THRESHOLDS, neighbour_thresholds=DEFAULT_NEIGHBOUR_THRESHOLDS,
-            iterations: int = 12, seed_rows: int | None = None) -> tuple[list[IntegerTable], "CheckerboardContext"]:
+            iterations: int = 12) -> tuple[list[IntegerTable], "CheckerboardContext"]:
         """Shared tables and the context rule for codes ``q`` (N, C, height, width).
 
         Each (channel, context) group's histogram is assigned to one of ``n_tables`` tables by
@@ -204,8 +208,11 @@ class CheckerboardContext:
         in ``q``) is given the final table that codes it, or else its channel and phase, best.
         """
         q = np.asarray(q).astype(np.int64)
-        if q.ndim != 4:
-            raise GeocodecError(f"fit a context model on codes (N, C, height, width), got shape {q.shape}")
+        if q.ndim != 4 or q.size == 0:
+            raise GeocodecError(f"fit a context model on codes (N, C, height, width), at least one value; got shape "
+                                f"{q.shape}")
+        if not 1 <= n_tables <= MAX_TABLES:
+            raise GeocodecError(f"n_tables {n_tables}: 1..{MAX_TABLES}", field="n_tables")
         n, c, h, w = q.shape
         probe = cls(height=h, width=w, channel_thresholds=tuple(channel_thresholds),
                     neighbour_thresholds=tuple(neighbour_thresholds),
@@ -217,8 +224,11 @@ class CheckerboardContext:
         values = flat.ravel()
         g_total = c * m
         # histograms over a common range, the last bin standing for everything outside it
-        lo, hi = (int(v) for v in np.quantile(values, [1e-5, 1 - 1e-5])) if values.size else (0, 0)
+        lo, hi = (int(v) for v in np.quantile(values, [1e-5, 1 - 1e-5]))
         lo, hi = min(lo, -1), max(hi, 1)
+        if hi - lo + 2 > MAX_FIT_BINS:   # a wide spread: centre the histograms on the median, bounded in memory
+            mid, half = int(np.median(values)), (MAX_FIT_BINS - 2) // 2
+            lo, hi = max(lo, mid - half), min(hi, mid + half)
         width = hi - lo + 2
         bins = np.where((values >= lo) & (values <= hi), values - lo, width - 1)
         hist = np.bincount(groups * width + bins, minlength=g_total * width).reshape(g_total, width).astype(float)

@@ -64,13 +64,19 @@ class EntropyModel:
         return out
 
     def _check(self, q: np.ndarray) -> None:
-        if self.context is None and (q.ndim != 3 or q.shape[1] != len(self.tables)):
-            raise GeocodecError(f"expected codes of shape (rows, {len(self.tables)}, positions), got {q.shape}")
+        if self.context is None:
+            channels, positions = len(self.tables), None
+        else:
+            channels, positions = self.context.channels, self.context.height * self.context.width
+        if q.ndim != 3 or q.shape[1] != channels or (positions is not None and q.shape[2] != positions):
+            raise GeocodecError(f"expected codes of shape (rows, {channels}, {positions or 'positions'}), "
+                                f"got {q.shape}")
 
     # -- coding ----------------------------------------------------------------------------------
     def encode(self, q: np.ndarray) -> np.ndarray:
         """Codes ``q`` (rows, C, S) of one block -> uint32 words."""
         q = np.asarray(q)
+        self._check(q)
         if self.context is None:
             return encode_block(q, list(self.tables))
         return _ctx.encode_block(q, list(self.tables), self.context)

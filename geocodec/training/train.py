@@ -459,12 +459,16 @@ def refit_tables(out_dir: str | os.PathLike, *, config: TrainConfig | None = Non
     weights are not touched.
     """
     from geocodec.codecs.learned import LearnedModel
+    from geocodec.errors import InputError
     from geocodec.training.tables import describe, refit_model_tables
 
     cfg = config or TrainConfig()
     out = Path(out_dir)
     lm = LearnedModel.load(out)
     card = lm.card
+    if card["name"] != cfg.name:
+        raise InputError(f"the folder holds {card['name']}, not {cfg.name}: pass --model {card['name']}",
+                         source=str(out / "model.json"), field="name")
     data_root = Path(data_dir) if data_dir is not None else D.default_data_dir()
     if train_scenes is None:
         train_scenes, _ = D.load_scenes(data_root, split="train", greenearthnet=cfg.greenearthnet)
@@ -473,9 +477,9 @@ def refit_tables(out_dir: str | os.PathLike, *, config: TrainConfig | None = Non
     want = sorted(card.get("training", {}).get("data", {}).get("train_scenes", []))
     have = sorted(s.name for s in train_scenes)
     if want and want != have:
-        raise ValueError(f"{out / 'model.json'} was trained on {len(want)} scenes, {data_root} gives {len(have)} "
-                         f"other ones (first difference: {sorted(set(want) ^ set(have))[:3]}): refit on the "
-                         "training data or retrain")
+        raise InputError(f"the model was trained on {len(want)} scenes, {data_root} gives {len(have)} other ones "
+                         f"(first difference: {sorted(set(want) ^ set(have))[:3]}): refit on the training data or "
+                         "retrain", source=str(out / "model.json"), field="training.data.train_scenes")
     seed = int(card.get("training", {}).get("seed", 0))
     qualities, n = refit_model_tables(out, train_scenes, encode=lm.latents, context=cfg.context_tables,
                                       n_tiles=table_tiles, seed=seed, progress=progress)
