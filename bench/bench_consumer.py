@@ -5,9 +5,9 @@
   Sentinel-2 L2A point time series, 110 floats each; 213 copies shifted in space, so these
   are *repeated real vectors*, not a million distinct places), compressed at quality 5 with
   ``geocodec.codecs.compress.compress``. Tiles decoded per second through
-  ``GeocodecFile.iter_decoded`` with 1 worker and with every core, plus the reader as
-  committed before parallel decoding (from git) for comparison; each measurement in a
-  fresh interpreter.
+  ``GeocodecFile.iter_decoded`` with 1 worker and with every core, each measurement in a
+  fresh interpreter. (An earlier version also ran the serial reader as committed before
+  parallel decoding; that checkout cannot read files of spec 0.2.0 and later, so it is gone.)
 * **Memory**: peak RSS (``VmHWM`` of the parent and each worker) and the tracemalloc peak while
   streaming the whole file.
 * **Search**: latency p50/p95 of single queries, index build time and memory for 10^4,
@@ -197,29 +197,6 @@ MEMORY_CHILD = textwrap.dedent("""
 """)
 
 
-def baseline_checkout(work: Path) -> tuple[str | None, str]:
-    """The package as committed just before parallel decoding came in (the parent of the first
-    commit whose geocodec/reader.py defines ``decode_threads``; HEAD if none does), unpacked
-    under ``work``: the serial reader to compare with."""
-    git = ["git", "-C", str(REPO)]
-    try:
-        first = subprocess.run(git + ["log", "--reverse", "--format=%H", "-S", "def decode_threads", "--",
-                                      "geocodec/reader.py"], capture_output=True, text=True, check=True)
-        commits = first.stdout.split()
-        rev = f"{commits[0]}^" if commits else "HEAD"
-        sha = subprocess.run(git + ["rev-parse", "--short", rev], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dest = work / f"base-{sha}"
-        if not dest.exists():
-            dest.mkdir()
-            archive = subprocess.run(git + ["archive", rev, "geocodec", "geoparquet_spec"], capture_output=True,
-                                     check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-        return str(dest), sha
-    except (OSError, subprocess.CalledProcessError):
-        return None, ""
-
-
 def gil_check(path: Path) -> dict:
     """Does constriction release the GIL? Decode one row group's blocks on 1 and on 2 threads."""
     from concurrent.futures import ThreadPoolExecutor
@@ -378,9 +355,9 @@ def render(r: dict) -> str:
       "of CPU of the parent and its workers in the best warm pass (much less sensitive to other load than "
       "the wall time).")
     a("")
-    a("| reader | workers | cold pass, s | warm pass, s | tiles / s (warm) | CPU s (warm) | speed-up vs serial reader |")
+    a("| reader | workers | cold pass, s | warm pass, s | tiles / s (warm) | CPU s (warm) | speed-up vs 1 worker |")
     a("|---|---:|---:|---:|---:|---:|---:|")
-    base = next((d["warm_s"] for d in r["decode"] if d["name"].startswith("serial reader")), None)
+    base = next((d["warm_s"] for d in r["decode"] if d["workers"] == 1), None)
     for d in r["decode"]:
         sp = f"{base / d['warm_s']:.2f}x" if base else "n/a"
         a(f"| {d['name']} | {d['workers']} | {d['cold_s']:.2f} | {d['warm_s']:.2f} | "
@@ -472,12 +449,8 @@ def main():
         print(f"  GIL check: {r['gil']}", flush=True)
 
         decode = []
-        base, sha = baseline_checkout(work)
         cores = r["cores"]
-        plans = []
-        if base:
-            plans.append((f"serial reader before this change (`{sha}`)", base, "{}", 1))
-        plans += [("this tree", str(REPO), "{'threads': 1}", 1), ("this tree", str(REPO), f"{{'threads': {cores}}}", cores)]
+        plans = [("this tree", str(REPO), "{'threads': 1}", 1), ("this tree", str(REPO), f"{{'threads': {cores}}}", cores)]
         # rounds over all readers, so that load from other processes falls on each of them alike
         for _ in range(DECODE_ROUNDS):
             for i, (name, root, kw, workers) in enumerate(plans):
