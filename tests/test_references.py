@@ -284,3 +284,21 @@ def test_a_0_1_0_file_still_reads():
     with GeocodecFile(EXAMPLE) as f:
         assert f.ext["version"] == "0.1.0" and f.decoder_embedded
         assert f.take([0, 1], what="embeddings")[1].shape == (2, f.spec.dimension)
+
+
+def test_spec_example_is_what_the_writer_writes():
+    """SPEC.md 4.14's by-reference example is the reference writer's output for the default model at q5."""
+    import re
+
+    from geocodec.codecs.learned import LearnedModel
+    from geocodec.resources import package_data_dir
+
+    text = (package_data_dir("geoparquet_spec") / "SPEC.md").read_text()
+    section = text[text.index("### 4.14"):]
+    block = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    example = json.loads("{" + block.strip() + "}")
+    model = LearnedModel.load()
+    ext, _ = model.extension(quality=5, latent_hw=(16, 16), grid={"crs": "EPSG:32632"}, embed=False)
+    assert example["decoder"] == ext["decoder"]
+    assert example["entropy_model"] == {k: v for k, v in ext["entropy_model"].items() if k != "context"}
+    assert "context" not in ext["entropy_model"] and "tables" not in ext["entropy_model"]
