@@ -105,10 +105,12 @@ def _mlp(d_in: int, hidden: list[int], k: int, dropout: float):
 
 def train_mlp(x_sets: list[np.ndarray], y: np.ndarray, k: int, *, hidden=(128, 64), epochs: int = 80,
               dropout: float = 0.2, seed: int = 0, lr: float = 2e-3, batch: int = 256, weight_decay: float = 1e-4,
-              balanced: bool = False):
+              balanced: bool = False, build=None):
     """Train an MLP on flattened inputs. ``x_sets``: one or more aligned input versions (e.g. the codes
     at each quality); each sample of each batch draws one of them (mixed-quality training).
-    Returns (layers [(W (in, out), b)], mean, std, torch module)."""
+    ``build(d_in, k)``: another network on the standardized flattened features (e.g. a CNN that unflattens
+    them), trained with the same recipe; default the MLP of ``hidden`` and ``dropout``.
+    Returns (layers [(W (in, out), b)] of the network's top-level Linear modules, mean, std, torch module)."""
     import torch
 
     torch.manual_seed(seed)
@@ -121,7 +123,7 @@ def train_mlp(x_sets: list[np.ndarray], y: np.ndarray, k: int, *, hidden=(128, 6
     std = np.maximum(std, 1e-2 * std.max())
     xt = torch.from_numpy((xs - mean) / std)
     yt = torch.from_numpy(np.asarray(y, np.int64))
-    net = _mlp(xs.shape[-1], list(hidden), k, dropout)
+    net = _mlp(xs.shape[-1], list(hidden), k, dropout) if build is None else build(xs.shape[-1], k)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(y)
     steps = epochs * max(1, n // batch)
