@@ -3,6 +3,7 @@
 
     python bench/bench_worldcover.py [--out docs/benchmarks-worldcover.md]
                                      [--plot docs/img/rate_utility_worldcover.png] [--seeds 2] [--quick]
+                                     [--report-only]
 
 Data: the two greenearthnet sites in ``../shared/data`` (portugal, 7 dates; hungary, 5 dates; 20 m
 pixels, 5 bands B02 B03 B04 B08 B11, valid = DN > 0 and SCL not no-data, cloud or shadow) and their
@@ -25,8 +26,8 @@ What each row stores for a scene date and the head trained on what that storage 
   bytes = the rANS words of the scene's rows under the file's entropy model. Head: an MLP on the
   dequantized 3 x 3-cell latent neighbourhood of the cell (one head per quality);
 * **geocodec q1..q5 -> preview decoder + CNN**: the same codes (same bytes) decoded to pixels by the
-  shipped preview decoder, then the pixel CNN below trained on those previews (what a laptop can
-  do with the file alone);
+  shipped preview decoder (as ``geocodec preview`` does on a consumer's laptop), then the pixel CNN
+  below trained on those previews;
 * **float latents**: the encoder's output before quantization, same head;
 * **raw pixels**: the uncompressed bands (bytes: uint16 DN + zstd-19); head: a small CNN on the
   24 x 24 px window around the cell (the same ground as the latents' 3 x 3 cells), log-reflectance;
