@@ -104,3 +104,27 @@ def test_ssim_mask_ignores_windows_touching_invalid_pixels():
     mask[:, 30:] = False
     assert ssim(a, c, 1.0, mask=mask) == pytest.approx(ssim(a[:, :30], b[:, :30], 1.0))
     assert math.isnan(ssim(a, b, 1.0, mask=np.zeros(a.shape, bool)))
+
+
+def test_compare_models_reads_the_cards_and_gives_the_bd_rate(tmp_path):
+    """bench/compare_models.py: a model whose every held-out rate is halved at the same PSNR is at -50 %."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("compare_models", bench / "compare_models.py")
+        cm = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cm)
+    finally:
+        sys.path.remove(str(bench))
+    import json
+
+    def card(path, factor):
+        qs = {str(q): {"bits_per_pixel": factor * 0.2 * 2 ** q, "psnr_db": 30.0 + 3 * q} for q in range(1, 6)}
+        path.mkdir()
+        (path / "model.json").write_text(json.dumps({"scores": {"sets": {"a": {"qualities": qs}}}}))
+        return path
+
+    ref, new = card(tmp_path / "ref", 1.0), card(tmp_path / "new", 0.5)
+    lines = cm.compare(cm.held_out(new), cm.held_out(ref))
+    assert "| a | -50.0 % |" in lines[2] and "q3 -50.0 % / +0.00" in lines[2]
+    assert cm.main([str(tmp_path / "missing"), "--against", str(ref)]) == 2
