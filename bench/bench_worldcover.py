@@ -401,6 +401,10 @@ def findings(meta: dict, by: dict) -> list[str]:
         loss_rep = oa["raw pixels"] - oa["float latents"]
         out.append(f"  Of the gap to raw pixels, {loss_q:+.3f} is quantization (float latents − codes) and "
                    f"{loss_rep:+.3f} the representation and its head (raw pixels + CNN − float latents + MLP).")
+        gain = routes["codes -> preview + CNN"] - codes
+        if gain > 0.05:
+            out.append(f"  The same codes through the preview decoder and the pixel CNN score {gain:+.3f} over the MLP on "
+                       "their latents: what the task needs survives in the codes, and the latent MLP does not get it out.")
     return out + [""]
 
 
