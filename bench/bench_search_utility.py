@@ -221,11 +221,10 @@ def j2k_rows(model, decoder, scenes, ev, rows) -> list[dict]:
     Per held-out scene and quality, the whole scene's uint16 DN (invalid pixels filled with the band's
     valid mean, so JPEG 2000 pays nothing for nodata) coded by OpenJPEG at the highest PSNR target whose
     codestream fits the bytes the geocodec rows of that scene take at that quality
-    (:func:`geocodec.training.baselines.j2k_at_bytes`, never more bytes); decoded, tiled as the codes were,
+    (:func:`geocodec.training.baselines.j2k_scene_at_bytes`, never more bytes); decoded, tiled as the codes were,
     run through the encoder and embedding decoder on the float latents. A quality whose budget JPEG 2000
     cannot reach on some scene is left out (no point is made up)."""
-    from geocodec.training.baselines import j2k_at_bytes, raw_dn
-    from geocodec.training.data import Scene
+    from geocodec.training.baselines import j2k_scene_at_bytes
 
     n = len(ev["emb"])
     out = []
@@ -236,13 +235,8 @@ def j2k_rows(model, decoder, scenes, ev, rows) -> list[dict]:
                 budget = r["scene_bits"].get(sc.name)
                 if budget is None:
                     continue
-                ok = sc.valid.all(axis=0)
-                mean = np.array([sc.data[b][ok].mean() if ok.any() else 0.0 for b in range(sc.data.shape[0])])
-                filled = np.where(ok, sc.data, mean[:, None, None].astype(np.float32))
-                dec, size, _ = j2k_at_bytes(raw_dn(filled), budget / 8, iterations=10)
+                rec, size, _ = j2k_scene_at_bytes(sc, budget / 8)
                 nbytes += size
-                rec = Scene(sc.name, sc.source, np.where(sc.valid, dec.astype(np.float32) * np.float32(1e-4), 0),
-                            sc.valid)
                 tiles = scene_tiles(rec)
                 lat = np.concatenate([model.latents(tiles[i:i + ENCODE_BATCH])
                                       for i in range(0, len(tiles), ENCODE_BATCH)])
@@ -397,9 +391,33 @@ def main(argv=None) -> int:
     by = {r["name"]: r for r in rows}
     geo_q5 = by[f"geocodec q{model.qualities[-1]}"]
 
-    def rb(name):  # "recall @ bits" of a row
-        r = by[name]
-        return f"{r['recall']['mean']:.3f} at {r['bits']:,.0f} bits"
+    def rb(name):  # "recall @ bits" of a row ("not measured" where this run has none, e.g. --quick)
+        r = by.get(name)
+        return "not measured" if r is None else f"{r['recall']['mean']:.3f} at {r['bits']:,.0f} bits"
+
+    def recall_of(name):
+        r = by.get(name)
+        return "not measured" if r is None else f"{r['recall']['mean']:.3f}"
+
+    def beaten(r, others):  # another row with no more bits and at least the recall
+        return any(o is not r and o["bits"] <= r["bits"] and o["recall"]["mean"] >= r["recall"]["mean"] for o in others)
+
+    latent_rows = [r for r in rows if r["name"].startswith("latent ")]
+    latent_vs_codec = []
+    for g in [r for r in rows if r["name"].startswith("geocodec q")]:
+        above = [r for r in latent_rows if r["bits"] >= g["bits"]]
+        near = min(above, key=lambda r: r["bits"]) if above else None
+        latent_vs_codec.append(
+            f"{g['name'].replace('geocodec ', '')} {rb(g['name'])} vs "
+            + (f"{near['name'].replace(' + zstd', '')} {rb(near['name'])}" if near else "no latent-grid store at >= its bits"))
+    codec_ahead = [g for g in rows if g["name"].startswith("geocodec q")
+                   and any(r["bits"] >= g["bits"] and r["recall"]["mean"] <= g["recall"]["mean"] for r in latent_rows)]
+    pca8 = by.get("pca8+int8 + zstd")
+    compress_rows = [r for r in rows if r["name"].startswith("compress q")]
+    below_pca8 = [r for r in compress_rows if pca8 and r["bits"] >= pca8["bits"]
+                  and r["recall"]["mean"] < pca8["recall"]["mean"]]
+    pq_rows = [r for r in rows if r["name"].startswith("pq")]
+    pq_free = [r for r in pq_rows if not beaten(r, compress_rows + [r2 for r2 in rows if r2["name"].startswith("pca")])]
 
     match_q5 = []
     for fam in dict.fromkeys(r["family"] for r in rows):
@@ -519,20 +537,21 @@ def main(argv=None) -> int:
                     for fam, r, best in match_q5)
         + ". The latent grid earns its bits only where a task needs more than the embedding "
         "(preview, ships: docs/ships.md).",
-        f"- **Against like-for-like latent-grid storage** the codec is better or level: latent PCA-2 + int8 "
-        f"{rb('latent pca2+int8 + zstd')} vs q1 {rb('geocodec q1')}; PCA-4 {rb('latent pca4+int8 + zstd')} vs "
-        f"q2 {rb('geocodec q2')}; PCA-8 {rb('latent pca8+int8 + zstd')} vs q3 {rb('geocodec q3')} and q4 "
-        f"{rb('geocodec q4')}; int8 per cell vector needs {by['latent int8/vector + zstd']['bits']:,.0f} bits for "
-        f"{by['latent int8/vector + zstd']['recall']['mean']:.3f}.",
-        f"- **Among embedding stores**, PCA-8 + int8 ({rb('pca8+int8 + zstd')}) beats `geocodec compress` between "
-        f"about 60 and 150 bits (q2: {rb('compress q2')}), but PCA-k + int8 levels off near "
-        f"{by['pca128+int8 + zstd']['recall']['mean']:.3f} for every k >= 8: the int8 step of its leading "
+        "- **Against like-for-like latent-grid storage** (the latent store at the nearest rate at or above each "
+        "quality's): " + "; ".join(latent_vs_codec) + ". The codec scores at least as high with no more bits at "
+        + (", ".join(g["name"].replace("geocodec ", "") for g in codec_ahead) if codec_ahead else "no quality") + ".",
+        f"- **Among embedding stores**, PCA-8 + int8 ({rb('pca8+int8 + zstd')}) scores above the `geocodec compress` "
+        "settings that spend at least its bits: "
+        + (", ".join(f"{r['name']} ({rb(r['name'])})" for r in below_pca8) if below_pca8 else "none")
+        + f"; PCA-k + int8 reaches {recall_of('pca128+int8 + zstd')} at k = 128: the int8 step of its leading "
         f"components (max / 127 on the fit set) is coarser than the gaps between neighbours; the same PCA without "
         f"int8 gives {pca_float[8]:.3f} (k = 8) and {pca_float[32]:.4f} (k = 32). The linear codec's uniform step "
-        f"keeps climbing to {by['compress q10']['recall']['mean']:.3f}. PQ (faiss, 8 bits) is below both at every "
-        f"rate here (e.g. {rb('pq16x8 + zstd')}), with codebooks fitted on only {len(fit['emb'])} vectors.",
+        f"reaches {recall_of('compress q10')} at q10. PQ (faiss, 8 bits, codebooks fitted on only "
+        f"{len(fit['emb'])} vectors): "
+        + ("every setting is matched or beaten by a PCA or `compress` setting with no more bits" if not pq_free else
+           "not beaten with no more bits: " + ", ".join(f"{r['name']} ({rb(r['name'])})" for r in pq_free)) + ".",
         f"- **Raw pixels**: the band-statistics descriptor agrees with the model's neighbours for "
-        f"{by['raw uint16 + zstd -> band stats']['recall']['mean']:.2f} of the top-10 at "
+        f"{recall_of('raw uint16 + zstd -> band stats')} of the top-10 at "
         f"{raw_per_tile:,.0f} bits per tile; keeping the bands and recomputing the embedding gives recall 1 at "
         f"the same cost, {raw_per_tile / geo[-1]['bits']:.0f}x the codec's q5 rate.",
         "",

@@ -33,8 +33,8 @@ What each row stores for a scene date and the head trained on what that storage 
   24 x 24 px window around the cell (the same ground as the latents' 3 x 3 cells), log-reflectance;
 * **JPEG 2000 at the codes' bytes + CNN**: per scene date and quality, the whole scene's uint16 DN
   (invalid pixels filled with the band's valid mean) coded by OpenJPEG at the highest PSNR target
-  whose codestream fits the codes' bytes (:func:`geocodec.training.baselines.j2k_at_bytes`, never
-  more bytes), decoded; the same CNN trained on the decoded pixels;
+  whose codestream fits the codes' bytes (:func:`geocodec.training.baselines.j2k_scene_at_bytes`,
+  never more bytes), decoded; the same CNN trained on the decoded pixels;
 * **JPEG 2000 at the codes' bytes + shipped encoder**: the decoded pixels through the shipped
   encoder, the float-latent MLP recipe trained on those latents (a user who ships JPEG 2000 and
   runs our encoder on the laptop);
@@ -141,28 +141,15 @@ def code_bytes(model, codes: np.ndarray, q: int, latent_hw: tuple[int, int]) -> 
     return int(sum(len(em.encode(codes[i:i + ROWS_PER_BLOCK])) * 4 for i in range(0, len(codes), ROWS_PER_BLOCK)))
 
 
-def j2k_scene(scene, budget: float):
-    """The scene's 5 bands as JPEG 2000 at <= ``budget`` bytes, decoded: (Scene, bytes, target dB)."""
-    from geocodec.training.baselines import j2k_at_bytes, raw_dn
-    from geocodec.training.data import Scene
-
-    ok = scene.valid.all(axis=0)
-    mean = np.array([scene.data[b][ok].mean() if ok.any() else 0.0 for b in range(scene.data.shape[0])])
-    filled = np.where(ok, scene.data, mean[:, None, None].astype(np.float32))
-    dec, size, level = j2k_at_bytes(raw_dn(filled), budget, iterations=10)
-    rec = np.where(scene.valid, dec.astype(np.float32) * np.float32(1e-4), 0).astype(np.float32)
-    return Scene(scene.name, scene.source, rec, scene.valid), size, level
-
-
 def build_samples(model, root: Path, *, quick: bool):
     """Every labelled cell-date and each storage's features and bytes per scene."""
     from geocodec.producer.tiling import join_tiles
-    from geocodec.training.baselines import j2k_encode, raw_dn, zstd_bits
+    from geocodec.training.baselines import j2k_encode, j2k_scene_at_bytes, raw_dn, zstd_bits
     from geocodec.training.heads import spatial_folds
 
     cell = model.stride
     qualities = model.qualities[::2] if quick else model.qualities
-    S = {"site": [], "scene": [], "place": [], "label": [], "fold": []}
+    cells = {"site": [], "scene": [], "place": [], "label": [], "fold": []}
     feats: dict[str, list] = {}
     rates: dict[str, dict] = {}          # row name -> {scene: bytes}
     j2k_left: list[str] = []
@@ -179,10 +166,10 @@ def build_samples(model, root: Path, *, quick: bool):
             keep = (lab > 0) & (cell_valid(sc.valid, cell) >= MIN_VALID)
             ij = np.argwhere(keep)
             mos, lat, tiles, (ny, nx) = mosaic(model, sc)
-            S["site"] += [site] * len(ij)
-            S["scene"] += [sc.name] * len(ij)
-            S["place"] += [f"{site}/{i}/{j}" for i, j in ij]
-            S["label"] += [int(lab[i, j]) for i, j in ij]
+            cells["site"] += [site] * len(ij)
+            cells["scene"] += [sc.name] * len(ij)
+            cells["place"] += [f"{site}/{i}/{j}" for i, j in ij]
+            cells["label"] += [int(lab[i, j]) for i, j in ij]
             site_rows.append(ij)
             feats.setdefault("float latents", []).append(windows(lat, ij, WIN))
             feats.setdefault("raw pixels", []).append(pixel_windows(mos, ij, cell, WIN))
@@ -205,7 +192,7 @@ def build_samples(model, root: Path, *, quick: bool):
                     pixel_windows(join_tiles(prev, ny, nx), ij, cell, WIN))
                 rates.setdefault(f"geocodec q{q} preview + CNN", {})[sc.name] = nbytes
                 try:
-                    rec, size, _ = j2k_scene(sc, nbytes)
+                    rec, size, _ = j2k_scene_at_bytes(sc, nbytes)
                 except ValueError as exc:       # the budget is below what JPEG 2000 can reach
                     j2k_left.append(f"{sc.name} q{q}: {exc}")
                     feats.setdefault(f"J2K q{q} + CNN", []).append(None)
@@ -221,26 +208,26 @@ def build_samples(model, root: Path, *, quick: bool):
         # folds from the site's places (every date of a place in its block's fold)
         ij_all = np.concatenate(site_rows)
         folds = spatial_folds(ij_all[:, 1].astype(float), ij_all[:, 0].astype(float), N_FOLDS, float(BLOCK_CELLS))
-        S["fold"] += list(folds)
+        cells["fold"] += list(folds)
     bar.close()
-    S = {k: np.asarray(v) for k, v in S.items()}
+    cells = {k: np.asarray(v) for k, v in cells.items()}
     # a storage that JPEG 2000 could not reach on some scene date is left out whole (no point made up)
-    X = {}
+    features = {}
     for name, parts in feats.items():
         if any(p is None for p in parts):
             continue
-        X[name] = np.concatenate(parts).astype(np.float32)
+        features[name] = np.concatenate(parts).astype(np.float32)
     # classes with enough places
     places = {}
-    for p, y in zip(S["place"], S["label"]):
+    for p, y in zip(cells["place"], cells["label"]):
         places.setdefault(int(y), set()).add(p)
     classes = sorted(c for c, ps in places.items() if len(ps) >= MIN_PLACES)
     dropped = {WORLDCOVER[c]: len(ps) for c, ps in places.items() if c not in classes}
-    keep = np.isin(S["label"], classes)
-    S = {k: v[keep] for k, v in S.items()}
-    X = {k: v[keep] for k, v in X.items()}
-    S["y"] = np.searchsorted(classes, S["label"])
-    return {"S": S, "X": X, "rates": rates, "km2": km2, "classes": classes, "dropped": dropped,
+    keep = np.isin(cells["label"], classes)
+    cells = {k: v[keep] for k, v in cells.items()}
+    features = {k: v[keep] for k, v in features.items()}
+    cells["y"] = np.searchsorted(classes, cells["label"])
+    return {"cells": cells, "features": features, "rates": rates, "km2": km2, "classes": classes, "dropped": dropped,
             "j2k_left": j2k_left, "qualities": qualities, "cell": cell,
             "places": {c: len(places[c]) for c in classes}}
 
@@ -261,58 +248,58 @@ def cnn_builder(side: int):
     return build
 
 
-def evaluate(D: dict, *, seeds: int, epochs: int) -> list[dict]:
+def evaluate(samples: dict, *, seeds: int, epochs: int) -> list[dict]:
     """Per storage: OA and macro-F1 per site and fold (mean over seeds), by spatial-block CV."""
     import torch
 
     from geocodec.training.heads import macro_f1, torch_predict, train_mlp
 
     torch.set_num_threads(max(1, common.cpu_count()))
-    S, X = D["S"], D["X"]
-    k = len(D["classes"])
-    side = (2 * WIN + 1) * D["cell"]
-    names = list(X)
+    cells, features = samples["cells"], samples["features"]
+    k = len(samples["classes"])
+    side = (2 * WIN + 1) * samples["cell"]
+    names = list(features)
     rows = {n: {s: {"oa": [], "f1": []} for s in SITES} for n in names + ["majority class"]}
     with tqdm(total=N_FOLDS * len(names) * seeds, desc="heads (fold x storage x seed)") as bar:
         for f in range(N_FOLDS):
-            tr, te = S["fold"] != f, S["fold"] == f
-            maj = np.bincount(S["y"][tr], minlength=k).argmax()
+            tr, te = cells["fold"] != f, cells["fold"] == f
+            maj = np.bincount(cells["y"][tr], minlength=k).argmax()
             for s in SITES:
-                m = te & (S["site"] == s)
-                rows["majority class"][s]["oa"].append(float(np.mean(S["y"][m] == maj)))
-                rows["majority class"][s]["f1"].append(macro_f1(S["y"][m], np.full(m.sum(), maj), k))
+                m = te & (cells["site"] == s)
+                rows["majority class"][s]["oa"].append(float(np.mean(cells["y"][m] == maj)))
+                rows["majority class"][s]["f1"].append(macro_f1(cells["y"][m], np.full(m.sum(), maj), k))
             for name in names:
                 pixels = name == "raw pixels" or name.endswith("+ CNN")
                 prob = 0
                 for seed in range(seeds):
-                    _, mu, sd, net = train_mlp([X[name][tr]], S["y"][tr], k, epochs=epochs, seed=100 * f + seed,
+                    _, mu, sd, net = train_mlp([features[name][tr]], cells["y"][tr], k, epochs=epochs, seed=100 * f + seed,
                                                build=cnn_builder(side) if pixels else None)
-                    prob = prob + torch_predict(net, mu, sd, X[name][te])
+                    prob = prob + torch_predict(net, mu, sd, features[name][te])
                     bar.update(1)
-                pred = np.full(len(S["y"]), -1)
+                pred = np.full(len(cells["y"]), -1)
                 pred[te] = np.argmax(prob, axis=1)
                 for s in SITES:
-                    m = te & (S["site"] == s)
-                    rows[name][s]["oa"].append(float(np.mean(pred[m] == S["y"][m])))
-                    rows[name][s]["f1"].append(macro_f1(S["y"][m], pred[m], k))
+                    m = te & (cells["site"] == s)
+                    rows[name][s]["oa"].append(float(np.mean(pred[m] == cells["y"][m])))
+                    rows[name][s]["f1"].append(macro_f1(cells["y"][m], pred[m], k))
     out = []
     order = {"majority class": 0, "raw pixels": 1, "float latents": 2, "geocodec codes": 3,
              "geocodec codes -> preview decoder + CNN": 4, "JPEG 2000 pixels + CNN": 5,
              "JPEG 2000 pixels + shipped encoder": 6}
     for name, per in sorted(rows.items(), key=lambda kv: (order[family(kv[0])], kv[0])):
-        r = {"name": name, "rates": {s: site_rate(D, name, s) for s in SITES}}
+        r = {"name": name, "rates": {s: site_rate(samples, name, s) for s in SITES}}
         for s in SITES:
             r[s] = {key: (float(np.mean(v)), float(np.std(v)), v) for key, v in per[s].items()}
         out.append(r)
     return out
 
 
-def site_rate(D: dict, name: str, site: str) -> float | None:
+def site_rate(samples: dict, name: str, site: str) -> float | None:
     """Mean bytes per km² over the site's dates of a storage (None for the majority class)."""
-    rate = D["rates"].get(name)
+    rate = samples["rates"].get(name)
     if rate is None:
         return None
-    vals = [b / D["km2"][sc] for sc, b in rate.items() if sc.startswith(f"greenearthnet/{site}_")]
+    vals = [b / samples["km2"][sc] for sc, b in rate.items() if sc.startswith(f"greenearthnet/{site}_")]
     return float(np.mean(vals))
 
 
@@ -408,19 +395,19 @@ def findings(meta: dict, by: dict) -> list[str]:
     return out + [""]
 
 
-def run_facts(a, D: dict, wall: float, argv) -> dict:
+def run_facts(a, samples: dict, wall: float, argv) -> dict:
     """What the page says about the run besides the scores (kept in the JSON, so ``--report-only`` can render it)."""
-    S = D["S"]
+    cells = samples["cells"]
     return {
         "command": "python bench/bench_worldcover.py" + ("" if not argv else " " + " ".join(shlex.quote(x) for x in argv)),
         "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "wall_s": wall,
-        "machine": common.machine_description(), "model": a.model_name, "cell": D["cell"],
-        "classes": [WORLDCOVER[c] for c in D["classes"]],
-        "places": {WORLDCOVER[c]: n for c, n in D["places"].items()}, "dropped": D["dropped"],
-        "counts": {s: {WORLDCOVER[c]: int(((S["site"] == s) & (S["label"] == c)).sum()) for c in D["classes"]}
+        "machine": common.machine_description(), "model": a.model_name, "cell": samples["cell"],
+        "classes": [WORLDCOVER[c] for c in samples["classes"]],
+        "places": {WORLDCOVER[c]: n for c, n in samples["places"].items()}, "dropped": samples["dropped"],
+        "counts": {s: {WORLDCOVER[c]: int(((cells["site"] == s) & (cells["label"] == c)).sum()) for c in samples["classes"]}
                    for s in SITES},
-        "seeds": a.seeds, "epochs": a.epochs, "qualities": list(D["qualities"]), "j2k_left": D["j2k_left"],
-        "lossless": {s: site_rate(D, "JPEG 2000 lossless", s) for s in SITES}}
+        "seeds": a.seeds, "epochs": a.epochs, "qualities": list(samples["qualities"]), "j2k_left": samples["j2k_left"],
+        "lossless": {s: site_rate(samples, "JPEG 2000 lossless", s) for s in SITES}}
 
 
 def report(meta: dict, rows: list[dict], out: Path, plot: Path) -> str:
@@ -542,9 +529,9 @@ def main(argv=None) -> int:
         return 2
     model = LearnedModel.load()
     a.model_name = f"{model.card['name']} {model.card['version']}"
-    D = build_samples(model, root, quick=a.quick)
-    rows = evaluate(D, seeds=a.seeds, epochs=a.epochs)
-    meta = run_facts(a, D, time.time() - t0, raw_argv)
+    samples = build_samples(model, root, quick=a.quick)
+    rows = evaluate(samples, seeds=a.seeds, epochs=a.epochs)
+    meta = run_facts(a, samples, time.time() - t0, raw_argv)
     scores = [{"name": r["name"], "bytes_per_km2": r["rates"],
                **{s: {k: {"mean": v[0], "std": v[1], "folds": v[2]} for k, v in r[s].items()} for s in SITES}}
               for r in rows]

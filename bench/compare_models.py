@@ -25,9 +25,17 @@ from bench_rd import bd_rate
 def held_out(path: Path) -> dict:
     """{set: {quality: (bits per pixel, PSNR dB)}} from a model folder's (or a model.json's) scores."""
     card = path / "model.json" if path.is_dir() else path
-    sets = json.loads(card.read_text())["scores"]["sets"]
-    return {name: {int(q): (v["bits_per_pixel"], v["psnr_db"]) for q, v in s["qualities"].items()}
-            for name, s in sets.items()}
+    try:
+        sets = json.loads(card.read_text())["scores"]["sets"]
+        return {name: {int(q): (float(v["bits_per_pixel"]), float(v["psnr_db"])) for q, v in s["qualities"].items()}
+                for name, s in sets.items()}
+    except OSError as exc:
+        raise ValueError(f"{card}: cannot be read ({exc.strerror or exc})") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{card}: no held-out scores (scores.sets.<set>.qualities.<q>.bits_per_pixel/psnr_db; "
+                         f"missing {exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{card}: not JSON ({exc})") from exc
 
 
 def compare(new: dict, ref: dict) -> list[str]:
@@ -38,6 +46,9 @@ def compare(new: dict, ref: dict) -> list[str]:
             lines.append(f"| {name} | not scored in the new model | |")
             continue
         qs = sorted(set(new[name]) & set(ref[name]))
+        if len(qs) < 2:
+            lines.append(f"| {name} | fewer than 2 qualities in common | |")
+            continue
         bd = bd_rate([ref[name][q][0] for q in qs], [ref[name][q][1] for q in qs],
                      [new[name][q][0] for q in qs], [new[name][q][1] for q in qs])
         per = ", ".join(f"q{q} {100 * (new[name][q][0] / ref[name][q][0] - 1):+.1f} % / "
@@ -54,8 +65,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         new, ref = held_out(a.new), held_out(a.against)
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"cannot read held-out scores: {exc}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"compare_models: {exc}", file=sys.stderr)
         return 2
     print("\n".join(compare(new, ref)))
     return 0

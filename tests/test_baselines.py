@@ -232,3 +232,22 @@ def test_j2k_at_bytes_never_exceeds_the_budget_and_uses_it():
     assert errs[1] < errs[0]
     with pytest.raises(ValueError, match="over the budget"):
         B.j2k_at_bytes(img, 10)
+
+
+def test_j2k_scene_at_bytes_fills_nodata_and_gives_it_back_invalid():
+    """A scene with a nodata corner: coded within the budget, decoded close to the input where valid, 0 where not."""
+    pytest.importorskip("imagecodecs")
+    from geocodec.training.data import Scene
+
+    rng = np.random.default_rng(1)
+    base = rng.normal(0.15, 0.04, (1, 96, 96)).cumsum(axis=2) / 40 + 0.1
+    data = np.clip(np.concatenate([base * g for g in (0.8, 1.0, 1.1, 1.6, 1.3)]), 0, 1).astype(np.float32)
+    valid = np.ones(data.shape, bool)
+    valid[:, :30, :30] = False
+    data[~valid] = 0
+    rec, n, level = B.j2k_scene_at_bytes(Scene("x", "test", data, valid), 6000)
+    assert n <= 6000 and rec.valid is valid and rec.data.dtype == np.float32
+    assert (rec.data[~valid] == 0).all()
+    assert np.abs(rec.data[valid] - data[valid]).mean() < 0.01
+    with pytest.raises(ValueError, match="over the budget"):
+        B.j2k_scene_at_bytes(Scene("x", "test", data, valid), 10)

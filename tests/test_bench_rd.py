@@ -128,3 +128,9 @@ def test_compare_models_reads_the_cards_and_gives_the_bd_rate(tmp_path):
     lines = cm.compare(cm.held_out(new), cm.held_out(ref))
     assert "| a | -50.0 % |" in lines[2] and "q3 -50.0 % / +0.00" in lines[2]
     assert cm.main([str(tmp_path / "missing"), "--against", str(ref)]) == 2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.json").write_text(json.dumps({"scores": {}}))
+    with pytest.raises(ValueError, match=r"bad/model.json: no held-out scores"):
+        cm.held_out(tmp_path / "bad")
+    one = {"a": {1: (0.2, 31.0)}}
+    assert "fewer than 2 qualities" in cm.compare(one, one)[2]

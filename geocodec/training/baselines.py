@@ -275,3 +275,21 @@ def j2k_at_bytes(img: np.ndarray, max_bytes: float, *, lo: float = 20.0, hi: flo
             b = mid
     data, level = best
     return j2k_decode(data).astype(np.uint16), len(data), float(level)
+
+
+def j2k_scene_at_bytes(scene, max_bytes: float, *, iterations: int = 10):
+    """A whole :class:`geocodec.training.data.Scene` as JPEG 2000 at <= ``max_bytes``, decoded: what a user who
+    ships JPEG 2000 instead of codes gets back. Returns (Scene of the decoded reflectance, bytes, target dB).
+
+    Invalid pixels are filled with the band's valid mean before coding (so JPEG 2000 pays nothing for nodata)
+    and are 0 again afterwards, with the scene's validity. Raises ValueError as :func:`j2k_at_bytes` does
+    when the budget is below what JPEG 2000 can reach.
+    """
+    from geocodec.training.data import Scene
+
+    ok = scene.valid.all(axis=0)
+    mean = np.array([scene.data[b][ok].mean() if ok.any() else 0.0 for b in range(scene.data.shape[0])])
+    filled = np.where(ok, scene.data, mean[:, None, None].astype(np.float32))
+    dec, size, level = j2k_at_bytes(raw_dn(filled), max_bytes, iterations=iterations)
+    rec = np.where(scene.valid, dec.astype(np.float32) * np.float32(1e-4), 0).astype(np.float32)
+    return Scene(scene.name, scene.source, rec, scene.valid), size, level
