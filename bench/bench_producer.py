@@ -53,16 +53,20 @@ def speed(model, scenes, tmp) -> list[dict]:
     write_scene_tif(port, tif)
     runs.append(("sen2ships genoa (held out)", [tif], port.shape[0] * port.shape[1] * 1e-4))
     out = []
-    # each scene with the per-tile quality figure (the default: a second ONNX pass, the preview decoder) and without
-    jobs = [(r, fig) for r in runs for fig in (True, False)]
-    for (name, inputs, km2), fig in tqdm(jobs, desc="encode speed"):
+    # each scene with the per-tile quality figure (the default: a second ONNX pass, the preview decoder) and without;
+    # the held-out port also with encode-time refinement (geocodec.producer.refine, opt-in)
+    from geocodec.producer.refine import DEFAULT_ITERATIONS
+
+    jobs = [(r, fig, 0) for r in runs for fig in (True, False)] + [(runs[-1], True, DEFAULT_ITERATIONS)]
+    for (name, inputs, km2), fig, refine in tqdm(jobs, desc="encode speed"):
         target = os.path.join(tmp, "speed.parquet")
         cmd = [sys.executable, "-m", "geocodec", "encode", *inputs, "-o", target, "--quality", "3",
-               "--model", str(model.path)] + ([] if fig else ["--no-quality-figure"])
+               "--model", str(model.path)] + ([] if fig else ["--no-quality-figure"]) \
+            + (["--refine", str(refine)] if refine else [])
         secs, peak, rc, log = common.tree_peak_rss(cmd, cwd=common.REPO)
         if rc:
             print(log[-3000:], file=sys.stderr)
-        out.append({"scene": name, "quality_figure": fig, "km2": km2, "seconds": secs, "km2_per_min": km2 / secs * 60,
+        out.append({"scene": name, "quality_figure": fig, "refine": refine, "km2": km2, "seconds": secs, "km2_per_min": km2 / secs * 60,
                     "peak_rss_gb": peak / 2 ** 30, "ok": rc == 0,
                     "file_bytes": os.path.getsize(target) if rc == 0 else None})
     return out
@@ -131,10 +135,15 @@ def report(args, speed_rows, rate_rows, wall) -> str:
     ]
     for r in speed_rows:
         fig = "preview_psnr + rate_ratio" if r.get("quality_figure", True) else "`--no-quality-figure` (rate_ratio)"
+        if r.get("refine"):
+            fig += f", `--refine {r['refine']}`"
         lines.append(f"| {r['scene']} | {fig} | {r['km2']:.1f} | {r['seconds']:.1f} | {r['km2_per_min']:.1f} | "
                      f"{r['peak_rss_gb']:.2f} GiB | {r['file_bytes'] or 'failed'} |")
     lines += ["", "Seconds include starting the dask cluster and Python (a few seconds), so small scenes read slower. "
-              "The quality figure (SPEC.md 5.1) runs the preview decoder on every tile's codes at encode time.",
+              "The quality figure (SPEC.md 5.1) runs the preview decoder on every tile's codes at encode time. "
+              "`--refine N` (opt-in, needs torch) optimises each tile's latents for N steps before rounding "
+              "(geocodec.producer.refine; its rate-distortion gain: benchmarks-rd-refine.md); the default encode "
+              "does not refine.",
               "", "## Bytes per km² per date and preview quality, per quality level", "",
               "Per-pixel references: raw uint16, 5 bands: 100,000 B/km²; AlphaEarth int8 (64 B/px): "
               f"{ALPHAEARTH_BYTES_PER_PX * 10000:,} B/km²; WorldCereal Presto (128 x uint8 + float32 scale per px): "

@@ -28,7 +28,9 @@
 # GEOCODEC_THREADS or 1), scale (1e-4), offset (0), nodata (0),
 # layout ("input" | "latent"), tile_px, check_inputs (true), quality_figure
 # (true: a last band preview_mse, the preview decoder's squared error per
-# latent cell, which packing turns into each row's preview_psnr).
+# latent cell, which packing turns into each row's preview_psnr), refine (0:
+# encode-time refinement steps per tile; needs torch and the model's weights,
+# which the dependency archive does not ship).
 #
 # No PEP 563 future import (postponed annotations) here: the backend finds
 # apply_datacube by its annotations, which must stay real objects.

@@ -164,3 +164,32 @@ def test_cli_refine_option():
     assert p.parse_args(["encode", "a.tif", "-o", "b.parquet", "--refine", "7"]).refine == 7
     with pytest.raises(SystemExit):
         p.parse_args(["encode", "a.tif", "-o", "b.parquet", "--refine", "-1"])
+
+
+def test_geocodec_encode_refine_end_to_end(tmp_path, model, capsys):
+    """``geocodec encode --refine``: a valid file whose codes are the refined ones, decoded by any reader;
+    a model folder without torch weights is refused with a message naming the file."""
+    from test_openeo_udf import build_fixture_model, make_crop
+
+    from geocodec.cli.main import main
+    from geocodec.format.reader import GeocodecFile
+    from geocodec.format.validate import validate_file
+
+    crop = make_crop(tmp_path / "S2_20230615_crop.tif", h=128, w=128)[0]
+    files = {}
+    for name, extra in (("plain", []), ("refined", ["--refine", "10"])):
+        out = tmp_path / f"{name}.parquet"
+        assert main(["encode", crop, "-o", str(out), "--model", MODEL, "--quality", "4", "--scheduler", "sync",
+                     *extra]) == 0
+        assert [f for f in validate_file(str(out)) if f.level == "error"] == []
+        with GeocodecFile(out) as f:
+            (offset, table), = list(f.iter_tables())
+            files[name] = f.decode_codes(table, offset)
+    assert files["plain"].shape == files["refined"].shape
+    assert not np.array_equal(files["plain"], files["refined"])
+    fixture = build_fixture_model(tmp_path / "fixture-random")
+    rc = main(["encode", crop, "-o", str(tmp_path / "x.parquet"), "--model", str(fixture), "--scheduler", "sync",
+               "--refine", "2"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "fixture-random" in err and "held-out scores" in err, err
