@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -32,13 +31,12 @@ def measure(steps: int, log=print) -> dict:
     from geocodec.producer.refine import refine_codes
     from geocodec.training import ships as S
 
-    model = LearnedModel.load(threads=common.cpu_count())
-    head_bytes = S.HEAD_PATH.read_bytes()
-    import onnx
+    from geocodec.tasks.heads import Head
 
-    meta = {p.key: p.value for p in onnx.load_from_string(head_bytes).metadata_props}
-    threshold = float(json.loads(meta["output"])["threshold"])
-    head = S._ort(head_bytes)
+    model = LearnedModel.load(threads=common.cpu_count())
+    shipped = Head.load(S.HEAD_PATH)
+    threshold = float(shipped.meta["output"]["threshold"])
+    head = S._ort(shipped.data)
     out = {"model": f"{model.card['name']} {model.card['version']}", "threshold": threshold, "steps": steps,
            "ports": {}}
     jobs = [(p, q) for p in S.HELD_OUT for q in S.QUALITIES]

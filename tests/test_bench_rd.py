@@ -134,3 +134,21 @@ def test_compare_models_reads_the_cards_and_gives_the_bd_rate(tmp_path):
         cm.held_out(tmp_path / "bad")
     one = {"a": {1: (0.2, 31.0)}}
     assert "fewer than 2 qualities" in cm.compare(one, one)[2]
+
+
+def test_refined_curve_is_scored_against_the_plain_one():
+    """``--refine``: matched() gives the refined codes' BD-rate against the plain encoder's curve."""
+    ps = np.array([30.0, 33.0, 36.0, 39.0, 42.0])
+    plain_b = curve(ps)
+
+    def rows(b):
+        return [{"quality": i + 1, "bytes": float(v), "tile_bytes": float(v) * 1.1, "psnr": float(p), "ssim": 0.9}
+                for i, (v, p) in enumerate(zip(b, ps))]
+
+    j2k = [{"bytes": float(v), "psnr": float(p), "ssim": 0.9} for v, p in zip(curve(np.arange(26.0, 47.0)),
+                                                                            np.arange(26.0, 47.0))]
+    res = {"ours": rows(0.8 * plain_b), "plain": rows(plain_b), "j2k_scene": j2k, "j2k_tiles": j2k}
+    m = rd.matched(res)
+    assert m["bd_vs_plain_psnr"] == pytest.approx(-20.0, abs=0.01)
+    assert m["bd_scene_pchip_psnr"] == pytest.approx(-20.0, abs=0.01)
+    assert "bd_vs_plain_psnr" not in rd.matched({**res, "plain": None})
