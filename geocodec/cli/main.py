@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refine", type=_refine_steps, nargs="?", const=REFINE_DEFAULT, default=0, metavar="STEPS",
                    help=f"refine each tile's latents on its own rate-distortion cost before rounding: smaller codes "
                         f"at the same quality, any reader decodes them; STEPS Adam steps (default {REFINE_DEFAULT} "
-                        "when given without a number), about 20x the encode time at 100; needs torch "
+                        "when given without a number), about 25x the encode time at 100 (docs/benchmarks-producer.md); needs torch "
                         "(pip install 'geocodec[train]') and the model's weights.safetensors")
     s.add_argument("--embedder", help="your own foundation model as ONNX ([N,B,T,T] reflectance -> [N,D]); the "
                                       "codec is then fitted on its embeddings, as geocodec compress does")

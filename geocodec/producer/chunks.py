@@ -29,7 +29,7 @@ Conventions (documented in docs/producer.md):
 * With ``refine`` N > 0 (context ``refine``; needs torch) each tile's latents are optimised
   for N steps on that tile's own rate-distortion cost before rounding
   (:mod:`geocodec.producer.refine`): smaller codes at the same quality, same file format,
-  about 20x the encode time at N = 100.
+  about 25x the encode time at N = 100 (docs/benchmarks-producer.md).
 """
 
 from __future__ import annotations
