@@ -78,7 +78,7 @@ def report(res: dict) -> str:
              f"- **Model:** `{res['model']}`; head: geocodec/models/heads/ships.onnx (trained on plain codes of the "
              f"training ports, threshold {res['threshold']}); refinement: {res['steps']} steps "
              "(geocodec.producer.refine, docs/producer.md).",
-             f"- **Ports** (held out of the codec and the head): "
+             "- **Ports** (held out of the codec and the head): "
              + ", ".join(f"{p} ({res['tiles'][p]} tiles, {res['ships'][p]} ships)" for p in res["ports"]),
              "",
              "Object F1: ships matched one to one within one 80 m cell (docs/ships.md). Bits: exact code length per "

@@ -1,10 +1,13 @@
 """Test helpers (imported as ``from helpers import ...``; fixtures are in conftest.py): synthetic
-extension files built with the real writer, and a way to rewrite a valid file with pyarrow to make broken ones."""
+extension files built with the real writer, a way to rewrite a valid file with pyarrow to make broken ones,
+and :func:`load_bench` for the scripts under bench/."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +216,20 @@ def compressed_input(folder, name: str, *, n: int, d: int, seed: int, block_rows
     compress(src, "embedding", out, quality=quality, block_rows=block_rows, row_group_rows=row_group_rows,
              progress=False)
     return str(out)
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(name: str):
+    """``bench/<name>.py`` as a module, registered in ``sys.modules`` (dataclasses look their module up there),
+    with bench/ on ``sys.path`` while it loads (the scripts import their sibling ``common``)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(BENCH))

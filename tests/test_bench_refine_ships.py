@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_bench
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))     # the script imports its sibling ``common``
-    try:
-        spec = importlib.util.spec_from_file_location("bench_refine_ships", BENCH / "bench_refine_ships.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_bench("bench_refine_ships")
 
 
 def test_the_committed_page_is_the_rendering_of_its_json(bench, tmp_path):

@@ -3,26 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
 def wc():
-    sys.path.insert(0, str(BENCH))     # the script imports its sibling ``common``
-    try:
-        spec = importlib.util.spec_from_file_location("bench_worldcover", BENCH / "bench_worldcover.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_bench("bench_worldcover")
 
 
 def test_a_cell_takes_the_class_covering_half_of_it(wc):
