@@ -150,8 +150,9 @@ def test_encode_chunk_and_the_udf_context_take_refine(model, tiles):
     cube = xr.DataArray(refl * 10000, dims=("bands", "y", "x"), coords={"bands": model.bands})
     with pytest.raises(InputError, match="refine"):
         apply_datacube(cube, {"model": MODEL, "refine": "many"})
-    with pytest.raises(InputError, match="refine"):
-        apply_datacube(cube, {"model": MODEL, "refine": -3})
+    for bad in (-3, 2.5, True, "10"):
+        with pytest.raises(InputError, match="refine"):
+            apply_datacube(cube, {"model": MODEL, "refine": bad})
 
 
 def test_cli_refine_option():

@@ -252,12 +252,10 @@ def apply_datacube(cube, context: dict | None = None):
     nodata = None if nodata is None else float(nodata)
     check = bool(ctx.get("check_inputs", True))
     figure = has_quality_figure(model.card, ctx.get("quality_figure", True))
-    try:
-        refine = int(ctx.get("refine", 0) or 0)
-    except (TypeError, ValueError):
-        raise InputError(f"refine must be a whole number of steps, got {ctx.get('refine')!r}", field="refine") from None
-    if refine < 0:
-        raise InputError(f"refine must be >= 0, got {refine}", field="refine")
+    refine = ctx.get("refine", 0) or 0
+    if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine != int(refine) or refine < 0:
+        raise InputError(f"refine must be a whole number of steps >= 0, got {refine!r}", field="refine")
+    refine = int(refine)
 
     bdim = _dim(cube, ("bands", "band"), "bands")
     ydim = _dim(cube, ("y", "lat", "latitude"), "y")
