@@ -366,7 +366,7 @@ def ours(model, sc: Scene, ref: np.ndarray, q: int, refine: int = 0) -> dict:
     _, h, w = sc.dn.shape
     refl = np.where(sc.valid[None], sc.dn.astype(np.float32) * np.float32(SCALE), np.nan).astype(np.float32)
     cc = encode_chunk(model, refl, q, valid=sc.valid, tile_px=TILE, refine=refine)
-    s, k = model.stride, TILE // model.stride
+    k = TILE // model.stride
     c, hh, ww = cc.q.shape
     ny, nx = -(-hh // k), -(-ww // k)
     codes = np.pad(cc.q, ((0, 0), (0, ny * k - hh), (0, nx * k - ww)))          # as pack_grid pads

@@ -9,6 +9,11 @@ on the held-out ports' tiles encoded at every quality by the plain encoder and b
 are scored as docs/ships.md scores the head (object F1 at the head's own threshold, ships matched within
 one cell) and costed in exact bits per tile under the model's tables. Nothing is retrained: the question
 is whether codes that are cheaper for the same preview quality still carry the ships.
+
+One difference from ``geocodec encode --refine``: the tiles are those of the ship head's own tiling
+(``geocodec.training.ships.tile_port``, edge tiles padded and filled), and refinement counts every pixel
+of them in its distortion, padding included, where the producer ignores padded and invalid pixels. The
+held-out ports are 100 % valid, so only the padded strips of the edge tiles differ.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def measure(steps: int, log=print) -> dict:
     for p, q in tqdm(jobs, desc="ports x qualities (plain + refined)"):
         t = tiles[p]
         x = t["tiles"]
-        valid = np.ones((len(x), x.shape[2], x.shape[3]), bool)    # tile_port fills invalid pixels already
+        valid = np.ones((len(x), x.shape[2], x.shape[3]), bool)    # every pixel counts (see the docstring)
         em = model.entropy_model(q, (S.K, S.K))
         row = {}
         plain = model.encode(x, q)
