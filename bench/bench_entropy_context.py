@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         fz = EntropyModel.fit(np.round(lat / st).astype(np.int64), context=False)
         em = m.entropy_model(qi, (16, 16))
         for name, y in sets.items():
-            q = np.round(y / st).astype(np.int32).reshape(len(y), y.shape[1], -1)
+            q = m.quantize(y, qi)
             px = len(y) * 128 * 128
             c_bits, f_bits = em.cross_entropy_bits(q), fz.cross_entropy_bits(q)
             rows.append((name, qi, len(y), f_bits / px, c_bits / px, c_bits / f_bits - 1))

@@ -178,8 +178,11 @@ class LearnedModel:
 
     def encode(self, tiles: np.ndarray, quality: int) -> np.ndarray:
         """Reflectance tiles -> integer codes (N, C, S) at ``quality``."""
-        y = self.latents(tiles)
-        q = np.round(y / self.step(quality)).astype(np.int32)
+        return self.quantize(self.latents(tiles), quality)
+
+    def quantize(self, y: np.ndarray, quality: int) -> np.ndarray:
+        """Latents (N, C, h, w) -> integer codes (N, C, h*w) at ``quality``: round(y / step)."""
+        q = np.round(np.asarray(y, dtype=np.float32) / self.step(quality)).astype(np.int32)
         return q.reshape(q.shape[0], q.shape[1], -1)
 
     def preview(self, q: np.ndarray, quality: int, latent_hw: tuple[int, int]) -> np.ndarray:

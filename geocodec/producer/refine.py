@@ -143,7 +143,8 @@ def refine_codes(model, tiles: np.ndarray, valid: np.ndarray, quality: int, *,
     if valid.shape != (tiles.shape[0], *tiles.shape[2:]):
         raise InputError(f"valid must be (N, T, T) = {(tiles.shape[0], *tiles.shape[2:])}, got {valid.shape}",
                          field="valid")
-    plain = model.encode(tiles, quality)
+    y0 = model.latents(tiles)          # one encoder pass: the plain codes and the refinement's start
+    plain = model.quantize(y0, quality)
     if iterations == 0 or len(tiles) == 0:
         return plain
     lam = rd_slopes(model.card, str(Path(model.path) / "model.json"))[int(quality)]
@@ -153,7 +154,6 @@ def refine_codes(model, tiles: np.ndarray, valid: np.ndarray, quality: int, *,
         torch.set_num_threads(int(model.threads))
     step = float(model.step(quality))
     gen = torch.Generator().manual_seed(int(seed))
-    y0 = model.latents(tiles)
     out = np.empty_like(y0)
     for i in range(0, len(tiles), BATCH):
         x = torch.from_numpy(tiles[i:i + BATCH])
@@ -173,7 +173,7 @@ def refine_codes(model, tiles: np.ndarray, valid: np.ndarray, quality: int, *,
             loss.backward()
             opt.step()
         out[i:i + BATCH] = y.detach().numpy()
-    refined = np.round(out / step).astype(np.int32).reshape(plain.shape)
+    refined = model.quantize(out, quality)
     keep = _actual_cost(model, refined, tiles, valid, quality, lam) < _actual_cost(model, plain, tiles, valid,
                                                                                      quality, lam)
     return np.where(keep[:, None, None], refined, plain)

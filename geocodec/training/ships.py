@@ -341,7 +341,7 @@ def scores(prob: np.ndarray, count_map: np.ndarray, rc: np.ndarray, threshold: f
 # -- rates ---------------------------------------------------------------------------------------------
 def bits_per_tile(model, y: np.ndarray, quality: int) -> float:
     """Mean ideal code length in bits per tile of latents ``y`` (N, C, h, w) quantized at ``quality``."""
-    q = np.round(y / model.step(quality)).astype(np.int32).reshape(len(y), y.shape[1], -1)
+    q = model.quantize(y, quality)
     return model.entropy_model(quality, tuple(y.shape[2:])).cross_entropy_bits(q) / len(y)
 
 
