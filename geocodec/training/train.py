@@ -39,6 +39,7 @@ from geocodec.atomic import atomic_output
 from geocodec.codecs.image_metrics import ssim
 from geocodec.training import data as D
 from geocodec.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from geocodec.training.guard import DivergenceGuard
 from geocodec.producer.torch_codec import LOG_EPS, Codec, info_nce
 
 from geocodec.training.presets import (MODEL_NAME, MODEL_VERSION, PRESETS, QUALITY_STEPS, SHIPPED_STEPS,  # noqa: F401
@@ -128,11 +129,14 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
         it, before, history, run = state["step"], state["seconds"], state["history"], state["running"]
         set_rng_state(rng, state["step_rng"])
         set_rng_state(sampler.rng, state["sampler_rng"])
+    guard = DivergenceGuard(model, opt)   # rolls back a blow-up of the loss (geocodec.training.guard)
+    if resume:
+        guard.events = list(state.get("rollbacks", []))
 
     def save(elapsed: float) -> None:
         save_checkpoint(ckpt_path, model=model, optimizer=opt, state={
             **identity, "step": it, "seconds": elapsed, "history": history, "running": run,
-            "step_rng": rng_state(rng), "sampler_rng": rng_state(sampler.rng)})
+            "step_rng": rng_state(rng), "sampler_rng": rng_state(sampler.rng), "rollbacks": guard.events})
 
     t0 = time.time() - before
     last_save = time.time()
@@ -190,6 +194,9 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             history.append({"step": it, "minutes": round((time.time() - t0) / 60, 3),
                             **{k: round(v, 5) for k, v in avg.items()}})
             run = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "ssl": 0.0, "n": 0}
+            if it % 50 == 0 and guard.end_window(it, avg["mse"]):
+                tqdm.write(f"step {it}: window mean distortion {avg['mse']:.4g} is above "
+                           f"{guard.events[-1]['limit']}: rolled back to the last healthy state", file=sys.stderr)
     bar.close()
     train_minutes = (time.time() - t0) / 60.0
     save(time.time() - t0)
@@ -253,6 +260,11 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
                 "R": "bits per pixel of the noisy latents under the factorized density",
                 "lambda": f"lambda0 / step**2 with lambda0 = {cfg.lambda0}",
                 "step_sampling": f"log-uniform in [{cfg.step_range[0]}, {cfg.step_range[1]}] per batch",
+                "divergence_guard": f"a 50-step window whose mean D is non-finite or above {guard.factor:g}x the "
+                                    f"median of the last {guard.healthy.maxlen} healthy windows (after "
+                                    f"{guard.warmup} windows) rolls model and optimizer back to the state "
+                                    f"{guard.snapshots.maxlen} healthy windows earlier (geocodec.training.guard); "
+                                    "rollbacks are listed under training.rollbacks",
                 "embedding_term": f"symmetric InfoNCE (temperature {cfg.temperature}, weight {cfg.ssl_weight}) "
                                   f"between the embeddings (through a 2-layer projection head, not shipped) of "
                                   f"two views of one place (the second view's encoder pass without gradient): crops offset by up to {cfg.shift} px, independent "
@@ -275,6 +287,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
                        + (f" --card {card_path}" if card_path is not None else ""),
             "invoked": command or "geocodec.training.train.train(...)",
             "history": history,
+            "rollbacks": guard.events,
             "onnx_check": onnx_check,
         },
         "scores": {},
