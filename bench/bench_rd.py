@@ -355,8 +355,7 @@ class SharedLatents:
     def encode(self, tiles: np.ndarray, quality: int) -> np.ndarray:
         if self._tiles is None or self._tiles.shape != tiles.shape or not np.array_equal(self._tiles, tiles):
             self._tiles, self._latents = np.array(tiles, copy=True), self._model.latents(tiles)
-        q = np.round(self._latents / self._model.step(quality)).astype(np.int32)
-        return q.reshape(q.shape[0], q.shape[1], -1)
+        return self._model.quantize(self._latents, quality)
 
 
 def ours(model, sc: Scene, ref: np.ndarray, q: int, refine: int = 0) -> dict:

@@ -296,3 +296,33 @@ def test_training_resumes_from_its_checkpoint(tmp_path, stack):
     with pytest.raises(InputError, match="another run") as info:
         train(tmp_path / "other", steps=6, checkpoint=ckpt, resume=True, **{**kw, "seed": 4})
     assert info.value.field == "seed"
+
+
+def test_training_warm_starts_from_weights_with_the_uniform_distortion(tmp_path, stack):
+    """init= starts from another training's weights (same architecture) and records it; another architecture or a
+    missing file is refused naming the field; 'uniform' trains on the reflectance MSE of all bands alike."""
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    import dataclasses
+
+    import torch
+
+    from geocodec.errors import InputError
+    from geocodec.training.train import TrainConfig, load_weights, train
+
+    scenes = [_crop_scene(stack, 0, 0, 160, "crop-a"), _crop_scene(stack, 800, 800, 160, "crop-b")]
+    cfg = TrainConfig(batch=2, quality_steps={1: 4.0, 2: 1.0})
+    kw = dict(seed=3, progress=False, train_scenes=scenes, heldout_scenes=[], threads=1)
+    train(tmp_path / "base", steps=2, config=cfg, **kw)
+    base = tmp_path / "base" / "weights.safetensors"
+    warm = dataclasses.replace(cfg, init=str(tmp_path / "base"), distortion="uniform", lr=0.0)
+    card = train(tmp_path / "warm", steps=2, config=warm, **kw)
+    assert "init" in card["training"]["objective"] and "all bands alike" in card["training"]["objective"]["D"]
+    a, b = load_weights(base).state_dict(), load_weights(tmp_path / "warm" / "weights.safetensors").state_dict()
+    for k in a:   # lr 0: the warm-started weights are the base's exactly
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    with pytest.raises(InputError, match="another architecture") as info:
+        train(tmp_path / "wide", steps=1, config=dataclasses.replace(warm, channels=cfg.channels + 8), **kw)
+    assert info.value.field == "init"
+    with pytest.raises(InputError, match="does not exist"):
+        train(tmp_path / "none", steps=1, config=dataclasses.replace(warm, init=str(tmp_path / "nope")), **kw)

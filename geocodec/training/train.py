@@ -105,20 +105,26 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
         raise FileNotFoundError(f"no training scenes under {data_root}")
     weights = {k: v for k, v in cfg.source_weights.items() if any(s.source == k for s in train_scenes)}
     mean, std = D.band_statistics(train_scenes, weights, log_eps=LOG_EPS)
-    if cfg.distortion not in ("log", "linear"):
-        raise ValueError(f"TrainConfig.distortion must be 'log' or 'linear', got {cfg.distortion!r}")
+    if cfg.distortion not in ("log", "linear", "uniform"):
+        raise ValueError(f"TrainConfig.distortion must be 'log', 'linear' or 'uniform', got {cfg.distortion!r}")
     lin_var = torch.as_tensor(D.band_statistics(train_scenes, weights)[1] ** 2, dtype=torch.float32
                               ).reshape(1, -1, 1, 1)
+    if cfg.distortion == "uniform":   # one weight for all bands: the reflectance MSE that PSNR measures
+        lin_var = lin_var.mean().expand_as(lin_var).clone()
     sampler = D.CropSampler(train_scenes, weights, tile=cfg.tile, shift=cfg.shift, jitter=cfg.jitter, seed=seed)
 
     model = Codec(len(D.BANDS), cfg.channels, tuple(cfg.widths), cfg.embedding_dimension, mean, std,
-                  cfg.mixture).to(dev)
+                  cfg.mixture)
+    if cfg.init:
+        warm_start(model, cfg.init)
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(seed + 1)
     log_lo, log_hi = math.log(cfg.step_range[0]), math.log(cfg.step_range[1])
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else out / "checkpoint.pt"
-    trained = {k: v for k, v in asdict(cfg).items() if k != "context_tables"}  # tables come after training
+    trained = {k: v for k, v in asdict(cfg).items()   # tables come after training; no init = as before init existed
+               if k != "context_tables" and not (k == "init" and not v)}
     identity = {"config": json.dumps(_jsonable(trained), sort_keys=True), "seed": seed,
                 "train_scenes": sorted(s.name for s in train_scenes)}
     history = []
@@ -166,7 +172,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             yb = model.encoder(xb)
         bpp = model.density.bits(model.add_noise(y, step), step) / (xa.shape[0] * xa.shape[2] * xa.shape[3])
         yq = model.quantize_ste(y, step)
-        if cfg.distortion == "linear":
+        if cfg.distortion in ("linear", "uniform"):
             err = (model.preview(yq) - xa) ** 2 / lin_var.to(dev)
         else:
             err = (model.preview.normalised(yq) - model.encoder.norm(xa)) ** 2
@@ -253,10 +259,15 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             },
             "objective": {
                 "loss": "lambda(step) * D + R + w_ssl * InfoNCE",
-                "D": ("MSE of the preview reconstruction of all 5 bands in the standardised log domain, "
-                      "nodata (DN 0) masked") if cfg.distortion == "log" else
-                     ("per-band MSE of the preview reconstruction in reflectance, each band divided by its "
-                      "reflectance variance over the training data, nodata (DN 0) masked"),
+                "D": {"log": "MSE of the preview reconstruction of all 5 bands in the standardised log domain, "
+                             "nodata (DN 0) masked",
+                      "linear": "per-band MSE of the preview reconstruction in reflectance, each band divided by "
+                                "its reflectance variance over the training data, nodata (DN 0) masked",
+                      "uniform": "MSE of the preview reconstruction in reflectance over all bands alike (what "
+                                 "PSNR measures), divided by the mean band variance over the training data, "
+                                 "nodata (DN 0) masked"}[cfg.distortion],
+                **({"init": f"started from the weights of {cfg.init} (warm start; its own training is in its "
+                            "model card)"} if cfg.init else {}),
                 "R": "bits per pixel of the noisy latents under the factorized density",
                 "lambda": f"lambda0 / step**2 with lambda0 = {cfg.lambda0}",
                 "step_sampling": f"log-uniform in [{cfg.step_range[0]}, {cfg.step_range[1]}] per batch",
@@ -429,6 +440,30 @@ def save_weights(model: Codec, path: Path, cfg: TrainConfig) -> None:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={"model": cfg.name, "version": cfg.version,
                                           "config": json.dumps(_jsonable(asdict(cfg)))})
+
+
+def warm_start(model: Codec, init: str | os.PathLike) -> None:
+    """Load the weights of ``init`` into ``model``: a shipped model's name (a folder of geocodec/models), a model
+    folder or a ``weights.safetensors``; the architecture must be the same (else a clear error)."""
+    from geocodec.errors import InputError
+    from geocodec.producer.torch_codec import load_codec
+    from geocodec.resources import MODELS_DIR
+
+    p = Path(init)
+    if not p.exists() and (MODELS_DIR / str(init)).is_dir():
+        p = MODELS_DIR / str(init)
+    if p.is_dir():
+        p = p / "weights.safetensors"
+    if not p.is_file():
+        raise InputError(f"warm start: {p} does not exist (init must name a shipped model, a model folder or a "
+                         "weights.safetensors)", source=str(p), field="init")
+    src = load_codec(p).state_dict()
+    own = model.state_dict()
+    wrong = sorted(k for k in own if k not in src or tuple(src[k].shape) != tuple(own[k].shape))
+    if wrong or set(src) - set(own):
+        raise InputError(f"warm start: {p} has another architecture than this training (first mismatch: "
+                         f"{(wrong or sorted(set(src) - set(own)))[0]})", source=str(p), field="init")
+    model.load_state_dict(src)
 
 
 def load_weights(path: str | os.PathLike) -> Codec:
