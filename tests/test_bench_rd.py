@@ -152,3 +152,23 @@ def test_refined_curve_is_scored_against_the_plain_one():
     assert m["bd_vs_plain_psnr"] == pytest.approx(-20.0, abs=0.01)
     assert m["bd_scene_pchip_psnr"] == pytest.approx(-20.0, abs=0.01)
     assert "bd_vs_plain_psnr" not in rd.matched({**res, "plain": None})
+
+
+def test_bands_at_interpolates_between_bracketing_points_only():
+    pts = [{"psnr": 30.0, "band_psnr": [32.0, 28.0]}, {"psnr": 34.0, "band_psnr": [36.0, 30.0]},
+           {"psnr": 38.0, "band_psnr": [40.0, 36.0]}]
+    assert rd.bands_at(pts, 32.0) == pytest.approx([34.0, 29.0])
+    assert rd.bands_at(pts[::-1], 36.0) == pytest.approx([38.0, 33.0])   # order of the sweep does not matter
+    assert rd.bands_at(pts, 38.0) == pytest.approx([40.0, 36.0])
+    assert rd.bands_at(pts, 29.9) is None and rd.bands_at(pts, 38.1) is None
+
+
+def test_band_psnr_counts_valid_pixels_per_band():
+    ref = np.zeros((2, 4, 4), np.float32)
+    rec = ref.copy()
+    rec[0] += 0.01          # band 1: MSE 1e-4 -> 40 dB
+    rec[1, 0, 0] = 1.0      # band 2: one bad pixel, masked out below
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False
+    got = rd.band_psnr(ref, rec, valid)
+    assert got[0] == pytest.approx(40.0, abs=1e-3) and got[1] == float("inf")
