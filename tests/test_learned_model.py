@@ -326,3 +326,12 @@ def test_training_warm_starts_from_weights_with_the_uniform_distortion(tmp_path,
     assert info.value.field == "init"
     with pytest.raises(InputError, match="does not exist"):
         train(tmp_path / "none", steps=1, config=dataclasses.replace(warm, init=str(tmp_path / "nope")), **kw)
+    # a training checkpoint works too (its model weights), and a file that is not one is refused
+    card = train(tmp_path / "fromckpt", steps=1,
+                 config=dataclasses.replace(warm, init=str(tmp_path / "base" / "checkpoint.pt")), **kw)
+    c = load_weights(tmp_path / "fromckpt" / "weights.safetensors").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], c[k], rtol=0, atol=0, msg=k)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a training checkpoint"):
+        train(tmp_path / "junk", steps=1, config=dataclasses.replace(warm, init=str(tmp_path / "junk.pt")), **kw)

@@ -444,7 +444,8 @@ def save_weights(model: Codec, path: Path, cfg: TrainConfig) -> None:
 
 def warm_start(model: Codec, init: str | os.PathLike) -> None:
     """Load the weights of ``init`` into ``model``: a shipped model's name (a folder of geocodec/models), a model
-    folder or a ``weights.safetensors``; the architecture must be the same (else a clear error)."""
+    folder, a ``weights.safetensors`` or a training checkpoint (``.pt``, :mod:`.checkpoint`: its model weights
+    only, loaded without unpickling code); the architecture must be the same (else a clear error)."""
     from geocodec.errors import InputError
     from geocodec.producer.torch_codec import load_codec
     from geocodec.resources import MODELS_DIR
@@ -457,7 +458,14 @@ def warm_start(model: Codec, init: str | os.PathLike) -> None:
     if not p.is_file():
         raise InputError(f"warm start: {p} does not exist (init must name a shipped model, a model folder or a "
                          "weights.safetensors)", source=str(p), field="init")
-    src = load_codec(p).state_dict()
+    if p.suffix == ".pt":
+        try:
+            src = torch.load(p, map_location="cpu", weights_only=True)["model"]
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise InputError(f"warm start: {p} is not a training checkpoint ({exc})", source=str(p),
+                             field="init") from exc
+    else:
+        src = load_codec(p).state_dict()
     own = model.state_dict()
     wrong = sorted(k for k in own if k not in src or tuple(src[k].shape) != tuple(own[k].shape))
     if wrong or set(src) - set(own):
