@@ -588,12 +588,13 @@ def report(args, results, skipped, wall: float, fig_rel: str) -> str:
         + ", qualities 1–5, 128 px tiles, 5 bands B02, B03, B04, B08, B11, reflectance = DN / 10000.",
         f"- **Figure:** [{fig_rel}]({fig_rel}) — PSNR against bytes per km² for every scene.",
     ]
-    if refined:
+    if refined:   # this page's plain twin: the same name without "-refine" (docs/benchmarks-rd-refine.md -> -rd.md)
+        plain_page = Path(args.out).name.replace("-refine", "") if "-refine" in Path(args.out).name else "benchmarks-rd.md"
         lines.append(f"- **Encoder:** `geocodec encode --refine {args.refine}` (geocodec.producer.refine: each tile's "
                      f"latents optimised for {args.refine} Adam steps on its own rate-distortion cost, then rounded; "
                      "same file format, tables and decoders). \"ours\" below is the refined encoder; the plain "
                      "encoder's curve is measured on the same tiles for the BD-rate of refining "
-                     "([benchmarks-rd.md](benchmarks-rd.md) is the plain encoder's page).")
+                     f"([{plain_page}]({plain_page}) is the plain encoder's page).")
     lines += ["", "## Outcome", ""]
     if refined:
         gains = [x["bd_vs_plain_psnr"] for x in m if x.get("bd_vs_plain_psnr") is not None]

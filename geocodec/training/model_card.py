@@ -114,9 +114,16 @@ def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) ->
     L.append("## Training")
     L.append("")
     L.append(f"- objective: {obj.get('loss')}")
-    for k in ("D", "R", "lambda", "step_sampling", "embedding_term"):
+    for k in ("D", "R", "lambda", "step_sampling", "embedding_term", "divergence_guard"):
         if k in obj:
             L.append(f"  - {k}: {obj[k]}")
+    if "init" in obj:
+        L.append(f"- warm start: {obj['init']}")
+    if tr.get("rollbacks"):
+        L.append("- rollbacks of the divergence guard: " + ", ".join(
+            f"step {e['step']} (window D {e['distortion']:.4g} > {e['limit']})" for e in tr["rollbacks"]))
+    elif "rollbacks" in tr:
+        L.append("- rollbacks of the divergence guard: none")
     cfg = tr.get("config", {})
     L.append(f"- {tr.get('steps')} steps of batch {tr.get('batch')} random {tr.get('tile_px')} x "
              f"{tr.get('tile_px')} crops (rot90/flip), Adam lr {cfg.get('lr')} "
