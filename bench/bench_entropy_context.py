@@ -1,6 +1,6 @@
 """What the checkerboard context model (spec 0.3.0) saves over one table per channel, on held-out scenes.
 
-    python bench/bench_entropy_context.py [--out docs/benchmarks-context.md] [--model s2-5band-v2]
+    python bench/bench_entropy_context.py [--out docs/benchmarks-context.md] [--model NAME]   (default: the default model)
 
 For every quality of the model: the codes round(latent / step) of the held-out tiles (128 px, >= 90 %
 valid) of every held-out scene, through the shipped ONNX encoder, coded (ideal code length) by

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Is a newly trained codec worth shipping? BD-rate of one model folder against another on held-out tiles.
 
-    python bench/compare_models.py NEW [--against geocodec/models/s2-5band-v2]
+    python bench/compare_models.py NEW [--against geocodec/models/s2-5band-v2u]   # default: the default model
 
 Reads the held-out scores both models' ``model.json`` carry (written by ``geocodec train codec`` on the
 held-out sets of ``geocodec.training.data``: bits per pixel and PSNR per quality) and prints, per set,
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts this checkout first on sys.path)
 from bench_rd import bd_rate
+
+from geocodec.resources import DEFAULT_MODEL, MODELS_DIR
 
 
 def held_out(path: Path) -> dict:
@@ -60,8 +62,8 @@ def compare(new: dict, ref: dict) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("new", type=Path, help="model folder (or model.json) of the new model")
-    ap.add_argument("--against", type=Path, default=Path("geocodec/models/s2-5band-v2"),
-                    help="model folder to compare with (default: the shipped s2-5band-v2)")
+    ap.add_argument("--against", type=Path, default=MODELS_DIR / DEFAULT_MODEL,
+                    help=f"model folder to compare with (default: the shipped default, {DEFAULT_MODEL})")
     a = ap.parse_args(argv)
     try:
         new, ref = held_out(a.new), held_out(a.against)

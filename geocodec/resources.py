@@ -18,7 +18,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PACKAGE_DIR / "models"
 HEADS_DIR = MODELS_DIR / "heads"
 #: the shipped model ``geocodec encode`` and the heads use unless told otherwise (a folder of MODELS_DIR)
-DEFAULT_MODEL = "s2-5band-v2"
+DEFAULT_MODEL = "s2-5band-v2u"
 
 
 def source_checkout() -> Path | None:

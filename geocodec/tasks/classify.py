@@ -46,13 +46,14 @@ def classify_file(source, head_name="landcover", *, threads: int | None = None, 
     from geocodec.tasks.heads import Head
     from geocodec.format.dataset import GeocodecDataset
 
-    head = Head.load(head_name)
-    kind = head.meta["input"].get("kind")
-    names = head.class_names or list(head.meta.get("output", {}).get("names", []))
-    if not names:
-        raise InputError(f"head {head.path} names no classes: classify needs a classification head", field="head")
     ds = GeocodecDataset(source)
     try:
+        # a shipped head name picks the head trained on this file's codes (Head.load's for_file)
+        head = Head.load(head_name, for_file=ds.files[0].ext if ds.files else None)
+        kind = head.meta["input"].get("kind")
+        names = head.class_names or list(head.meta.get("output", {}).get("names", []))
+        if not names:
+            raise InputError(f"head {head.path} names no classes: classify needs a classification head", field="head")
         for f in ds.files:
             head.check_file(f.ext, f.source)
         crs = ds.crs

@@ -66,6 +66,39 @@ def _declared_shape(spec, source: str) -> list | None:
     return shape
 
 
+def _read_meta(data: bytes, source: str) -> dict:
+    """The parsed ``geocodec:*`` metadata of a head's ONNX bytes (keys of KEYS that are present)."""
+    raw = {e.key: e.value for e in parse_model(data, source=source, field="head").metadata_props}
+    meta = {}
+    for key in KEYS:
+        text = raw.get(f"geocodec:{key}")
+        if text is None:
+            continue
+        try:
+            meta[key] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"metadata 'geocodec:{key}' is not JSON: {exc}", source=source,
+                                field=f"geocodec:{key}") from exc
+    return meta
+
+
+def shipped_head_path(name: str, for_file: dict | None = None) -> Path:
+    """The shipped head ``name``: ``heads/NAME.onnx`` (trained on the default model's codes), or, when ``for_file``
+    (a file's ``geocodec`` metadata) names another encoder, ``heads/<codec>/NAME.onnx`` trained on that encoder's
+    codes if one is shipped. Raises :class:`~geocodec.errors.MetadataError` when no shipped head has that name."""
+    default = HEADS_DIR / f"{name}.onnx"
+    if not default.is_file():
+        known = sorted(f.stem for f in HEADS_DIR.glob("*.onnx")) if HEADS_DIR.is_dir() else []
+        raise MetadataError(f"no head file '{name}'; shipped heads: {known or 'none'}", field="head")
+    want = ((for_file or {}).get("model") or {}).get("sha256")
+    if want:
+        for path in [default, *sorted(HEADS_DIR.glob(f"*/{name}.onnx"))]:
+            codec = _read_meta(path.read_bytes(), str(path)).get("codec") or {}
+            if codec.get("model_sha256") == want:
+                return path
+    return default
+
+
 @dataclass
 class Head:
     """A task head: its ONNX file's ``path`` and bytes (``data``) and the parsed ``geocodec:*`` metadata ``meta``.
@@ -78,32 +111,22 @@ class Head:
     meta: dict
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike) -> "Head":
+    def load(cls, name_or_path: str | os.PathLike, *, for_file: dict | None = None) -> "Head":
         """Open a head: an ONNX path, or the name of a shipped head (``geocodec/models/heads/NAME.onnx``).
+
+        ``for_file``: the ``geocodec`` metadata of the file the head will run on. A shipped name then picks the shipped
+        head trained on that file's codes: the default model's (``heads/NAME.onnx``) or an earlier shipped codec's
+        (``heads/<codec>/NAME.onnx``), so files made with an earlier default keep working; the default one when none
+        matches (:meth:`check_file` then says why it refuses the file).
 
         Raises :class:`~geocodec.errors.MetadataError` when there is no such file, a metadata value is not JSON, or the
         model has no ``geocodec:task``/``geocodec:input`` (not a geocodec head).
         """
         p = Path(name_or_path)
         if not p.is_file():
-            q = HEADS_DIR / f"{name_or_path}.onnx"
-            if not q.is_file():
-                known = sorted(f.stem for f in HEADS_DIR.glob("*.onnx")) if HEADS_DIR.is_dir() else []
-                raise MetadataError(f"no head file '{name_or_path}'; shipped heads: {known or 'none'}",
-                                    field="head")
-            p = q
+            p = shipped_head_path(str(name_or_path), for_file)
         data = p.read_bytes()
-        raw = {e.key: e.value for e in parse_model(data, source=str(p), field="head").metadata_props}
-        meta = {}
-        for key in KEYS:
-            text = raw.get(f"geocodec:{key}")
-            if text is None:
-                continue
-            try:
-                meta[key] = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise MetadataError(f"metadata 'geocodec:{key}' is not JSON: {exc}", source=str(p),
-                                    field=f"geocodec:{key}") from exc
+        meta = _read_meta(data, str(p))
         if "task" not in meta or "input" not in meta:
             raise MetadataError("not a geocodec head: no 'geocodec:task'/'geocodec:input' metadata", source=str(p))
         check = check_model(data, source=str(p), field="head", input_shape=_declared_shape(meta["input"], str(p)))

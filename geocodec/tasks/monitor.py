@@ -149,8 +149,8 @@ def monitor_place(files, head_name="monitor", *, point=None, tile_id=None, crs=N
     from geocodec.tasks.heads import Head
     from geocodec.tasks.series import cell_series
 
-    head = Head.load(head_name)
     cs = cell_series(files, point=point, tile_id=tile_id, crs=crs)
+    head = Head.load(head_name, for_file=cs.ext)
     head.check_file(cs.ext, cs.sources[0])
     r = run_monitor(head, cs.latents, cs.dates)
     n = len(cs.dates)

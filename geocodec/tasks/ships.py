@@ -42,10 +42,10 @@ class ShipResult:
     head: str
 
 
-def _load_head(head):
+def _load_head(head, for_file: dict | None = None):
     from geocodec.tasks.heads import Head
 
-    h = head if isinstance(head, Head) else Head.load(head or DEFAULT_HEAD)
+    h = head if isinstance(head, Head) else Head.load(head or DEFAULT_HEAD, for_file=for_file)
     if h.task != "ships" or h.meta["input"].get("kind") != "latent_grid":
         raise MetadataError(f"head {h.path} is a '{h.task}' head on '{h.meta['input'].get('kind')}' inputs; "
                             "ship detection needs a 'ships' head on 'latent_grid'", source=h.path, field="geocodec:task")
@@ -77,13 +77,19 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
 
     from geocodec.format.query import Query
 
-    h = _load_head(head)
+    files, owned = _files(file_or_dataset)
+    try:   # a shipped head name picks the head trained on these files' codes (Head.load's for_file)
+        h = _load_head(head, for_file=files[0].ext if files else None)
+    except BaseException:
+        if owned:
+            for f in files:
+                f.close()
+        raise
     if threshold is None:
         threshold = float(h.meta.get("output", {}).get("threshold",
                                                        (h.meta.get("scores") or {}).get("threshold", 0.5)))
     want = tuple(h.meta["input"]["shape"])
     query = Query.make(bbox, time)
-    files, owned = _files(file_or_dataset)
     cols = {k: [] for k in ("x", "y", "tile_id", "score", "datetime", "cell_row", "cell_col")}
     counts = {k: [] for k in ("tile_id", "datetime", "count", "max_score", "geometry")}
     crs = tile_types = None

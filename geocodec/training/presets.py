@@ -1,11 +1,12 @@
 """The codecs ``geocodec train codec --model NAME`` trains: one :class:`TrainConfig` per model name.
 
 Torch-free, so the command line can list and check models before anything heavy is imported.
-``s2-5band-v1`` is the shipped default; ``s2-5band-v2`` is the codec-v2 candidate (more latent
+``s2-5band-v1`` is the first shipped codec; ``s2-5band-v2`` the codec-v2 one (more latent
 channels, wider transforms, a reflectance distortion, greenearthnet in training);
 ``s2-5band-v3`` doubles v2's latent channels (64 floats per 80 m cell cap the preview at high rates:
 float latents score only ~0.4 dB above quality 5 on genoa), trained over several sessions with ``--resume``;
-``s2-5band-v2u`` is v2 fine-tuned (warm start from its weights) for the uniform reflectance MSE that PSNR weighs;
+``s2-5band-v2u`` (the default, :data:`geocodec.resources.DEFAULT_MODEL`) is v2 fine-tuned (warm start from its
+weights) for the uniform reflectance MSE that PSNR weighs;
 ``s2-5band-v3u`` is v3 trained from scratch for it (over several sessions with ``--resume``).
 """
 
