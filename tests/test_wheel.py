@@ -29,7 +29,8 @@ BBOX = ["--bbox", "340000,4404000,342560,4406560", "--bbox-crs", "EPSG:3857"]   
 PACKAGE_DATA = ["geocodec/models/s2-5band-v1/model.json", "geocodec/models/s2-5band-v1/encoder.onnx",
                 "geocodec/models/s2-5band-v1/embedding_decoder.onnx", "geocodec/models/s2-5band-v1/preview_decoder.onnx",
                 "geocodec/models/heads/landcover.onnx", "geocodec/models/heads/monitor.onnx",
-                "geocodec/models/heads/ships.onnx", "geoparquet_spec/schema/geocodec-0.1.0.schema.json",
+                "geocodec/models/heads/ships.onnx", "geocodec/models/heads/s2-5band-v2/ships.onnx",
+                "geocodec/models/heads/s2-5band-v2/landcover.onnx", "geoparquet_spec/schema/geocodec-0.1.0.schema.json",
                 "geoparquet_spec/SPEC.md", "openeo_udf/udf.py"]
 
 
