@@ -174,7 +174,7 @@ def test_refuses_file_of_another_model(crop, tmp_path):
 
 @needs_data
 @needs_head
-def test_files_of_an_earlier_default_codec_get_its_shipped_heads(crop, tmp_path):
+def test_files_of_an_earlier_default_codec_get_its_shipped_heads(crop, tmp_path, capsys):
     """A file encoded with s2-5band-v2 (the default before s2-5band-v2u) runs through the shipped head names:
     `ships` and `classify` pick heads/s2-5band-v2/*.onnx, trained on v2's codes; a file of a codec with no shipped
     heads (v1) is refused naming the encoder hash."""
@@ -193,6 +193,7 @@ def test_files_of_an_earlier_default_codec_get_its_shipped_heads(crop, tmp_path)
     assert Head.load(r.head).meta["codec"]["model_sha256"] == v2
     assert r.counts.num_rows == 4
     assert main(["ships", str(files["s2-5band-v2"]), "-o", str(tmp_path / "v2.gpkg")]) == 0
+    assert "head s2-5band-v2/ships.onnx" in capsys.readouterr().out
     c = classify_file(files["s2-5band-v2"], progress=False)
     assert c.layer.num_rows == 4
     from geocodec.format.reader import GeocodecFile

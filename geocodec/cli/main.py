@@ -303,8 +303,7 @@ def cmd_search(a) -> int:
 
 def cmd_ships(a) -> int:
     """Run ``geocodec ships``: write ship points (optionally counts per tile and a PNG), print totals."""
-    import os
-
+    from geocodec.tasks.heads import head_label
     from geocodec.tasks.results import output_kind, write_result
     from geocodec.tasks.ships import detect_ships, write_map
 
@@ -316,7 +315,7 @@ def cmd_ships(a) -> int:
     write_result(r.points, a.output)
     counts = r.counts.table.column("count").to_numpy()
     print(f"wrote {a.output}: {r.points.num_rows} ship points over {len(counts)} tiles "
-          f"({int((counts > 0).sum())} with ships), threshold {r.threshold:.2f}, head {os.path.basename(r.head)}")
+          f"({int((counts > 0).sum())} with ships), threshold {r.threshold:.2f}, head {head_label(r.head)}")
     if a.counts:
         write_result(r.counts, a.counts)
         print(f"wrote {a.counts}: ship count per tile")

@@ -99,6 +99,16 @@ def shipped_head_path(name: str, for_file: dict | None = None) -> Path:
     return default
 
 
+def head_label(path: str | os.PathLike) -> str:
+    """How to name a head to a user: its path under the shipped heads (``ships.onnx``, ``s2-5band-v2/ships.onnx``),
+    else its file name."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(HEADS_DIR.resolve()).as_posix()
+    except ValueError:
+        return p.name
+
+
 @dataclass
 class Head:
     """A task head: its ONNX file's ``path`` and bytes (``data``) and the parsed ``geocodec:*`` metadata ``meta``.
