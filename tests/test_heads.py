@@ -280,3 +280,20 @@ def test_classify_refuses_head_of_other_model(rondonia_file, tmp_path, capsys):
     (tmp_path / "other.onnx").write_bytes(data)
     assert main(["classify", str(path), "--head", str(tmp_path / "other.onnx"), "-o", str(tmp_path / "x.parquet")]) == 2
     assert "encoder sha256" in capsys.readouterr().err
+
+
+@needs_heads
+def test_shipped_head_path_picks_by_encoder_and_falls_back_to_the_default():
+    """A file's metadata without a usable model hash (absent, not an object, unknown) gets the default head, which
+    then refuses or accepts the file by its own check; a missing head name is one clear error naming `head`."""
+    from geocodec.errors import MetadataError
+    from geocodec.tasks.heads import shipped_head_path
+
+    default = HEADS_DIR / "landcover.onnx"
+    for ext in (None, {}, {"model": "s2-5band-v2"}, {"model": {"sha256": "0" * 64}}):
+        assert shipped_head_path("landcover", ext) == default
+    v2 = Head.load(HEADS_DIR / "s2-5band-v2" / "landcover.onnx").meta["codec"]["model_sha256"]
+    assert shipped_head_path("landcover", {"model": {"sha256": v2}}) == HEADS_DIR / "s2-5band-v2" / "landcover.onnx"
+    with pytest.raises(MetadataError, match="no head file 'nosuch'") as info:
+        shipped_head_path("nosuch", {"model": {"sha256": v2}})
+    assert info.value.field == "head"

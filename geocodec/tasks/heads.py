@@ -90,7 +90,8 @@ def shipped_head_path(name: str, for_file: dict | None = None) -> Path:
     if not default.is_file():
         known = sorted(f.stem for f in HEADS_DIR.glob("*.onnx")) if HEADS_DIR.is_dir() else []
         raise MetadataError(f"no head file '{name}'; shipped heads: {known or 'none'}", field="head")
-    want = ((for_file or {}).get("model") or {}).get("sha256")
+    model = (for_file or {}).get("model")
+    want = model.get("sha256") if isinstance(model, dict) else None
     if want:
         for path in [default, *sorted(HEADS_DIR.glob(f"*/{name}.onnx"))]:
             codec = _read_meta(path.read_bytes(), str(path)).get("codec") or {}

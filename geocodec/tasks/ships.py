@@ -77,23 +77,18 @@ def detect_ships(file_or_dataset, head=DEFAULT_HEAD, threshold: float | None = N
 
     from geocodec.format.query import Query
 
-    files, owned = _files(file_or_dataset)
-    try:   # a shipped head name picks the head trained on these files' codes (Head.load's for_file)
-        h = _load_head(head, for_file=files[0].ext if files else None)
-    except BaseException:
-        if owned:
-            for f in files:
-                f.close()
-        raise
-    if threshold is None:
-        threshold = float(h.meta.get("output", {}).get("threshold",
-                                                       (h.meta.get("scores") or {}).get("threshold", 0.5)))
-    want = tuple(h.meta["input"]["shape"])
     query = Query.make(bbox, time)
+    files, owned = _files(file_or_dataset)
     cols = {k: [] for k in ("x", "y", "tile_id", "score", "datetime", "cell_row", "cell_col")}
     counts = {k: [] for k in ("tile_id", "datetime", "count", "max_score", "geometry")}
     crs = tile_types = None
     try:
+        # a shipped head name picks the head trained on these files' codes (Head.load's for_file)
+        h = _load_head(head, for_file=files[0].ext if files else None)
+        if threshold is None:
+            threshold = float(h.meta.get("output", {}).get("threshold",
+                                                           (h.meta.get("scores") or {}).get("threshold", 0.5)))
+        want = tuple(h.meta["input"]["shape"])
         for f in files:
             h.check_file(f.ext, f.source)
             if f.ext["latent"]["layout"] != "grid" or tuple(f.spec.latent_shape) != want:
