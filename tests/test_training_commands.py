@@ -22,6 +22,9 @@ def test_train_without_a_target_is_the_codec():
     a = _parse("train", "--steps", "5", "--device", "cuda")
     assert a.func is commands.run_codec and a.steps == 5 and a.device == "cuda" and a.prog == "geocodec train codec"
     assert _parse("train").func is commands.run_codec
+    from geocodec.resources import DEFAULT_MODEL
+
+    assert _parse("train").model == DEFAULT_MODEL     # the codec users get by default is the one train reproduces
     assert commands.with_default_target(["train", "-h"]) == ["train", "-h"]
     assert commands.with_default_target(["info", "train"]) == ["info", "train"]
 
@@ -54,13 +57,21 @@ def test_train_heads_report_only_writes_the_committed_page(tmp_path, capsys):
     assert (docs / "img" / "rate_utility_monitor.png").stat().st_size > 10_000
 
 
-def test_train_codec_report_only_writes_the_committed_card(tmp_path):
-    model = REPO / "geocodec" / "models" / "s2-5band-v1"
-    if not (model / "model.json").is_file():
-        pytest.skip("no shipped model.json")
+@pytest.mark.parametrize("name", ["s2-5band-v1", "s2-5band-v2", "s2-5band-v2u"])
+def test_train_codec_report_only_writes_the_committed_card(tmp_path, name):
+    """Each shipped card is the rendering of its model.json by the command the card names, and the training
+    command it records names its model (so it reproduces that model whatever the default is)."""
+    import json
+
+    from geocodec.training.model_card import card_path
+
+    model = REPO / "geocodec" / "models" / name
     card = tmp_path / "card.md"
-    assert main(["train", "--report-only", "--out", str(model), "--card", str(card)]) == 0
-    assert card.read_text() == (REPO / "docs" / "model-card.md").read_text()
+    assert main(["train", "codec", "--model", name, "--report-only", "--out", str(model), "--card", str(card)]) == 0
+    text = card.read_text()
+    assert text == (REPO / card_path(name)).read_text()
+    assert f"`geocodec train codec --model {name} --out geocodec/models/{name} --report-only`" in text
+    assert f" --model {name}" in json.loads((model / "model.json").read_text())["training"]["command"]
 
 
 def test_report_only_without_a_report_names_it(tmp_path, capsys):

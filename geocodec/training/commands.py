@@ -16,14 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from geocodec.training.presets import DISTORTIONS
+from geocodec.resources import DEFAULT_MODEL
+from geocodec.training.presets import DISTORTIONS, PRESETS
 from geocodec.verbosity import CommandParser, verbosity
 
 TARGETS = ("codec", "heads", "ships")
 #: ``python -m`` module of each target
 MODULES = {"codec": "geocodec.training.train", "heads": "geocodec.training.heads",
            "ships": "geocodec.training.ships"}
-HELP = {"codec": "the learned Sentinel-2 codec s2-5band-v1 (model.json, ONNX files, model card)",
+HELP = {"codec": "the learned Sentinel-2 codec (model.json, ONNX files, model card)",
         "heads": "the shipped land-cover and monitoring heads on Rondonia (docs/heads.md)",
         "ships": "the shipped ship head on sen2ships (docs/ships.md)"}
 CODEC_OUT = "out/train/<model>"
@@ -38,9 +39,9 @@ def _command(prog: str, options) -> str:
 # -- codec ----------------------------------------------------------------------------------------------
 def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``geocodec train codec``."""
-    p.add_argument("--model", default="s2-5band-v1",
-                   help="which model to train: its architecture, data and objective (s2-5band-v1, the default, "
-                        "s2-5band-v2, s2-5band-v3, s2-5band-v2u (v2 fine-tuned for PSNR) or s2-5band-v3u)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"which model to train: its architecture, data and objective ({', '.join(PRESETS)}; "
+                        f"default {DEFAULT_MODEL}, the shipped default codec)")
     p.add_argument("--out", help=f"model folder to write (default {CODEC_OUT})")
     p.add_argument("--steps", type=int, help="optimisation steps (default: those of the shipped model)")
     p.add_argument("--minutes", type=float,
@@ -70,8 +71,6 @@ def run_codec(a: argparse.Namespace) -> int:
     """Train the codec (or, with ``--report-only``, write its card from ``model.json``)."""
     import dataclasses
 
-    from geocodec.training.presets import PRESETS
-
     if a.model not in PRESETS:
         a.parser.error(f"--model: unknown model {a.model!r}; known: {', '.join(PRESETS)}")
     cfg = PRESETS[a.model]
@@ -96,7 +95,7 @@ def run_codec(a: argparse.Namespace) -> int:
 
         card = refit_tables(a.out, config=cfg, data_dir=a.data, progress=not a.quiet, card_path=a.card,
                             command=_command(f"{a.prog} --out {a.out} --tables-only", [
-                                ("--model", None if a.model == "s2-5band-v1" else a.model, None),
+                                ("--model", a.model, None),
                                 ("--data", a.data, None), ("--card", a.card, None)]))
         print(f"wrote {a.out}/model.json: entropy tables of {card['name']} refitted "
               f"({card['training']['entropy_tables']['symbol_order']})")
@@ -105,7 +104,7 @@ def run_codec(a: argparse.Namespace) -> int:
     from geocodec.training.train import train
 
     invoked = _command(f"{a.prog} --out {a.out}", [
-        (f, v, None) for f, v in (("--model", None if a.model == "s2-5band-v1" else a.model),
+        (f, v, None) for f, v in (("--model", a.model),
                                   ("--steps", a.steps), ("--minutes", a.minutes), ("--seed", a.seed),
                                   ("--distortion", a.distortion),
                                   ("--device", a.device), ("--data", a.data), ("--card", a.card))])

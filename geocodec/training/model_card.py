@@ -36,8 +36,9 @@ def write_model_card(card: dict | str | os.PathLike, path: str | os.PathLike) ->
     L = []
     L.append(f"# Model card: {card['name']} {card['version']}")
     L.append("")
-    L.append("_Generated from `geocodec/models/{}/model.json` by `geocodec.training.model_card.write_model_card` "
-             "(`geocodec train codec --report-only`); do not edit by hand._".format(card["name"]))
+    L.append("_Generated from `geocodec/models/{0}/model.json` by `geocodec.training.model_card.write_model_card` "
+             "(`geocodec train codec --model {0} --out geocodec/models/{0} --report-only`); do not edit by "
+             "hand._".format(card["name"]))
     L.append("")
     L.append(card.get("description", ""))
     L.append("")

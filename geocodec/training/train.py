@@ -292,7 +292,7 @@ def train(out_dir: str | os.PathLike, *, steps: int | None = None, minutes: floa
             "torch": torch.__version__,
             "stopped_by": "minutes" if (minutes and (steps is None or it < steps)) else "steps",
             "command": f"geocodec train codec --out {out_dir} --steps {it} --seed {seed}"
-                       + (f" --model {cfg.name}" if cfg.name != MODEL_NAME else "")
+                       + f" --model {cfg.name}"
                        + (f" --distortion {cfg.distortion}"
                           if cfg.distortion != PRESETS.get(cfg.name, TrainConfig()).distortion else "")
                        + (f" --card {card_path}" if card_path is not None else ""),
