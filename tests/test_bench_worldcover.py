@@ -72,6 +72,33 @@ def test_the_pixel_cnn_trains_with_the_head_recipe(wc):
     assert acc > 0.9
 
 
+def test_the_latent_cnn_learns_a_pattern_across_cells_and_refuses_another_shape():
+    """The latent head of the page: a class told by a channel that is high in the neighbour cells (not in the centre
+    cell, so a per-cell head on the centre alone could not tell it) is learnt; a window of another shape is refused."""
+    pytest.importorskip("torch")
+    from geocodec.training.heads import latent_cnn, torch_predict, train_mlp
+
+    rng = np.random.default_rng(2)
+    n, c = 400, 16
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0, 1, (n, c, 3, 3)).astype(np.float32)
+    ring = np.ones((3, 3), bool)
+    ring[1, 1] = False
+    x[:, 5][:, ring] += np.where(y == 1, 1.2, 0.0)[:, None]
+    _, mu, sd, net = train_mlp([x.reshape(n, -1)], y, 2, epochs=20, batch=64, build=latent_cnn(c, 3))
+    assert np.mean(torch_predict(net, mu, sd, x.reshape(n, -1)).argmax(1) == y) > 0.9
+    with pytest.raises(ValueError, match="16 channels x 3 x 3"):
+        latent_cnn(c, 3)(c * 25, 2)
+
+
+def test_every_row_name_belongs_to_a_family_of_the_page(wc):
+    names = ["majority class", "raw pixels", "float latents", "float latents + latent CNN", "geocodec q3",
+             "geocodec q3 + latent CNN", "geocodec q3 preview + CNN", "J2K q3 + CNN", "J2K q3 + encoder",
+             "J2K q3 + encoder + latent CNN"]
+    fams = [wc.family(n) for n in names]
+    assert fams == list(wc.FAMILIES)
+
+
 def test_the_committed_page_is_the_rendering_of_its_json(wc, tmp_path):
     """docs/benchmarks-worldcover.md is what ``--report-only`` renders from the committed JSON (no hand edits)."""
     import shutil

@@ -103,6 +103,25 @@ def _mlp(d_in: int, hidden: list[int], k: int, dropout: float):
     return nn.Sequential(*mods)
 
 
+def latent_cnn(channels: int, side: int, *, width: int = 64, dropout: float = 0.2):
+    """A ``build`` for :func:`train_mlp`: a small CNN on a (channels, side, side) neighbourhood of latent cells
+    (flattened in, class logits out). Two 1 x 1 convolutions (the same per-cell transform at every cell, so a
+    few hundred places train it), one 3 x 3 convolution across the cells, average pooling, dropout, linear: the
+    pixel CNN's shape (conv stack, pooling, dropout 0.2) on the latent grid instead of on pixels."""
+    import torch.nn as nn
+
+    def build(d_in: int, k: int):
+        if d_in != channels * side * side:
+            raise ValueError(f"latent_cnn: {d_in} features is not {channels} channels x {side} x {side} cells")
+        return nn.Sequential(
+            nn.Unflatten(1, (channels, side, side)),
+            nn.Conv2d(channels, width, 1), nn.ReLU(),
+            nn.Conv2d(width, width, 1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(width, k))
+    return build
+
+
 def train_mlp(x_sets: list[np.ndarray], y: np.ndarray, k: int, *, hidden=(128, 64), epochs: int = 80,
               dropout: float = 0.2, seed: int = 0, lr: float = 2e-3, batch: int = 256, weight_decay: float = 1e-4,
               balanced: bool = False, build=None):
