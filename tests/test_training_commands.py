@@ -101,3 +101,43 @@ def test_presets_import_without_torch():
     code = "import sys, geocodec.training.presets, geocodec.training.commands; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_train_ships_report_only_reads_and_writes_the_given_paths(tmp_path, capsys):
+    """``--out``/``--docs``/``--plot`` (the ship head of another codec lives in its own folder): the page rendered
+    from OUT/ships_scores.json is the committed one when OUT holds the committed report."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "heads-other"
+    out.mkdir()
+    shutil.copy(REPO / "geocodec" / "models" / "heads" / "ships_scores.json", out / "ships_scores.json")
+    doc, plot = tmp_path / "ships.md", tmp_path / "ships.png"
+    assert main(["train", "ships", "--report-only", "--out", str(out), "--docs", str(doc), "--plot", str(plot)]) == 0
+    assert doc.read_text() == (REPO / "docs" / "ships.md").read_text()
+    assert plot.stat().st_size > 10_000 and str(doc) in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "ships", "--report-only", "--out", str(tmp_path / "none")])
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("target", ["heads", "ships"])
+def test_train_heads_and_ships_take_the_codec_and_record_it(target, monkeypatch):
+    """``--model`` picks the codec whose codes a head eats (default: the default codec); a non-default one is
+    recorded in the training command the page shows, so the page says how to get that head again."""
+    from geocodec.resources import DEFAULT_MODEL
+
+    seen = {}
+    module = "geocodec.training.heads" if target == "heads" else "geocodec.training.ships"
+    pytest.importorskip("torch")
+    import importlib
+
+    mod = importlib.import_module(module)
+    monkeypatch.setattr(mod, "run", lambda **kw: seen.update(kw))
+    assert _parse("train", target).model == DEFAULT_MODEL
+    argv = ["train", target, "--model", "s2-5band-v2"]
+    if target == "ships":
+        argv += ["--out", "geocodec/models/heads/s2-5band-v2", "--docs", "/tmp/x.md", "--plot", "/tmp/x.png"]
+    assert main(argv) == 0
+    assert seen["model"] == "s2-5band-v2" and "--model s2-5band-v2" in seen["command"]
+    if target == "ships":
+        assert str(seen["out"]) == "geocodec/models/heads/s2-5band-v2" and str(seen["doc"]) == "/tmp/x.md"
+        assert "--out geocodec/models/heads/s2-5band-v2" in seen["command"]

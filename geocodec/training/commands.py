@@ -143,6 +143,10 @@ def add_heads_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=d["plot"], help=f"rate-utility figure to write (default {d['plot']})")
     p.add_argument("--plot-monitor", default=d["plot_monitor"],
                    help=f"monitoring-head figure to write (default {d['plot_monitor']})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"the codec whose codes the heads eat: a shipped model's name or folder (default "
+                        f"{DEFAULT_MODEL}; the heads of another codec go in their own --out, e.g. "
+                        "geocodec/models/heads/NAME)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help=f"training epochs of the heads (default {d['epochs']})")
     p.add_argument("--threads", type=int, default=d["threads"], help="torch and faiss threads")
     p.add_argument("--folds", type=int, nargs="*", help="only these folds (default all; fold 0 is always run)")
@@ -164,18 +168,20 @@ def run_heads(a: argparse.Namespace) -> int:
     from geocodec.training.heads import run
 
     d = HEADS_DEFAULTS
-    command = _command(a.prog, [("--out", a.out, None), ("--docs", a.docs, None),
+    command = _command(a.prog, [("--out", a.out, None), ("--docs", a.docs, None), ("--model", a.model, DEFAULT_MODEL),
                                 ("--plot", a.plot, d["plot"]), ("--plot-monitor", a.plot_monitor, d["plot_monitor"]),
                                 ("--epochs", a.epochs, d["epochs"]), ("--threads", a.threads, d["threads"])])
     if a.folds:
         command += " --folds " + " ".join(map(str, a.folds))
     run(out=a.out, docs=a.docs, plot=a.plot, plot_monitor=a.plot_monitor, epochs=a.epochs, threads=a.threads,
-        folds=a.folds or None, progress=not a.quiet, command=command, log=lambda s: print(s, flush=True))
+        folds=a.folds or None, progress=not a.quiet, command=command, model=a.model,
+        log=lambda s: print(s, flush=True))
     return 0
 
 
 # -- ship head ------------------------------------------------------------------------------------------
 SHIPS_DEFAULTS = {"steps": 3000, "pixel_steps": 1500, "seed": 0}
+SHIPS_OUT, SHIPS_DOC, SHIPS_PLOT = "geocodec/models/heads", "docs/ships.md", "docs/img/rate_utility_ships.png"
 
 
 def add_ships_arguments(p: argparse.ArgumentParser) -> None:
@@ -187,29 +193,42 @@ def add_ships_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"optimisation steps of the raw-pixel baseline head (default {d['pixel_steps']})")
     p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")
     p.add_argument("--data", help="data folder (default $GEOCODEC_DATA or ../shared/data)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"the codec whose codes the head eats: a shipped model's name or folder (default "
+                        f"{DEFAULT_MODEL}; the head of another codec goes in its own --out)")
+    p.add_argument("--out", default=SHIPS_OUT,
+                   help=f"folder of ships.onnx and ships_scores.json (default {SHIPS_OUT})")
+    p.add_argument("--docs", default=SHIPS_DOC, help=f"page to write (default {SHIPS_DOC})")
+    p.add_argument("--plot", default=SHIPS_PLOT, help=f"figure to write (default {SHIPS_PLOT})")
     p.add_argument("--report-only", action="store_true",
-                   help="only write docs/ships.md and its plot from geocodec/models/heads/ships_scores.json, "
-                        "without training")
+                   help="only write --docs and --plot from OUT/ships_scores.json, without training")
 
 
 def run_ships(a: argparse.Namespace) -> int:
     """Train the ship head (or, with ``--report-only``, render its page)."""
     from geocodec.training import ships_report as R
 
+    default_out = a.out == SHIPS_OUT
+    # the defaults are the shipped files, found from the package (any working directory)
+    report = R.REPORT_PATH if default_out else Path(a.out) / R.REPORT_PATH.name
+    doc = R.DOC_PATH if a.docs == SHIPS_DOC else Path(a.docs)
+    plot = R.PLOT_PATH if a.plot == SHIPS_PLOT else Path(a.plot)
     if a.report_only:
-        if not R.REPORT_PATH.is_file():
-            a.parser.error(f"--report-only: {R.REPORT_PATH} is missing; run without --report-only to train and "
+        if not report.is_file():
+            a.parser.error(f"--report-only: {report} is missing; run without --report-only to train and "
                            "write it")
-        R.write(R.REPORT_PATH)
-        print(f"wrote {R.DOC_PATH}, {R.PLOT_PATH} from {R.REPORT_PATH}")
+        R.write(report, doc, plot)
+        print(f"wrote {doc}, {plot} from {report}")
         return 0
     from geocodec.training.ships import run
 
     d = SHIPS_DEFAULTS
     command = _command(a.prog, [("--steps", a.steps, d["steps"]), ("--pixel-steps", a.pixel_steps, d["pixel_steps"]),
-                                ("--seed", a.seed, d["seed"])])
-    run(seed=a.seed, steps=a.steps, pixel_steps=a.pixel_steps, data_dir=a.data, command=command,
-        log=lambda m: print(m, flush=True))
+                                ("--seed", a.seed, d["seed"]), ("--model", a.model, DEFAULT_MODEL),
+                                ("--out", a.out, SHIPS_OUT), ("--docs", a.docs, SHIPS_DOC),
+                                ("--plot", a.plot, SHIPS_PLOT)])
+    run(seed=a.seed, steps=a.steps, pixel_steps=a.pixel_steps, data_dir=a.data, command=command, model=a.model,
+        out=None if default_out else a.out, doc=doc, plot=plot, log=lambda m: print(m, flush=True))
     return 0
 
 

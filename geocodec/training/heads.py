@@ -249,8 +249,9 @@ def torch_predict(net, mean, std, x: np.ndarray) -> np.ndarray:
 
 
 # -- data ----------------------------------------------------------------------------------------
-def prepare(progress: bool = True) -> dict:
-    """Encode the Rondonia point series once for the head experiments; return the shared inputs.
+def prepare(progress: bool = True, model: str | os.PathLike | None = None) -> dict:
+    """Encode the Rondonia point series once for the head experiments with the codec ``model`` (a shipped
+    model's name or folder; default the default codec); return the shared inputs.
 
     Keys: ``d`` (:func:`~geocodec.training.datasets.load_rondonia`), ``model``, ``x5`` (the model's bands), ``lat``
     (float latents), ``q``/``deq`` ({quality: codes / dequantized codes} for :data:`QUALITIES`), ``names`` and ``y``
@@ -261,7 +262,7 @@ def prepare(progress: bool = True) -> dict:
     from geocodec.tasks.series import homogeneous_latents, pick_bands, quantize
 
     d = load_rondonia()
-    model = LearnedModel.load()
+    model = LearnedModel.load() if model is None else LearnedModel.load(model)
     x5 = pick_bands(d["X"])
     t0 = time.time()
     lat = homogeneous_latents(model, x5, progress=progress)
@@ -619,10 +620,12 @@ def build_report(P: dict, lc: dict, mon: dict, files: dict, *, wall_s: float, ep
 def run(*, out: str | os.PathLike = "geocodec/models/heads", docs: str | os.PathLike = "docs/heads.md",
         plot: str | os.PathLike = "docs/img/rate_utility_landcover.png",
         plot_monitor: str | os.PathLike = "docs/img/rate_utility_monitor.png", epochs: int = 40, threads: int = 1,
-        folds=None, progress: bool = True, command: str = COMMAND, log=print) -> dict:
+        folds=None, progress: bool = True, command: str = COMMAND, model: str | os.PathLike | None = None,
+        log=print) -> dict:
     """Train and score both heads, write ``landcover.onnx``, ``monitor.onnx`` and the report ``scores.json``
     into ``out``, then the page and the figures from that report (:mod:`geocodec.training.heads_report`).
-    ``folds``: only these folds (fold 0, the shipped heads', always runs). Returns the report."""
+    ``folds``: only these folds (fold 0, the shipped heads', always runs). ``model``: the codec whose codes the
+    heads eat (default the default codec). Returns the report."""
     import faiss
     import torch
 
@@ -631,7 +634,7 @@ def run(*, out: str | os.PathLike = "geocodec/models/heads", docs: str | os.Path
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     t0 = time.time()
-    P = prepare(progress=progress)
+    P = prepare(progress=progress, model=model)
     log(f"encoded {P['lat'].shape[0]} x {P['lat'].shape[1]} point-dates in {P['encode_s']:.0f} s")
     folds = sorted(set([SHIPPED_FOLD, *(range(N_FOLDS) if folds is None else folds)]))
     lc = run_landcover(P, epochs=epochs, folds=folds, log=log)

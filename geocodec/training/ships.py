@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -438,11 +439,14 @@ def j2k_rows(port: Port, phead, e: dict, threshold: float, budgets: dict, *, log
 
 # -- the whole run -------------------------------------------------------------------------------------
 def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=None, command: str = "",
+        model: str | os.PathLike | None = None, out: str | os.PathLike | None = None, doc=None, plot=None,
         log=print) -> dict:
-    """``geocodec train ships``: train, threshold, export and score the ship head.
+    """``geocodec train ships``: train, threshold, export and score the ship head on the codes of ``model`` (a
+    shipped model's name or folder; default the default codec).
 
-    Writes ``ships.onnx`` and ``ships_scores.json`` under geocodec/models/heads and the report page and figure; returns
-    the report dict (held-out scores per quality and baseline, cross-validation, threshold).
+    Writes ``ships.onnx`` and ``ships_scores.json`` into ``out`` (default geocodec/models/heads) and the report page
+    ``doc`` and figure ``plot`` (default docs/ships.md, docs/img/rate_utility_ships.png); returns the report dict
+    (held-out scores per quality and baseline, cross-validation, threshold).
     """
     from geocodec.atomic import atomic_output
     from geocodec.codecs.learned import LearnedModel
@@ -451,7 +455,10 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
 
     t0 = time.time()
     torch.set_num_threads(1)  # small convs: one thread is fastest (and shares the CPU well)
-    model = LearnedModel.load()
+    model = LearnedModel.load() if model is None else LearnedModel.load(model)
+    head_path = HEAD_PATH if out is None else Path(out) / HEAD_PATH.name
+    report_path = REPORT_PATH if out is None else Path(out) / REPORT_PATH.name
+    doc, plot = doc or ships_report.DOC_PATH, plot or ships_report.PLOT_PATH
     ident = model.identity()
     steps_q = [model.step(q) for q in QUALITIES]
     variants = [((oy, ox), k, f) for oy in (0, 64) for ox in (0, 64) for k in range(4) for f in (False, True)]
@@ -554,8 +561,8 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
                                        for k, r in rows.items() if k.startswith("q") or k == "float32+zstd"}
                                    for p, rows in results.items()}}
     onnx_bytes = add_meta_scores(onnx_bytes, meta["scores"])
-    HEAD_PATH.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(HEAD_PATH) as tmp:
+    head_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(head_path) as tmp:
         Path(tmp).write_bytes(onnx_bytes)
     report = {"results": results, "cv": cv_scores, "threshold": thr, "cv_f1": cv_f1, "pixel_threshold": pthr,
               "pixel_cv_f1": pcv_f1, "train_tiles": n_lat, "pixel_tiles": n_px, "steps": steps,
@@ -565,10 +572,10 @@ def run(*, seed: int = 0, steps: int = 3000, pixel_steps: int = 1500, data_dir=N
               "model": f"{ident['name']} {ident['version']} (encoder sha256 {ident['sha256'][:12]}...)",
               "channels": int(model.card["channels"])}
     report["date"] = _dt.date.today().isoformat()
-    with atomic_output(REPORT_PATH) as tmp:
+    with atomic_output(report_path) as tmp:
         Path(tmp).write_text(json.dumps(report, indent=1, default=lambda o: o.item()) + "\n")
-    ships_report.write(REPORT_PATH)
-    log(f"wrote {HEAD_PATH}, {REPORT_PATH}, {ships_report.DOC_PATH}, {ships_report.PLOT_PATH} in "
+    ships_report.write(report_path, doc, plot)
+    log(f"wrote {head_path}, {report_path}, {doc}, {plot} in "
         f"{report['minutes']:.1f} min")
     return report
 
