@@ -24,6 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "qgis_plugin"))
+# what the plugin's dependency check installs inside QGIS 3.22 (shapely 2.0.x for its GEOS), as
+# scripts/test_qgis.sh puts it first: without it the plugin's provider does not load here
+if (REPO / ".qgis-deps").is_dir():
+    sys.path.insert(0, str(REPO / ".qgis-deps"))
 import headless  # noqa: E402  (qgis_plugin/headless.py: the one headless-QGIS bootstrap)
 
 headless.add_qgis_paths()
@@ -59,7 +63,11 @@ def main():
 
     app, plugin = headless.start()
     import processing
+    from qgis.core import QgsApplication
 
+    if QgsApplication.processingRegistry().algorithmById("geocodec:preview") is None:
+        raise SystemExit("the geocodec Processing provider did not load in this QGIS (its dependency check "
+                         "failed?): run scripts/test_qgis.sh once, which prepares .qgis-deps, then try again")
     # base: the decoded preview
     prev = processing.run("geocodec:preview", {"INPUT": str(path), "OUTPUT": str(tmp / "preview.tif")})["OUTPUT"]
     base = QgsRasterLayer(prev, "decoded preview (geocodec:preview)")
