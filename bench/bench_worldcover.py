@@ -271,8 +271,6 @@ def evaluate(samples: dict, *, seeds: int, epochs: int) -> list[dict]:
             runs += [(name, name, None),
                      (f"{name} + latent CNN", name,
                       latent_cnn(features[name].shape[1] // cells_side ** 2, cells_side))]
-            if name in samples["rates"]:       # same storage, same bytes
-                samples["rates"][f"{name} + latent CNN"] = samples["rates"][name]
     names = [r[0] for r in runs]
     rows = {n: {s: {"oa": [], "f1": []} for s in SITES} for n in names + ["majority class"]}
     with tqdm(total=N_FOLDS * len(names) * seeds, desc="heads (fold x storage x seed)") as bar:
@@ -307,8 +305,9 @@ def evaluate(samples: dict, *, seeds: int, epochs: int) -> list[dict]:
 
 
 def site_rate(samples: dict, name: str, site: str) -> float | None:
-    """Mean bytes per km² over the site's dates of a storage (None for the majority class)."""
-    rate = samples["rates"].get(name)
+    """Mean bytes per km² over the site's dates of a storage (None for the majority class); a '+ latent CNN' row
+    stores what its storage stores."""
+    rate = samples["rates"].get(name.removesuffix(" + latent CNN"))
     if rate is None:
         return None
     vals = [b / samples["km2"][sc] for sc, b in rate.items() if sc.startswith(f"greenearthnet/{site}_")]

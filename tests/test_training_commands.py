@@ -133,11 +133,26 @@ def test_train_heads_and_ships_take_the_codec_and_record_it(target, monkeypatch)
     mod = importlib.import_module(module)
     monkeypatch.setattr(mod, "run", lambda **kw: seen.update(kw))
     assert _parse("train", target).model == DEFAULT_MODEL
-    argv = ["train", target, "--model", "s2-5band-v2"]
-    if target == "ships":
-        argv += ["--out", "geocodec/models/heads/s2-5band-v2", "--docs", "/tmp/x.md", "--plot", "/tmp/x.png"]
+    argv = ["train", target, "--model", "s2-5band-v2", "--out", "geocodec/models/heads/s2-5band-v2",
+            "--docs", "/tmp/x.md", "--plot", "/tmp/x.png"] + (["--plot-monitor", "/tmp/m.png"] if target == "heads" else [])
     assert main(argv) == 0
     assert seen["model"] == "s2-5band-v2" and "--model s2-5band-v2" in seen["command"]
     if target == "ships":
         assert str(seen["out"]) == "geocodec/models/heads/s2-5band-v2" and str(seen["doc"]) == "/tmp/x.md"
         assert "--out geocodec/models/heads/s2-5band-v2" in seen["command"]
+
+
+@pytest.mark.parametrize("target", ["heads", "ships"])
+def test_heads_of_another_codec_never_replace_the_shipped_ones(target, monkeypatch, capsys):
+    """``--model`` other than the default with an output left at the shipped heads' folder or page is refused,
+    naming every such flag, before anything is trained (the default codec's files would carry another encoder)."""
+    pytest.importorskip("torch")
+    import importlib
+
+    mod = importlib.import_module("geocodec.training.heads" if target == "heads" else "geocodec.training.ships")
+    monkeypatch.setattr(mod, "run", lambda **kw: pytest.fail("trained although the outputs are the shipped ones"))
+    with pytest.raises(SystemExit) as e:
+        main(["train", target, "--model", "s2-5band-v2", "--docs", "/tmp/x.md"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--out (geocodec/models/heads)" in err and "--plot (" in err
+    assert "--docs" not in err.split("give ")[1].split(" another")[0]

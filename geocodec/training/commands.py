@@ -36,6 +36,18 @@ def _command(prog: str, options) -> str:
     return prog + "".join(f" {flag} {value}" for flag, value, default in options if value != default)
 
 
+def _keep_shipped_outputs(a: argparse.Namespace, outputs: dict) -> None:
+    """Refuse a head training for another codec than the default that would write over the default codec's
+    shipped heads or pages: ``outputs`` {flag: (value, shipped default)}; every one left at its default is named."""
+    if a.model == DEFAULT_MODEL:
+        return
+    left = [f"{flag} ({default})" for flag, (value, default) in outputs.items() if str(value) == str(default)]
+    if left:
+        a.parser.error(f"--model {a.model}: the heads of a codec other than the default ({DEFAULT_MODEL}) must not "
+                       f"replace the shipped ones; give {', '.join(left)} another path, e.g. "
+                       f"--out geocodec/models/heads/{a.model}")
+
+
 # -- codec ----------------------------------------------------------------------------------------------
 def add_codec_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``geocodec train codec``."""
@@ -168,6 +180,8 @@ def run_heads(a: argparse.Namespace) -> int:
     from geocodec.training.heads import run
 
     d = HEADS_DEFAULTS
+    _keep_shipped_outputs(a, {"--out": (a.out, d["out"]), "--docs": (a.docs, d["docs"]), "--plot": (a.plot, d["plot"]),
+                              "--plot-monitor": (a.plot_monitor, d["plot_monitor"])})
     command = _command(a.prog, [("--out", a.out, None), ("--docs", a.docs, None), ("--model", a.model, DEFAULT_MODEL),
                                 ("--plot", a.plot, d["plot"]), ("--plot-monitor", a.plot_monitor, d["plot_monitor"]),
                                 ("--epochs", a.epochs, d["epochs"]), ("--threads", a.threads, d["threads"])])
@@ -223,6 +237,7 @@ def run_ships(a: argparse.Namespace) -> int:
     from geocodec.training.ships import run
 
     d = SHIPS_DEFAULTS
+    _keep_shipped_outputs(a, {"--out": (a.out, SHIPS_OUT), "--docs": (a.docs, SHIPS_DOC), "--plot": (a.plot, SHIPS_PLOT)})
     command = _command(a.prog, [("--steps", a.steps, d["steps"]), ("--pixel-steps", a.pixel_steps, d["pixel_steps"]),
                                 ("--seed", a.seed, d["seed"]), ("--model", a.model, DEFAULT_MODEL),
                                 ("--out", a.out, SHIPS_OUT), ("--docs", a.docs, SHIPS_DOC),
